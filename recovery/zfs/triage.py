@@ -1,0 +1,282 @@
+"""Classify ``zfs diff`` changes as indicators of compromise, suspicious, churn or benign.
+
+Rules are plain data so a playbook can carry them (``Rule.from_mapping`` takes
+one TOML table). They are tried in order and the first rule that matches
+decides, like a firewall: put specific exceptions before broad rules. A
+change no rule matches is benign.
+
+Classification never looks at times. Attackers backdate mtimes (``touch -d``)
+and may even turn the clock back, but ``zfs diff`` lists an object because
+its blocks were born after the older snapshot, whatever its timestamps say;
+trusting the path, change and file type keeps that guarantee.
+
+Paths are mountpoint-absolute (``/srv/www/cgi-bin/x.cgi``), as ``zfs diff``
+prints them. Mode bits are optional knowledge (``zfs diff`` does not print
+them; the host agent can stat the newer state): a rule with ``mode_any``
+matches only when the mode is known.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from recovery.zfs.diff import Change, ChangeKind, FileType
+
+
+class Verdict(enum.Enum):
+    """How much a change matters to the recovery, most serious first."""
+
+    INDICATOR = "indicator"  # the snapshot holding it is not clean
+    SUSPICIOUS = "suspicious"  # reported for a person to judge; does not block a restore
+    BENIGN = "benign"  # nothing notable
+    CHURN = "churn"  # expected movement: logs, caches
+
+    @property
+    def severity(self) -> int:
+        return list(Verdict)[::-1].index(self)
+
+
+ALL_KINDS = frozenset(ChangeKind)
+WRITES = frozenset({ChangeKind.CREATED, ChangeKind.MODIFIED, ChangeKind.RENAMED})
+_RULE_KEYS = {"name", "verdict", "paths", "changes", "file_types", "mode_any", "ignore_case", "reason"}
+
+
+class RuleError(ValueError):
+    """A triage rule from a playbook is not valid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One triage rule: which paths, change kinds, file types and mode bits it covers."""
+
+    name: str
+    verdict: Verdict
+    paths: tuple[str, ...]
+    changes: frozenset[ChangeKind] = ALL_KINDS
+    file_types: frozenset[FileType] | None = None
+    mode_any: int = 0
+    ignore_case: bool = False
+    reason: str = ""
+    _pattern: re.Pattern[bytes] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.paths:
+            raise RuleError(f"rule {self.name!r} has no paths")
+        object.__setattr__(self, "_pattern", _compile(self.paths, self.ignore_case))
+
+    def matches(self, change: Change, path: bytes, mode: int | None) -> bool:
+        if change.kind not in self.changes:
+            return False
+        if self.file_types is not None and change.file_type not in self.file_types:
+            return False
+        if self.mode_any and (mode is None or not mode & self.mode_any):
+            return False
+        return self._pattern.fullmatch(path) is not None
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Rule:
+        """Build a rule from a playbook table; errors name the offending key."""
+        unknown = set(data) - _RULE_KEYS
+        if unknown:
+            raise RuleError(f"unknown key(s) {sorted(unknown)}; allowed: {sorted(_RULE_KEYS)}")
+        for key in ("name", "verdict", "paths"):
+            if key not in data:
+                raise RuleError(f"missing key '{key}'")
+        return cls(
+            name=_typed(data, "name", str),
+            verdict=_enum(Verdict, data["verdict"], "verdict"),
+            paths=tuple(_strings(data, "paths")),
+            changes=frozenset(_enum(ChangeKind, c, "changes") for c in _strings(data, "changes", ["-", "+", "M", "R"])),
+            file_types=_file_types(data),
+            mode_any=_mode(data.get("mode_any", 0)),
+            ignore_case=_typed(data, "ignore_case", bool, False),
+            reason=_typed(data, "reason", str, ""),
+        )
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A change with the verdict, and the rule that gave it."""
+
+    change: Change
+    verdict: Verdict
+    rule: str | None
+    reason: str
+
+    @property
+    def path(self) -> bytes:
+        """The path that identifies the finding across snapshots (new name after a rename)."""
+        return self.change.current_path
+
+
+def classify(change: Change, rules: Iterable[Rule], mode: int | None = None) -> Finding:
+    """The first matching rule's verdict; a rename is judged by its worse end."""
+    rules = tuple(rules)
+    candidates = [_first_match(change, change.path, mode, rules)]
+    if change.new_path is not None:
+        candidates.append(_first_match(change, change.new_path, mode, rules))
+    return max(candidates, key=lambda finding: finding.verdict.severity)
+
+
+def triage(
+    changes: Iterable[Change],
+    rules: Iterable[Rule] | None = None,
+    modes: Mapping[bytes, int] | None = None,
+) -> list[Finding]:
+    """Classify every change; ``modes`` maps a change's current path to its st_mode."""
+    rules = DEFAULT_RULES if rules is None else tuple(rules)
+    modes = modes or {}
+    return [classify(c, rules, modes.get(c.current_path)) for c in changes]
+
+
+def indicators(findings: Iterable[Finding]) -> list[Finding]:
+    return [f for f in findings if f.verdict is Verdict.INDICATOR]
+
+
+def _first_match(change: Change, path: bytes, mode: int | None, rules: tuple[Rule, ...]) -> Finding:
+    for rule in rules:
+        if rule.matches(change, path, mode):
+            return Finding(change, rule.verdict, rule.name, rule.reason)
+    return Finding(change, Verdict.BENIGN, None, "no rule matched")
+
+
+def _compile(globs: tuple[str, ...], ignore_case: bool) -> re.Pattern[bytes]:
+    """Globs over bytes paths: ``**`` spans directories, ``*`` and ``?`` stay in one."""
+    flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
+    return re.compile(b"|".join(b"(?:" + _glob_to_regex(g) + b")" for g in globs), flags)
+
+
+_GLOB_TOKENS = re.compile(r"/\*\*/|/\*\*$|\*\*|\*|\?|\[!?\]?[^\]]*\]|[^*?\[/]+|/|\[")
+
+
+def _glob_to_regex(glob: str) -> bytes:
+    out = []
+    for token in _GLOB_TOKENS.findall(glob):
+        out.append(_GLOB_MEANING.get(token) or _glob_class(token) or re.escape(token))
+    return "".join(out).encode("utf-8", errors="surrogateescape")
+
+
+_GLOB_MEANING = {"/**/": "/(?:.*/)?", "/**": "(?:/.*)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
+
+
+def _glob_class(token: str) -> str | None:
+    if len(token) < 3 or not token.startswith("[") or not token.endswith("]"):
+        return None
+    body = token[1:-1]
+    negate = body.startswith("!")
+    body = body[1:] if negate else body
+    return "[" + ("^/" if negate else "") + body.replace("\\", "\\\\").replace("^", "\\^") + "]"
+
+
+def _typed(data: Mapping[str, Any], key: str, kind: type, default: Any = None) -> Any:
+    value = data.get(key, default)
+    if not isinstance(value, kind):
+        raise RuleError(f"key '{key}' must be {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _strings(data: Mapping[str, Any], key: str, default: list[str] | None = None) -> list[str]:
+    value = data.get(key, default)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise RuleError(f"key '{key}' must be a list of strings")
+    if not value:
+        raise RuleError(f"key '{key}' must not be empty")
+    return list(value)
+
+
+def _enum(kind: type[enum.Enum], value: Any, key: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(repr(member.value) for member in kind)
+        raise RuleError(f"key '{key}': {value!r} is not one of {allowed}") from None
+
+
+def _file_types(data: Mapping[str, Any]) -> frozenset[FileType] | None:
+    if "file_types" not in data:
+        return None
+    return frozenset(_enum(FileType, t, "file_types") for t in _strings(data, "file_types"))
+
+
+def _mode(value: Any) -> int:
+    """Mode bits as an int or an octal string (``"4000"`` / ``"0o4000"``), as TOML allows both."""
+    if isinstance(value, str):
+        try:
+            value = int(value.removeprefix("0o"), 8)
+        except ValueError:
+            raise RuleError(f"key 'mode_any': {value!r} is not octal") from None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o7777:
+        raise RuleError("key 'mode_any' must be permission bits between 0 and 0o7777")
+    return value
+
+
+# --- default rules for web servers ------------------------------------------
+
+WEB_ROOTS = ("/srv/www", "/var/www", "/srv/http")
+SCRIPT_NAMES = ("*.php*", "*.phtml", "*.pl", "*.cgi", "*.py", "*.sh", "*.rb", "*.jsp", "*.asp*", "*.lua", ".htaccess")
+TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+FILES_AND_LINKS = frozenset({FileType.FILE, FileType.SYMLINK})
+EXECUTE_BITS = 0o111
+
+
+def _under(roots: Iterable[str], *names: str) -> tuple[str, ...]:
+    return tuple(f"{root}/**/{name}" for root in roots for name in names)
+
+
+def _rule(name: str, verdict: Verdict, paths: Iterable[str], reason: str, **options: Any) -> Rule:
+    return Rule(name=name, verdict=verdict, paths=tuple(paths), reason=reason, **options)
+
+
+_I, _S, _C = Verdict.INDICATOR, Verdict.SUSPICIOUS, Verdict.CHURN
+
+DEFAULT_RULES: tuple[Rule, ...] = (
+    _rule("setuid-file", _I, ["/**"], "setuid/setgid file written", changes=WRITES,
+          file_types=frozenset({FileType.FILE}), mode_any=0o6000),
+    _rule("device-node", _I, ["/**"], "device node on a data set", changes=WRITES,
+          file_types=frozenset({FileType.BLOCK_DEVICE, FileType.CHAR_DEVICE})),
+    _rule("ssh-keys", _I, ["/root/.ssh/**", "/home/*/.ssh/**", "/**/.ssh/authorized_keys*"],
+          "SSH keys or config of an account changed", changes=WRITES),
+    _rule("sshd-config", _I, ["/etc/ssh/sshd_config", "/etc/ssh/sshd_config.d/**"],
+          "SSH daemon configuration changed", changes=WRITES),
+    _rule("accounts", _I, ["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow",
+                           "/etc/sudoers", "/etc/sudoers.d/**"],
+          "accounts or privileges changed", changes=WRITES),
+    _rule("scheduled-jobs", _I, ["/etc/crontab", "/etc/anacrontab", "/etc/cron*/**", "/var/spool/cron/**",
+                                 "/etc/systemd/system/**", "/etc/systemd/user/**"],
+          "scheduled job or service unit added or changed", changes=WRITES),
+    _rule("boot-persistence", _I, ["/etc/rc.local", "/etc/init.d/**", "/etc/rc?.d/**", "/etc/inetd.conf",
+                                   "/etc/xinetd.conf", "/etc/xinetd.d/**", "/etc/ld.so.preload",
+                                   "/etc/ld.so.conf", "/etc/ld.so.conf.d/**", "/etc/pam.d/**",
+                                   "/etc/profile", "/etc/profile.d/**", "/etc/bash.bashrc",
+                                   "/root/.bashrc", "/root/.profile"],
+          "start-up, login or loader configuration changed", changes=WRITES),
+    _rule("cgi-bin", _I, ["/**/cgi-bin/**"], "script written in a cgi-bin", changes=WRITES,
+          file_types=FILES_AND_LINKS),
+    _rule("web-script", _I, _under(WEB_ROOTS, *SCRIPT_NAMES), "script or handler config written in a web root",
+          changes=WRITES, file_types=FILES_AND_LINKS, ignore_case=True),
+    _rule("web-executable", _I, [f"{root}/**" for root in WEB_ROOTS], "executable written in a web root",
+          changes=WRITES, file_types=frozenset({FileType.FILE}), mode_any=EXECUTE_BITS),
+    _rule("system-binary", _I, ["/usr/local/bin/**", "/usr/local/sbin/**", "/usr/bin/**", "/usr/sbin/**",
+                                "/bin/**", "/sbin/**", "/usr/local/lib/**", "/lib/**/*.so*",
+                                "/usr/lib/**/*.so*"],
+          "program or library written after the golden image", changes=WRITES, file_types=FILES_AND_LINKS),
+    _rule("temp-executable", _I, [f"{root}/**" for root in TEMP_DIRS], "executable in a temporary directory",
+          changes=WRITES, file_types=frozenset({FileType.FILE}), mode_any=EXECUTE_BITS),
+    _rule("log-removed", _S, ["/var/log/wtmp", "/var/log/btmp", "/var/log/lastlog", "/var/log/auth.log*",
+                              "/var/log/syslog*", "/var/log/messages*", "/var/log/secure*"],
+          "login or system log removed", changes=frozenset({ChangeKind.REMOVED})),
+    _rule("temp-file", _S, [f"{root}/**" for root in TEMP_DIRS], "file in a temporary directory",
+          changes=WRITES, file_types=frozenset({FileType.FILE})),
+    _rule("hidden-name", _S, ["/**/.*", "/**/.*/**"], "hidden file or directory", changes=WRITES),
+    _rule("packages", _S, ["/var/lib/dpkg/**"], "package database changed: software was installed"),
+    _rule("etc", _S, ["/etc/**"], "system configuration changed"),
+    _rule("executable", _S, ["/**"], "executable file written", changes=WRITES,
+          file_types=frozenset({FileType.FILE}), mode_any=EXECUTE_BITS),
+    _rule("logs", _C, ["/var/log/**"], "log files grow and rotate"),
+    _rule("caches", _C, ["/var/cache/**", "/**/cache/**", "/var/lib/php/sessions/**", "/var/lib/systemd/**",
+                         "/var/lib/logrotate/**"], "caches and service state"),
+)

@@ -1,0 +1,153 @@
+"""Triage of ``zfs diff`` changes with the default web-server rules and playbook rules."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recovery.zfs.diff import parse_diff
+from recovery.zfs.triage import (
+    DEFAULT_RULES,
+    Rule,
+    RuleError,
+    Verdict,
+    classify,
+    indicators,
+    triage,
+)
+from zfs_output import diff_line
+
+
+def verdict_of(change: str, ftype: str, path: bytes, mode: int | None = None, new: bytes | None = None) -> Verdict:
+    (parsed,) = parse_diff(diff_line(change, ftype, path, new)).changes
+    return classify(parsed, DEFAULT_RULES, mode).verdict
+
+
+@pytest.mark.parametrize(
+    ("change", "ftype", "path", "mode"),
+    [
+        ("+", "F", b"/srv/www/cgi-bin/awstats-helper.pl", None),
+        ("M", "F", b"/usr/lib/cgi-bin/awstats.pl", None),
+        ("+", "F", b"/var/www/html/uploads/shell.PHP", None),
+        ("+", "F", b"/var/www/html/img/x.php.jpg", None),
+        ("+", "F", b"/srv/www/site/.htaccess", None),
+        ("+", "F", b"/srv/www/site/static/tool", 0o100755),
+        ("+", "F", b"/etc/cron.d/sync", None),
+        ("M", "F", b"/etc/crontab", None),
+        ("+", "F", b"/var/spool/cron/crontabs/www-data", None),
+        ("M", "F", b"/root/.ssh/authorized_keys", None),
+        ("+", "F", b"/home/backup/.ssh/authorized_keys2", None),
+        ("M", "F", b"/etc/ssh/sshd_config", None),
+        ("M", "F", b"/etc/shadow", None),
+        ("+", "F", b"/etc/passwd", None),
+        ("+", "F", b"/usr/local/bin/telnetd", None),
+        ("M", "F", b"/bin/ps", None),
+        ("+", "F", b"/lib/x86_64-linux-gnu/libkeyutils.so.1.9", None),
+        ("M", "F", b"/etc/ld.so.preload", None),
+        ("M", "F", b"/etc/inetd.conf", None),
+        ("+", "F", b"/tmp/.x/brute", 0o100700),
+        ("+", "F", b"/opt/app/helper", 0o104755),
+        ("+", "C", b"/srv/www/null", None),
+    ],
+)
+def test_default_indicators(change: str, ftype: str, path: bytes, mode: int | None) -> None:
+    assert verdict_of(change, ftype, path, mode) is Verdict.INDICATOR
+
+
+@pytest.mark.parametrize(
+    ("change", "ftype", "path", "mode", "verdict"),
+    [
+        ("M", "F", b"/var/log/apache2/access.log", None, Verdict.CHURN),
+        ("+", "F", b"/var/log/syslog.1", None, Verdict.CHURN),
+        ("+", "F", b"/var/cache/apt/pkgcache.bin", None, Verdict.CHURN),
+        ("+", "F", b"/srv/www/site/cache/page.html", None, Verdict.CHURN),
+        ("-", "F", b"/var/log/wtmp", None, Verdict.SUSPICIOUS),
+        ("M", "F", b"/etc/hostname", None, Verdict.SUSPICIOUS),
+        ("+", "F", b"/tmp/sess_abc", None, Verdict.SUSPICIOUS),
+        ("+", "F", b"/opt/app/run", 0o100755, Verdict.SUSPICIOUS),
+        ("+", "F", b"/srv/www/site/.secret", None, Verdict.SUSPICIOUS),
+        ("+", "F", b"/srv/www/site/index.html", None, Verdict.BENIGN),
+        ("+", "F", b"/srv/www/site/static/tool", None, Verdict.BENIGN),  # mode unknown
+        ("-", "F", b"/srv/www/cgi-bin/old.pl", None, Verdict.BENIGN),
+        ("M", "/", b"/srv/www/cgi-bin", None, Verdict.BENIGN),
+    ],
+)
+def test_default_non_indicators(change: str, ftype: str, path: bytes, mode: int | None, verdict: Verdict) -> None:
+    assert verdict_of(change, ftype, path, mode) is verdict
+
+
+def test_rename_into_cgi_bin_is_judged_by_its_worse_end() -> None:
+    assert verdict_of("R", "F", b"/srv/www/upload/a.txt", new=b"/srv/www/cgi-bin/a.cgi") is Verdict.INDICATOR
+    assert verdict_of("R", "F", b"/usr/local/bin/nc", new=b"/srv/www/x") is Verdict.INDICATOR
+
+
+def test_backdated_file_is_still_an_indicator() -> None:
+    """``touch -d 2004-01-01`` (and even a clock set back) cannot hide a file from ``zfs diff``.
+
+    The diff lists the object because its blocks are newer than the golden
+    snapshot; triage ignores the (forged) times entirely.
+    """
+    backdated = diff_line("+", "F", b"/srv/www/cgi-bin/awstats.pl", ctime=(1072915200, 0))
+    (change,) = parse_diff(backdated).changes
+    assert change.ctime < 1100000000  # older than any golden snapshot of this fleet
+    assert [f.path for f in indicators(triage([change]))] == [b"/srv/www/cgi-bin/awstats.pl"]
+
+
+def test_hostile_names_do_not_escape_rules() -> None:
+    assert verdict_of("+", "F", b"/srv/www/cgi-bin/a\nb") is Verdict.INDICATOR
+    assert verdict_of("+", "F", b"/etc/cron.d/\xff\x1b[2J") is Verdict.INDICATOR
+
+
+def test_modes_are_looked_up_by_current_path() -> None:
+    (change,) = parse_diff(diff_line("+", "F", b"/tmp/x")).changes
+    (finding,) = triage([change], modes={b"/tmp/x": 0o100755})
+    assert finding.verdict is Verdict.INDICATOR and finding.rule == "temp-executable"
+
+
+def test_playbook_rule_first_match_wins() -> None:
+    deploy = Rule.from_mapping(
+        {"name": "deploy", "verdict": "churn", "paths": ["/srv/www/app/releases/**"], "changes": ["+", "M"],
+         "file_types": ["F"], "reason": "nightly deploy"}
+    )
+    (change,) = parse_diff(diff_line("+", "F", b"/srv/www/app/releases/42/index.php")).changes
+    assert classify(change, (deploy, *DEFAULT_RULES)).verdict is Verdict.CHURN
+    assert classify(change, DEFAULT_RULES).verdict is Verdict.INDICATOR
+
+
+def test_rule_mode_from_octal_string() -> None:
+    rule = Rule.from_mapping({"name": "suid", "verdict": "indicator", "paths": ["/**"], "mode_any": "0o4000"})
+    assert rule.mode_any == 0o4000
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"name": "x", "verdict": "bad", "paths": ["/"]}, "verdict"),
+        ({"name": "x", "verdict": "churn"}, "paths"),
+        ({"name": "x", "verdict": "churn", "paths": "/tmp/**"}, "paths"),
+        ({"name": "x", "verdict": "churn", "paths": ["/"], "changes": ["X"]}, "changes"),
+        ({"name": "x", "verdict": "churn", "paths": ["/"], "file_types": ["Q"]}, "file_types"),
+        ({"name": "x", "verdict": "churn", "paths": ["/"], "mode_any": "9"}, "mode_any"),
+        ({"name": "x", "verdict": "churn", "paths": ["/"], "colour": 1}, "colour"),
+    ],
+)
+def test_bad_playbook_rules_name_the_key(data: dict, message: str) -> None:
+    with pytest.raises(RuleError, match=message):
+        Rule.from_mapping(data)
+
+
+@settings(max_examples=200)
+@given(st.binary(min_size=1, max_size=30))
+def test_anything_under_cgi_bin_is_an_indicator(name: bytes) -> None:
+    name = name.replace(b"\0", b"_")
+    assert verdict_of("+", "F", b"/srv/www/cgi-bin/" + name) is Verdict.INDICATOR
+
+
+def test_triage_is_fast_enough_for_large_diffs() -> None:
+    out = b"".join(diff_line("M", "F", b"/srv/www/site/page%d.html" % i) for i in range(20000))
+    start = time.perf_counter()
+    findings = triage(parse_diff(out).changes)
+    assert len(findings) == 20000 and time.perf_counter() - start < 5
