@@ -24,7 +24,7 @@ def resolve(ref: str, where: str) -> str:
             raise SecretError(f"{where}: environment variable {name} is not set")
     elif kind == "file":
         try:
-            value = Path(name).read_text().strip()
+            value = Path(name).expanduser().read_text().strip()
         except OSError as exc:
             raise SecretError(f"{where}: cannot read secret file {name}: {exc.strerror}") from None
     else:

@@ -1,0 +1,256 @@
+"""The `recover` command: parse, call the engine, render. Nothing else lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+import recovery.steps  # noqa: F401  (registers the step kinds)
+from recovery.config.errors import ConfigError
+from recovery.config.schema import write_schemas
+from recovery.config.targets import UnknownTarget
+from recovery.engine import control, runstore, state
+from recovery.engine.exit_codes import Exit
+from recovery.engine.runner import Outcome
+from recovery.engine.runstore import RunStoreError
+from recovery import ui
+
+EPILOG = """\b
+Exit codes:
+  0    every step done (or skipped by the operator) on every host
+  1    the run finished, but some steps failed on some hosts
+  2    bad command line, config error, unknown target or run
+  3    not started: confirmation declined/impossible, or steps not available
+  4    a step with on_failure = "stop" failed; the run stopped early
+  5    a step was in flight at a crash and cannot be re-checked:
+       `recover retry` or `recover skip` it
+  6    `recover journal verify` found a broken hash chain
+  130  interrupted; `recover resume RUN` continues
+"""
+
+
+class TargetGroup(click.Group):
+    """`recover eu-web` is short for `recover run eu-web`."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["run", *args]
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=TargetGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="recovery")
+def main() -> None:
+    """Recover a compromised web fleet from known-good ZFS snapshots.
+
+    \b
+    recover plan eu-web        show what `recover eu-web` would do, step by step, host by host
+    recover eu-web             divert traffic, contain, preserve evidence, restore, return
+    recover status             the state of the newest run (or `recover status RUN`)
+    recover resume RUN         continue a run after a crash or Ctrl-C; done steps are not redone
+    recover retry RUN --host H --step S / recover skip ...   deal with one failed step
+
+    TARGET may name a host, a group or a service of the inventory.
+    """
+
+
+def config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--playbook", "playbook", type=click.Path(path_type=Path),
+                      default=Path("playbooks/recover.toml"), show_default=True,
+                      help="Playbook file.")(fn)
+    fn = click.option("--inventory", "inventory", type=click.Path(path_type=Path),
+                      default=Path("inventory.toml"), show_default=True,
+                      help="Inventory file.")(fn)
+    return fn
+
+
+def runs_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--runs-dir", default=None, envvar="RECOVERY_RUNS",
+                        help="Where runs are stored [default: ./runs].")(fn)
+
+
+def fail(messages: list[str] | str, code: Exit = Exit.USAGE) -> None:
+    for message in [messages] if isinstance(messages, str) else messages:
+        ui.errors.print(f"[bold red]error:[/] {ui.safe(message)}")
+    sys.exit(code)
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Config, target and run-store errors become one clear line each and exit 2."""
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            fail(exc.messages)
+        except (UnknownTarget, RunStoreError) as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            ui.errors.print("interrupted: `recover resume` continues the run")
+            sys.exit(Exit.INTERRUPTED)
+    wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+    return wrapper
+
+
+@main.command()
+@click.argument("target")
+@config_options
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@guarded
+def plan(target: str, inventory: Path, playbook: Path, as_json: bool) -> None:
+    """Show the plan for TARGET (steps x hosts, in order) without touching anything."""
+    _, the_plan = control.prepare(inventory, playbook, target)
+    if as_json:
+        click.echo(json.dumps(ui.plan_json(the_plan), indent=2))
+    else:
+        ui.show_plan(the_plan)
+        if the_plan.unavailable:
+            names = ", ".join(p.id for p in the_plan.unavailable)
+            ui.console.print(f"[red]not available yet:[/] {names}: `recover` refuses to start this plan")
+
+
+@main.command("run")
+@click.argument("target")
+@config_options
+@runs_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (automation, rehearsals).")
+@guarded
+def run_cmd(target: str, inventory: Path, playbook: Path, runs_dir: str | None, yes: bool) -> None:
+    """Run the playbook against TARGET (asks for confirmation first)."""
+    inv, the_plan = control.prepare(inventory, playbook, target)
+    ui.show_plan(the_plan)
+    if the_plan.unavailable:
+        names = ", ".join(f"{p.id} ({p.step.kind})" for p in the_plan.unavailable)
+        fail(f"refusing to start: steps not available yet: {names}", Exit.REFUSED)
+    control.resolve_secrets(inv, the_plan, inventory)
+    _confirm(target, the_plan.destructive, yes, "start")
+    run = runstore.create(runstore.runs_root(runs_dir), target, inventory, playbook)
+    run.lock()
+    ui.console.print(f"run [bold]{run.id}[/] in {run.dir}")
+    outcome = control.execute(run, the_plan, inv, ui.LiveProgress(yes), "run_started",
+                              confirmed="--yes" if yes else "operator")
+    _finish(run.id, outcome)
+
+
+def _confirm(target: str, destructive: bool, yes: bool, verb: str) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail(f"refusing to {verb} without confirmation: stdin is not a terminal; "
+             "pass --yes to run unattended", Exit.REFUSED)
+    if destructive:
+        answer = click.prompt(f"This run changes hosts (destructive steps). Type '{target}' to {verb}",
+                              default="", show_default=False)
+        if answer.strip() != target:
+            fail("not confirmed: nothing was done", Exit.REFUSED)
+    elif not click.confirm(f"{verb.capitalize()} the run?", default=False):
+        fail("not confirmed: nothing was done", Exit.REFUSED)
+
+
+def _finish(run_id: str, outcome: Outcome) -> None:
+    ui.console.print(f"run {run_id}: [bold]{outcome.status}[/] — {outcome.done} done, "
+                     f"{outcome.failed} failed, {outcome.skipped} skipped")
+    if outcome.status != "done":
+        ui.console.print(f"see `recover status {run_id}`; fix the cause, then `recover retry` / "
+                         f"`recover skip` / `recover resume {run_id}`")
+    codes = {"done": Exit.OK, "failed": Exit.FAILED, "stopped": Exit.STOPPED,
+             "needs-operator": Exit.NEEDS_OPERATOR}
+    sys.exit(codes[outcome.status])
+
+
+@main.command()
+@click.argument("run_id", metavar="RUN")
+@runs_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@guarded
+def resume(run_id: str, runs_dir: str | None, yes: bool) -> None:
+    """Continue RUN: done steps are not redone, an interrupted step is re-checked first."""
+    _continue(run_id, runs_dir, yes, None)
+
+
+@main.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--host", required=True, help="Host of the failed step.")
+@click.option("--step", "step_id", required=True, help="Name of the failed step.")
+@runs_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@guarded
+def retry(run_id: str, host: str, step_id: str, runs_dir: str | None, yes: bool) -> None:
+    """Apply one failed step of RUN again, then continue the run."""
+    _continue(run_id, runs_dir, yes, ("retry_requested", host, step_id))
+
+
+@main.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--host", required=True, help="Host of the failed step.")
+@click.option("--step", "step_id", required=True, help="Name of the failed step.")
+@runs_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@guarded
+def skip(run_id: str, host: str, step_id: str, runs_dir: str | None, yes: bool) -> None:
+    """Accept one failed step of RUN as done (journaled), then continue the run."""
+    _continue(run_id, runs_dir, yes, ("step_skipped", host, step_id))
+
+
+def _continue(run_id: str, runs_dir: str | None, yes: bool, mark: tuple[str, str, str] | None) -> None:
+    run = runstore.open_run(runstore.runs_root(runs_dir), run_id)
+    run.lock()
+    inv, the_plan = control.reopen(run)
+    control.resolve_secrets(inv, the_plan, run.inventory_path)
+    if mark:
+        event, host, step_id = mark
+        control.mark(run, the_plan, host, step_id, event)
+    _confirm(run.meta["target"], False, yes, "resume")
+    outcome = control.execute(run, the_plan, inv, ui.LiveProgress(yes), "run_resumed")
+    _finish(run.id, outcome)
+
+
+@main.command()
+@click.argument("run_id", metavar="[RUN]", required=False)
+@runs_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@guarded
+def status(run_id: str | None, runs_dir: str | None, as_json: bool) -> None:
+    """Show the state of every step on every host of RUN (default: the newest run)."""
+    run = runstore.open_run(runstore.runs_root(runs_dir), run_id)
+    _, the_plan = control.reopen(run)
+    records = run.journal.records()
+    rows = ui.status_rows(the_plan, state.fold(records))
+    run_status = state.run_status(records)
+    if as_json:
+        click.echo(json.dumps({"run": run.id, "target": run.meta["target"], "status": run_status,
+                               "steps": rows}, indent=2))
+    else:
+        ui.show_status(run.id, run.meta["target"], run_status, rows)
+
+
+@main.group()
+def journal() -> None:
+    """Inspect a run's journal."""
+
+
+@journal.command()
+@click.argument("run_id", metavar="RUN")
+@runs_option
+@guarded
+def verify(run_id: str, runs_dir: str | None) -> None:
+    """Check RUN's hash chain: an edited, inserted or deleted record is reported (exit 6)."""
+    run = runstore.open_run(runstore.runs_root(runs_dir), run_id)
+    problems = run.journal.verify()
+    if problems:
+        fail([f"journal of {run.id}: {p}" for p in problems], Exit.JOURNAL_TAMPERED)
+    records = run.journal.records()
+    head = records[-1].hash if records else "(empty)"
+    ui.console.print(f"journal of {run.id}: intact, {len(records)} records, head {head}")
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("schema"), show_default=True,
+              help="Directory for inventory.schema.json and playbook.schema.json.")
+def schema(out: Path) -> None:
+    """Write JSON Schema for the inventory and playbook files (for editors, e.g. taplo)."""
+    for path in write_schemas(out):
+        ui.console.print(f"wrote {path}")

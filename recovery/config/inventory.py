@@ -1,0 +1,114 @@
+"""The inventory: hosts, groups and services, and how to reach and judge each host."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from recovery.config.base import Name, SecretRef, Strict
+
+
+class Ssh(Strict):
+    """How the orchestrator logs in. The host key is pinned: an unknown or changed key is refused."""
+
+    port: int = Field(22, ge=1, le=65535)
+    user: str = "root"
+    key: str = Field(description="Path of the private key file (the key itself never goes here).")
+    host_key: str | None = Field(
+        None, description="Pinned host key as 'TYPE BASE64' (e.g. 'ssh-ed25519 AAAA...')."
+    )
+    known_hosts: str | None = Field(None, description="Path of a known_hosts file holding the pin.")
+    gateway: Name | None = Field(None, description="Name of an inventory host to jump through.")
+
+    @model_validator(mode="after")
+    def _one_pin(self) -> "Ssh":
+        if (self.host_key is None) == (self.known_hosts is None):
+            raise ValueError("set exactly one of 'host_key' or 'known_hosts' (host keys are pinned)")
+        if self.host_key is not None and len(self.host_key.split()) != 2:
+            raise ValueError("host_key must be 'TYPE BASE64', e.g. 'ssh-ed25519 AAAAC3Nz...'")
+        return self
+
+
+class LabOob(Strict):
+    """The lab BMC: an SSH endpoint with a command-restricted key, like an iDRAC/iLO CLI."""
+
+    driver: Literal["lab"]
+    address: str = "127.0.0.1"
+    machine: Name
+    ssh: Ssh
+
+
+class IpmiOob(Strict):
+    driver: Literal["ipmi"]
+    address: str
+    port: int = Field(623, ge=1, le=65535)
+    username: str
+    password: SecretRef
+
+
+class RedfishOob(Strict):
+    driver: Literal["redfish"]
+    url: str
+    system: str
+    username: str
+    password: SecretRef
+    verify_tls: bool = True
+
+
+Oob = Annotated[LabOob | IpmiOob | RedfishOob, Field(discriminator="driver")]
+
+
+class HealthCheck(Strict):
+    """An HTTP probe: the host is healthy when the URL answers ``status`` with ``contains`` in the body."""
+
+    url: str
+    status: int = Field(200, ge=100, le=599)
+    contains: str = ""
+
+
+class Host(Strict):
+    address: str
+    role: Literal["web", "staging", "mirror", "other"] = "other"
+    ssh: Ssh
+    oob: Oob | None = None
+    datasets: list[str] = Field(default_factory=list, description="Protected ZFS datasets.")
+    health: list[HealthCheck] = Field(default_factory=list)
+    root_password: SecretRef | None = Field(None, description="For sulogin on the console.")
+
+
+class Dns(Strict):
+    server: str
+    port: int = Field(53, ge=1, le=65535)
+    zone: str
+    record: str
+    tsig_name: str
+    tsig_algorithm: Literal["hmac-sha256", "hmac-sha512", "hmac-sha1"] = "hmac-sha256"
+    tsig_secret: SecretRef
+    ttl: int = Field(60, ge=1)
+    mirror_address: str
+
+
+class Haproxy(Strict):
+    socket: str
+    backend: str
+    servers: list[str]
+    mirror_server: str | None = None
+
+
+class Traffic(Strict):
+    dns: Dns | None = None
+    haproxy: Haproxy | None = None
+
+
+class Service(Strict):
+    hosts: list[Name]
+    mirror: Name | None = None
+    notice: str = ""
+    traffic: Traffic = Field(default_factory=Traffic)
+
+
+class Inventory(Strict):
+    hosts: dict[Name, Host]
+    groups: dict[Name, list[Name]] = Field(default_factory=dict)
+    services: dict[Name, Service] = Field(default_factory=dict)

@@ -1,0 +1,60 @@
+"""What `recover NAME` means: NAME may be a host, a group or a service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from recovery.config.inventory import Inventory
+
+
+class UnknownTarget(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    kind: str  # "host" | "group" | "service"
+    hosts: tuple[str, ...]
+    services: tuple[str, ...]
+
+
+def expand(inv: Inventory, name: str) -> list[str]:
+    """Host names a host or group name stands for, in inventory order, without repeats."""
+    if name in inv.hosts:
+        return [name]
+    if name not in inv.groups:
+        raise UnknownTarget(name)
+    found: list[str] = []
+    for member in inv.groups[name]:
+        for host in expand(inv, member):
+            if host not in found:
+                found.append(host)
+    return found
+
+
+def resolve(inv: Inventory, name: str) -> Target:
+    if name in inv.services:
+        hosts: list[str] = []
+        for member in inv.services[name].hosts:
+            hosts += [h for h in expand(inv, member) if h not in hosts]
+        return Target(name, "service", tuple(hosts), (name,))
+    try:
+        hosts = expand(inv, name)
+    except UnknownTarget:
+        known = sorted([*inv.hosts, *inv.groups, *inv.services])
+        raise UnknownTarget(
+            f"'{name}' names no host, group or service in the inventory (known: {', '.join(known)})"
+        ) from None
+    kind = "host" if name in inv.hosts else "group"
+    return Target(name, kind, tuple(hosts), services_of(inv, hosts))
+
+
+def services_of(inv: Inventory, hosts: list[str]) -> tuple[str, ...]:
+    """Services that include any of these hosts: their traffic moves when the hosts are recovered."""
+    chosen = []
+    for service_name, service in inv.services.items():
+        members = {h for m in service.hosts for h in expand(inv, m)}
+        if members & set(hosts):
+            chosen.append(service_name)
+    return tuple(chosen)

@@ -1,0 +1,88 @@
+"""Start, resume, retry and skip runs: the engine's entry points for the CLI and tests."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+
+from recovery import secrets
+from recovery.config.errors import ConfigError
+from recovery.config.inventory import Inventory
+from recovery.config.load import load_inventory, load_playbook
+from recovery.config.targets import resolve
+from recovery.engine import plan as planning
+from recovery.engine import state
+from recovery.engine.plan import Plan
+from recovery.engine.runner import Outcome, Runner, RunUI
+from recovery.engine.runstore import Run
+from recovery.engine.sessions import SessionPool
+
+
+def prepare(inventory_path: Path, playbook_path: Path, target: str) -> tuple[Inventory, Plan]:
+    inventory = load_inventory(inventory_path)
+    playbook = load_playbook(playbook_path)
+    return inventory, planning.build(inventory, playbook, resolve(inventory, target), playbook_path)
+
+
+def resolve_secrets(inventory: Inventory, plan: Plan, inventory_path: Path) -> None:
+    """Resolve (and so register for redaction) every secret the run's hosts and services reference."""
+    problems = []
+    for where, ref in _secret_refs(inventory, plan):
+        try:
+            secrets.resolve(ref, f"{inventory_path}: {where}")
+        except secrets.SecretError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError(problems)
+
+
+def _secret_refs(inventory: Inventory, plan: Plan) -> list[tuple[str, str]]:
+    refs = []
+    for name in plan.target.hosts:
+        host = inventory.hosts[name]
+        if host.root_password:
+            refs.append((f"hosts.{name}.root_password", host.root_password))
+        password = getattr(host.oob, "password", None)
+        if password:
+            refs.append((f"hosts.{name}.oob.password", password))
+    for name in plan.target.services:
+        dns = inventory.services[name].traffic.dns
+        if dns:
+            refs.append((f"services.{name}.traffic.dns.tsig_secret", dns.tsig_secret))
+    return refs
+
+
+def execute(run: Run, plan: Plan, inventory: Inventory, ui: RunUI, event: str, **data: object) -> Outcome:
+    """Run (or continue) the plan, journaling the start and the end around it."""
+    run.journal.append(event, operator=getpass.getuser(), target=plan.target.name,
+                       hosts=list(plan.target.hosts), **data)
+    pool = SessionPool(inventory)
+    try:
+        outcome = Runner(plan, run, inventory, pool, ui).execute()
+    except KeyboardInterrupt:
+        run.journal.append("run_interrupted")
+        raise
+    finally:
+        pool.close()
+    run.journal.append("run_finished", status=outcome.status, done=outcome.done,
+                       failed=outcome.failed, skipped=outcome.skipped)
+    return outcome
+
+
+def reopen(run: Run) -> tuple[Inventory, Plan]:
+    """The run's own copy of its config, planned again exactly as when it started."""
+    return prepare(run.inventory_path, run.playbook_path, run.meta["target"])
+
+
+def mark(run: Run, plan: Plan, host: str, step: str, event: str) -> None:
+    """Record an operator's `retry` or `skip` of one failed (or stuck) step."""
+    known = {(p.id, h) for p, h in plan.pairs()}
+    if (step, host) not in known:
+        steps = sorted({p.id for p in plan.steps})
+        raise ConfigError([f"run {run.id} has no step '{step}' on host '{host}' "
+                           f"(steps: {', '.join(steps)}; hosts: {', '.join(plan.target.hosts)})"])
+    pair = state.fold(run.journal.records()).get((step, host), state.PairState())
+    if pair.state not in (state.FAILED, state.IN_FLIGHT):
+        raise ConfigError([f"step '{step}' on host '{host}' is {pair.state}, not failed: "
+                           "only a failed or interrupted step can be retried or skipped"])
+    run.journal.append(event, step, host, operator=getpass.getuser())

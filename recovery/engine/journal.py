@@ -1,0 +1,136 @@
+"""The run journal: append-only, durable, hash-chained.
+
+Each record stores the hash of the record before it, so editing, inserting or
+deleting a record breaks the chain (`recover journal verify`). The hash of the
+newest record is also kept in ``HEAD`` beside the database, which catches a
+truncated tail; copy it off the machine (the report prints it) to make the
+chain evidence. SQLite with WAL and ``synchronous=FULL`` means a record that
+``append`` returned is on disk before the run moves on, even after ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from recovery.secrets import REDACTOR
+
+GENESIS = "0" * 64
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    event TEXT NOT NULL,
+    step TEXT,
+    host TEXT,
+    data TEXT NOT NULL,
+    prev TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
+BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
+BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+"""
+
+
+@dataclass(frozen=True)
+class Record:
+    seq: int
+    ts: float
+    event: str
+    step: str | None
+    host: str | None
+    data: dict[str, Any]
+    prev: str
+    hash: str
+
+
+def record_hash(seq: int, ts: float, event: str, step: str | None, host: str | None,
+                data_json: str, prev: str) -> str:
+    body = json.dumps([seq, repr(ts), event, step, host, data_json, prev], separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+class Journal:
+    """One run's journal database. Safe to share between the run's threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.head_path = path.with_name("HEAD")
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def append(self, event: str, step: str | None = None, host: str | None = None,
+               **data: Any) -> Record:
+        """Store one record durably; secrets are masked before anything is written."""
+        data_json = REDACTOR.text(json.dumps(data, sort_keys=True, default=str))
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+                seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
+                ts = time.time()
+                digest = record_hash(seq, ts, event, step, host, data_json, prev)
+                self._db.execute(
+                    "INSERT INTO records VALUES (?,?,?,?,?,?,?,?)",
+                    (seq, ts, event, step, host, data_json, prev, digest),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            _write_head(self.head_path, seq, digest)
+        return Record(seq, ts, event, step, host, json.loads(data_json), prev, digest)
+
+    def records(self) -> list[Record]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM records ORDER BY seq").fetchall()
+        return [Record(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
+
+    def verify(self) -> list[str]:
+        """Problems in the chain; an empty list means it is intact."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM records ORDER BY seq").fetchall()
+        problems = []
+        prev, expected_seq = GENESIS, 1
+        for seq, ts, event, step, host, data_json, stored_prev, digest in rows:
+            if seq != expected_seq:
+                problems.append(f"record {expected_seq} is missing (next is {seq})")
+            if stored_prev != prev:
+                problems.append(f"record {seq} does not follow the record before it (inserted, or one deleted)")
+            if record_hash(seq, ts, event, step, host, data_json, stored_prev) != digest:
+                problems.append(f"record {seq} ({event}) was altered: its hash does not match its content")
+            prev, expected_seq = digest, seq + 1
+        problems += _check_head(self.head_path, rows[-1][0] if rows else 0, prev)
+        return problems
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _write_head(path: Path, seq: int, digest: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"{seq} {digest}\n")
+    tmp.replace(path)
+
+
+def _check_head(path: Path, last_seq: int, last_hash: str) -> list[str]:
+    try:
+        seq_text, digest = path.read_text().split()
+    except (OSError, ValueError):
+        return ["HEAD is missing or unreadable: the end of the chain cannot be checked"] if last_seq else []
+    if int(seq_text) != last_seq or digest != last_hash:
+        return [f"HEAD names record {seq_text} but the journal ends at record {last_seq}: "
+                "records were removed from the end or HEAD was replaced"]
+    return []

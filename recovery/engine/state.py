@@ -1,0 +1,62 @@
+"""The state of every (step, host) pair, derived from the journal alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from recovery.engine.journal import Record
+
+PENDING, IN_FLIGHT, DONE, FAILED, SKIPPED = "pending", "in-flight", "done", "failed", "skipped"
+
+_EVENT_STATE = {
+    "step_started": IN_FLIGHT,
+    "step_succeeded": DONE,
+    "step_failed": FAILED,
+    "step_skipped": SKIPPED,
+    "retry_requested": PENDING,
+}
+
+
+@dataclass
+class PairState:
+    state: str = PENDING
+    started: float | None = None
+    finished: float | None = None
+    error: str | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0
+    needs_operator: bool = False
+
+
+def fold(records: list[Record]) -> dict[tuple[str, str], PairState]:
+    """Replay the journal: the last event of each pair decides its state."""
+    pairs: dict[tuple[str, str], PairState] = {}
+    for rec in records:
+        if rec.event not in _EVENT_STATE or rec.step is None or rec.host is None:
+            continue
+        pair = pairs.setdefault((rec.step, rec.host), PairState())
+        pair.state = _EVENT_STATE[rec.event]
+        if rec.event == "step_started":
+            pair.started, pair.finished, pair.error = rec.ts, None, None
+            pair.attempts += 1
+            pair.needs_operator = False
+        elif rec.event in ("step_succeeded", "step_failed", "step_skipped"):
+            pair.finished = rec.ts
+            pair.error = rec.data.get("error")
+            pair.outputs = rec.data.get("outputs", {})
+            pair.needs_operator = bool(rec.data.get("needs_operator"))
+        elif rec.event == "retry_requested":
+            pair.error, pair.needs_operator = None, False
+    return pairs
+
+
+def run_status(records: list[Record]) -> str | None:
+    """The status of the last finish of the run, or None if it never finished."""
+    status = None
+    for rec in records:
+        if rec.event == "run_finished":
+            status = rec.data.get("status")
+        elif rec.event in ("run_started", "run_resumed"):
+            status = None
+    return status

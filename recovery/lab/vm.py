@@ -1,0 +1,455 @@
+"""Lab guests: QEMU virtual machines booted from the cached base image.
+
+Each guest runs on a copy-on-write overlay of the base image plus its own
+data disk for pool ``tank``. Networking never leaves this machine: QEMU user
+networking with ``restrict=on`` and forwards bound to 127.0.0.1 (SSH, HTTP),
+and optionally a second NIC on a vde switch that only the lab guests share.
+The serial console and QMP are unix sockets in the guest's run directory.
+
+Identity (hostname, LAN address, SSH host key) is handed to the guest through
+QEMU fw_cfg, so the commander made the host key and can pin it from the start.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import functools
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import paramiko
+
+from recovery.hostile import CappedBuffer, for_terminal
+from recovery.lab import keys
+from recovery.lab.image import ImagePaths
+from recovery.transport.result import Result, TransportError
+
+QEMU = "qemu-system-x86_64"
+KERNEL_ARGS = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
+DATA_DISK_SIZE = "512M"
+#: QEMU's user-network NIC; every guest has its own slirp, so one MAC serves all.
+WAN_MAC = "52:54:00:12:34:56"
+LAN_PREFIX = "10.77.0"
+KVM_PROBE_SECONDS = 10.0
+#: Unix socket paths are limited to 108 bytes by the kernel.
+SOCKET_PATH_MAX = 100
+
+
+class GuestError(Exception):
+    """A guest could not be started, reached or stopped."""
+
+
+class BootMode(enum.Enum):
+    """How the next boot comes up; single-user gives root's sulogin on the serial console."""
+
+    NORMAL = "normal"
+    SINGLE_USER = "single-user"
+
+    def kernel_args(self) -> str:
+        if self is BootMode.SINGLE_USER:
+            return f"{KERNEL_ARGS} systemd.unit=rescue.target"
+        return KERNEL_ARGS
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody holds right now (the kernel picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@functools.cache
+def choose_accel(kernel: Path) -> str:
+    """``kvm`` only if a short probe boot under KVM finishes; otherwise ``tcg``.
+
+    /dev/kvm can exist while KVM guests hang, so its presence proves nothing.
+    ``RECOVERY_LAB_ACCEL`` forces a choice.
+    """
+    forced = os.environ.get("RECOVERY_LAB_ACCEL")
+    if forced:
+        return forced
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg"
+    return "kvm" if _kvm_boots(kernel) else "tcg"
+
+
+def _kvm_boots(kernel: Path) -> bool:
+    """Boot the kernel with no root under KVM: it panics and QEMU exits at once if KVM works."""
+    command = [
+        QEMU, "-accel", "kvm", "-nodefaults", "-no-user-config", "-display", "none",
+        "-m", "256", "-no-reboot", "-serial", "stdio", "-kernel", str(kernel),
+        "-append", "console=ttyS0 panic=-1 root=/dev/nonexistent",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        out, _ = process.communicate(timeout=KVM_PROBE_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return False
+    return process.returncode == 0 and b"Kernel panic" in out
+
+
+@dataclass(frozen=True)
+class LanAddress:
+    """A guest's place on the lab LAN: its static address and the MAC that identifies the NIC."""
+
+    ip: str
+    mac: str
+
+    @classmethod
+    def for_host_number(cls, number: int) -> LanAddress:
+        if not 2 <= number <= 254:
+            raise ValueError(f"lab LAN host number {number} outside 2..254")
+        return cls(ip=f"{LAN_PREFIX}.{number}", mac=f"52:54:00:77:00:{number:02x}")
+
+
+class LanSwitch:
+    """A vde switch on a unix socket: a LAN between guests that the host has no interface on."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.dir = run_dir / "lan"
+        self.pidfile = run_dir / "lan.pid"
+
+    def start(self) -> None:
+        if self.running():
+            return
+        _check_socket_path(self.dir / "ctl")
+        subprocess.run(
+            ["vde_switch", "-s", str(self.dir), "-d", "-p", str(self.pidfile)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+
+    def running(self) -> bool:
+        return _pid_of(self.pidfile, must_mention=str(self.dir)) is not None
+
+    def stop(self) -> None:
+        _kill_recorded(self.pidfile, must_mention=str(self.dir), grace=2.0)
+
+
+class Guest:
+    """One lab host as a QEMU VM, with its disks and sockets in ``run_dir/name``."""
+
+    def __init__(
+        self,
+        image: ImagePaths,
+        run_dir: Path,
+        name: str,
+        lan: LanSwitch | None = None,
+        lan_address: LanAddress | None = None,
+        memory_mb: int = 1024,
+        cpus: int = 2,
+    ) -> None:
+        if (lan is None) != (lan_address is None):
+            raise ValueError("a LAN needs an address and an address needs a LAN")
+        self.image = image
+        self.name = name
+        self.dir = run_dir / name
+        self.lan = lan
+        self.lan_address = lan_address
+        self.memory_mb = memory_mb
+        self.cpus = cpus
+        self.root_disk = self.dir / "root.qcow2"
+        self.data_disk = self.dir / "tank.qcow2"
+        self.host_key_file = self.dir / "ssh_host_ed25519_key"
+        self.serial_socket = self.dir / "serial.sock"
+        self.serial_log = self.dir / "serial.log"
+        self.qmp_socket = self.dir / "qmp.sock"
+        self.pidfile = self.dir / "qemu.pid"
+        self.state_file = self.dir / "guest.json"
+        self.ssh_port = 0
+        self.http_port = 0
+        self.accel = ""
+        self._process: subprocess.Popen[bytes] | None = None
+
+    # -- lifecycle -------------------------------------------------------
+
+    def start(self, mode: BootMode = BootMode.NORMAL) -> None:
+        """Boot the guest; disks and host key are made on first start and kept across boots."""
+        if self.running():
+            raise GuestError(f"{self.name} is already running")
+        self._prepare()
+        self.ssh_port, self.http_port = free_port(), free_port()
+        self.accel = choose_accel(self.image.kernel)
+        for stale in (self.serial_socket, self.qmp_socket, self.pidfile):
+            stale.unlink(missing_ok=True)
+        with open(self.dir / "qemu.log", "ab") as log:
+            self._process = subprocess.Popen(
+                self._command(mode), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True,
+            )  # fmt: skip
+        self._save_state(mode)
+
+    def running(self) -> bool:
+        if self._process is not None:
+            return self._process.poll() is None
+        return _pid_of(self.pidfile, must_mention=str(self.dir)) is not None
+
+    def stop(self, grace: float = 5.0) -> None:
+        """QMP ``quit``, then SIGKILL of the QEMU this lab started if it is still there."""
+        try:
+            self.qmp("quit")
+        except (OSError, GuestError):
+            pass
+        if self._process is not None:
+            try:
+                self._process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+        else:
+            _kill_recorded(self.pidfile, must_mention=str(self.dir), grace=grace)
+
+    def _prepare(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for path in (self.serial_socket, self.qmp_socket):
+            _check_socket_path(path)
+        if not self.root_disk.exists():
+            _qemu_img("create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(self.image.disk),
+                      str(self.root_disk))  # fmt: skip
+        if not self.data_disk.exists():
+            _qemu_img("create", "-q", "-f", "qcow2", str(self.data_disk), DATA_DISK_SIZE)
+        keys.ensure_ed25519(self.host_key_file, f"root@{self.name}")
+        identity = self.dir / "identity"
+        identity.mkdir(exist_ok=True)
+        (identity / "hostname").write_text(self.name)
+        if self.lan_address:
+            (identity / "lan").write_text(f"{self.lan_address.ip}/24 {self.lan_address.mac}")
+
+    def _command(self, mode: BootMode) -> list[str]:
+        forwards = f"hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22,hostfwd=tcp:127.0.0.1:{self.http_port}-:80"
+        command = [
+            QEMU, "-name", self.name, "-nodefaults", "-no-user-config", "-display", "none",
+            "-accel", self.accel, "-smp", str(self.cpus), "-m", str(self.memory_mb),
+            "-kernel", str(self.image.kernel), "-initrd", str(self.image.initrd),
+            "-append", mode.kernel_args(),
+            "-drive", f"file={self.root_disk},if=virtio,format=qcow2",
+            "-drive", f"file={self.data_disk},if=virtio,format=qcow2",
+            "-netdev", f"user,id=wan,restrict=on,{forwards}",
+            "-device", f"virtio-net-pci,netdev=wan,mac={WAN_MAC}",
+            "-chardev", f"socket,id=serial0,path={self.serial_socket},server=on,wait=off,"
+                        f"logfile={self.serial_log},logappend=on",
+            "-serial", "chardev:serial0",
+            "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
+            "-pidfile", str(self.pidfile),
+        ]  # fmt: skip
+        for item in ("hostname", "lan"):
+            if (self.dir / "identity" / item).exists():
+                command += ["-fw_cfg", f"name=opt/recovery/{item},file={self.dir / 'identity' / item}"]
+        command += ["-fw_cfg", f"name=opt/recovery/ssh_host_ed25519_key,file={self.host_key_file}"]
+        if self.lan and self.lan_address:
+            command += [
+                "-netdev", f"vde,id=lan,sock={self.lan.dir}",
+                "-device", f"virtio-net-pci,netdev=lan,mac={self.lan_address.mac}",
+            ]  # fmt: skip
+        return command
+
+    def _save_state(self, mode: BootMode) -> None:
+        """Ports and mode on disk, so another process (``recover lab status``) can find the guest."""
+        state = {
+            "name": self.name,
+            "mode": mode.value,
+            "accel": self.accel,
+            "ssh_port": self.ssh_port,
+            "http_port": self.http_port,
+            "host_key": self.host_key,
+            "lan_ip": self.lan_address.ip if self.lan_address else None,
+        }
+        self.state_file.write_text(json.dumps(state, indent=2) + "\n")
+
+    # -- SSH -------------------------------------------------------------
+
+    @property
+    def host_key(self) -> str:
+        """The guest's public host key line (``ssh-ed25519 AAAA... root@name``), known before boot."""
+        return self.host_key_file.with_name(self.host_key_file.name + ".pub").read_text().strip()
+
+    def known_hosts_line(self) -> str:
+        key_type, key_b64 = self.host_key.split()[:2]
+        return f"[127.0.0.1]:{self.ssh_port} {key_type} {key_b64}"
+
+    def ssh_client(self, timeout: float = 10.0) -> paramiko.SSHClient:
+        """An SSH connection as root that accepts only the pinned host key."""
+        client = paramiko.SSHClient()
+        key_type, key_b64 = self.host_key.split()[:2]
+        client.get_host_keys().add(
+            f"[127.0.0.1]:{self.ssh_port}", key_type, paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64))
+        )
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        client.connect(
+            "127.0.0.1", port=self.ssh_port, username="root", key_filename=str(self.image.operator_key),
+            look_for_keys=False, allow_agent=False, timeout=timeout, banner_timeout=timeout,
+            auth_timeout=timeout,
+        )  # fmt: skip
+        return client
+
+    def wait_for_ssh(self, timeout: float = 180.0) -> float:
+        """Block until SSH with the pinned key answers; return seconds waited."""
+        started = time.monotonic()
+        last_error: Exception | None = None
+        while time.monotonic() - started < timeout:
+            if not self.running():
+                raise GuestError(f"{self.name}: QEMU exited while booting\n{self.diagnostics()}")
+            try:
+                self.ssh_client(timeout=5.0).close()
+                return time.monotonic() - started
+            except paramiko.BadHostKeyException:
+                raise
+            except (OSError, paramiko.SSHException, EOFError) as exc:
+                last_error = exc
+                time.sleep(1.0)
+        raise GuestError(
+            f"{self.name}: no SSH within {timeout:.0f} s ({last_error!r})\n{self.diagnostics()}"
+        )
+
+    def run(self, command: str, timeout: float = 120.0) -> Result:
+        """Run one command as root over SSH; output stays bytes (the guest may be hostile)."""
+        started = time.monotonic()
+        try:
+            client = self.ssh_client()
+        except (OSError, paramiko.SSHException) as exc:
+            raise TransportError(f"{self.name}: SSH failed: {exc}") from exc
+        try:
+            _, stdout, stderr = client.exec_command(command, timeout=timeout)
+            out, err = CappedBuffer(), CappedBuffer()
+            out.write(stdout.read())
+            err.write(stderr.read())
+            code = stdout.channel.recv_exit_status()
+        finally:
+            client.close()
+        return Result(
+            out.getvalue(), err.getvalue(), code, time.monotonic() - started, out.truncated or err.truncated
+        )
+
+    # -- console and QMP -------------------------------------------------
+
+    def console(self, timeout: float = 10.0) -> SerialConsole:
+        """Attach to the serial line (one owner at a time)."""
+        return SerialConsole(self.serial_socket, timeout)
+
+    def qmp(self, command: str, **arguments: object) -> dict:
+        """One QMP command on the guest's monitor socket; returns its ``return`` value."""
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5.0)
+            sock.connect(str(self.qmp_socket))
+            stream = sock.makefile("rwb")
+            _qmp_reply(stream)  # greeting
+            for execute, args in (("qmp_capabilities", {}), (command, arguments)):
+                message = {"execute": execute, **({"arguments": args} if args else {})}
+                stream.write(json.dumps(message).encode() + b"\n")
+                stream.flush()
+                reply = _qmp_reply(stream)
+            return reply
+
+    def diagnostics(self, lines: int = 20) -> str:
+        """The tails of QEMU's log and the serial console, made safe to print."""
+        parts = []
+        for path in (self.dir / "qemu.log", self.serial_log):
+            if path.exists():
+                tail = b"\n".join(path.read_bytes().splitlines()[-lines:])
+                parts.append(f"--- {path}\n{for_terminal(tail, limit=4000)}")
+        return "\n".join(parts)
+
+
+class SerialConsole:
+    """The guest's serial line: wait for text, send lines. Bytes from the guest stay bytes."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        self.sock = socket.socket(socket.AF_UNIX)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock.connect(str(path))
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        self.seen = CappedBuffer()
+
+    def expect(self, pattern: bytes, timeout: float) -> re.Match[bytes]:
+        """Read until ``pattern`` (a regex) shows up in what arrived since the last match."""
+        buffer = b""
+        deadline = time.monotonic() + timeout
+        while not (match := re.search(pattern, buffer)):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise GuestError(
+                    f"console: {pattern!r} not seen within {timeout:.0f} s; last output:\n"
+                    + for_terminal(buffer[-1500:])
+                )
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            if not chunk:
+                raise GuestError("console closed")
+            self.seen.write(chunk)
+            buffer += chunk
+        return match
+
+    def send_line(self, line: str) -> None:
+        self.sock.sendall(line.encode() + b"\n")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _qmp_reply(stream: BinaryIO) -> dict:
+    """Next QMP reply, skipping asynchronous events."""
+    while True:
+        line = stream.readline()
+        if not line:
+            raise GuestError("QMP connection closed")
+        message = json.loads(line)
+        if "error" in message:
+            raise GuestError(f"QMP error: {message['error']}")
+        if "event" not in message:
+            return message.get("return", message)
+
+
+def _qemu_img(*args: str) -> None:
+    done = subprocess.run(["qemu-img", *args], capture_output=True)
+    if done.returncode:
+        raise GuestError(f"qemu-img {args[0]} failed: {for_terminal(done.stderr)}")
+
+
+def _check_socket_path(path: Path) -> None:
+    if len(str(path)) > SOCKET_PATH_MAX:
+        raise GuestError(f"socket path too long for a unix socket ({len(str(path))} bytes): {path}")
+
+
+def _pid_of(pidfile: Path, must_mention: str) -> int | None:
+    """The recorded PID if that process is alive and is ours (its command line names our run dir)."""
+    try:
+        pid = int(pidfile.read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if must_mention.encode() in cmdline else None
+
+
+def _kill_recorded(pidfile: Path, must_mention: str, grace: float) -> None:
+    """SIGTERM, then SIGKILL, the one process a pidfile names, only if it is the one we started."""
+    pid = _pid_of(pidfile, must_mention)
+    if pid is None:
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if _pid_of(pidfile, must_mention) is None:
+            return
+        time.sleep(0.1)
+    if _pid_of(pidfile, must_mention) is not None:
+        os.kill(pid, signal.SIGKILL)

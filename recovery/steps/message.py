@@ -1,0 +1,32 @@
+"""`message`: tell the operator something at this point of the run (journaled)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from recovery.config.base import Strict
+from recovery.engine.registry import Check, StepContext, StepKind, register
+
+
+class MessageParams(Strict):
+    text: str = Field(min_length=1)
+
+
+@register
+class MessageStep(StepKind):
+    kind = "message"
+    scope = "run"
+    summary = "show a message to the operator"
+    Params = MessageParams
+
+    def describe(self, params: MessageParams) -> str:
+        return f"message: {params.text[:60]}"
+
+    def check(self, ctx: StepContext) -> Check:
+        return Check.NOT_DONE
+
+    def apply(self, ctx: StepContext) -> dict[str, Any]:
+        ctx.note(ctx.params.text)
+        return {"text": ctx.params.text}

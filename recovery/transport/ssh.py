@@ -1,0 +1,204 @@
+"""SSH sessions to managed hosts, on Fabric, with the host key pinned.
+
+Fabric accepts unknown host keys by default (AutoAddPolicy) and reads the
+user's ~/.ssh config and known_hosts; here the only accepted key is the one
+pinned in the inventory, and nothing is read from the operator's SSH config.
+
+Commands run on a raw Paramiko channel of the Fabric connection rather than
+through ``Connection.run``: Invoke decodes output to text with replacement
+characters, and output from a compromised host must be kept byte for byte
+(and capped) before anything is judged or shown.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import select
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+from fabric import Config, Connection
+
+from recovery.hostile import OUTPUT_CAP, CappedBuffer, for_terminal
+from recovery.transport.result import Result, TransportError
+
+
+class HostKeyRefused(TransportError):
+    """The host offered no key or a key other than the pinned one."""
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """Where and how to log in; ``host_keys`` are pinned 'TYPE BASE64' strings."""
+
+    name: str
+    address: str
+    port: int
+    user: str
+    key_file: str
+    host_keys: tuple[str, ...]
+    gateway: "SshTarget | None" = None
+    connect_timeout: float = 10.0
+
+
+def pinned_keys_from_known_hosts(path: str, address: str, port: int) -> tuple[str, ...]:
+    """The keys a known_hosts file holds for this address (hashed entries included)."""
+    lookup = address if port == 22 else f"[{address}]:{port}"
+    try:
+        known = paramiko.HostKeys(str(Path(path).expanduser()))
+    except OSError as exc:
+        raise HostKeyRefused(f"cannot read known_hosts file {path}: {exc.strerror}") from None
+    entry = known.lookup(lookup) or {}
+    return tuple(f"{kind} {key.get_base64()}" for kind, key in entry.items())
+
+
+class _PinnedPolicy(paramiko.MissingHostKeyPolicy):
+    def __init__(self, target: SshTarget) -> None:
+        self.target = target
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        offered = f"{key.get_name()} {key.get_base64()}"
+        raise HostKeyRefused(
+            f"{self.target.name}: host key refused: the host offered {key.get_name()} "
+            f"SHA256:{_fingerprint(key)}, which is not the key pinned in the inventory "
+            f"({_pinned_summary(self.target)}); if the host was legitimately rebuilt, "
+            f"update its pin (offered key: {offered[:80]}...)"
+        )
+
+
+def _fingerprint(key: paramiko.PKey) -> str:
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return base64.b64encode(digest).decode().rstrip("=")
+
+
+def _pinned_summary(target: SshTarget) -> str:
+    if not target.host_keys:
+        return "no key pinned"
+    parts = []
+    for entry in target.host_keys:
+        kind, blob = entry.split()[:2]
+        key = paramiko.PKey.from_type_string(kind, base64.b64decode(blob))
+        parts.append(f"{kind} SHA256:{_fingerprint(key)}")
+    return ", ".join(parts)
+
+
+def _connection(target: SshTarget) -> Connection:
+    config = Config(overrides={"load_ssh_configs": False, "run": {"in_stream": False}})
+    gateway = _connection(target.gateway) if target.gateway else None
+    conn = Connection(
+        host=target.address,
+        port=target.port,
+        user=target.user,
+        config=config,
+        gateway=gateway,
+        connect_timeout=int(target.connect_timeout),
+        connect_kwargs={
+            "key_filename": [str(Path(target.key_file).expanduser())],
+            "look_for_keys": False,
+            "allow_agent": False,
+        },
+    )
+    _pin(conn.client, target)
+    return conn
+
+
+def _pin(client: paramiko.SSHClient, target: SshTarget) -> None:
+    """Trust exactly the pinned keys; anything else (unknown or changed) is refused."""
+    client.set_missing_host_key_policy(_PinnedPolicy(target))
+    name = target.address if target.port == 22 else f"[{target.address}]:{target.port}"
+    store = client.get_host_keys()
+    for entry in target.host_keys:
+        kind, blob = entry.split()[:2]
+        key = paramiko.PKey.from_type_string(kind, base64.b64decode(blob))
+        store.add(name, kind, key)
+
+
+class SshSession:
+    """One logged-in SSH connection: ``run``, ``put`` and ``get``."""
+
+    def __init__(self, target: SshTarget, output_cap: int = OUTPUT_CAP) -> None:
+        self.target = target
+        self.output_cap = output_cap
+        self._conn = _connection(target)
+
+    def open(self) -> "SshSession":
+        try:
+            self._conn.open()
+        except HostKeyRefused:
+            raise
+        except paramiko.BadHostKeyException as exc:
+            raise HostKeyRefused(
+                f"{self.target.name}: host key CHANGED: the host offered "
+                f"{exc.key.get_name()} SHA256:{_fingerprint(exc.key)} but "
+                f"{_pinned_summary(self.target)} is pinned; refusing to connect "
+                "(possible impersonation, or the host was rebuilt: update the pin)"
+            ) from None
+        except paramiko.AuthenticationException as exc:
+            raise TransportError(f"{self.target.name}: SSH login as {self.target.user} refused: {exc}") from None
+        except (OSError, socket.timeout, paramiko.SSHException, EOFError) as exc:
+            raise TransportError(
+                f"{self.target.name}: cannot connect to {self.target.address}:{self.target.port}: {exc}"
+            ) from None
+        return self
+
+    def run(self, command: str, timeout: float = 300.0, stdin: bytes | None = None) -> Result:
+        """Run a shell command; output kept as bytes, capped; a timeout closes the channel."""
+        self.open()
+        start = time.monotonic()
+        transport = self._conn.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise TransportError(f"{self.target.name}: SSH connection is closed")
+        channel = transport.open_session(timeout=self.target.connect_timeout)
+        try:
+            channel.exec_command(command)
+            if stdin is not None:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+            out, err = CappedBuffer(self.output_cap), CappedBuffer(self.output_cap)
+            _pump(channel, out, err, start + timeout, self.target.name, command)
+            code = channel.recv_exit_status()
+        finally:
+            channel.close()
+        return Result(out.getvalue(), err.getvalue(), code, time.monotonic() - start,
+                      truncated=out.truncated or err.truncated)
+
+    def put(self, local: str, remote: str) -> None:
+        self.open()
+        self._conn.put(local, remote)
+
+    def get(self, remote: str, local: str) -> None:
+        self.open()
+        self._conn.get(remote, local)
+
+    def close(self) -> None:
+        self._conn.close()
+        if self._conn.gateway:
+            self._conn.gateway.close()
+
+    def __enter__(self) -> "SshSession":
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _pump(channel: paramiko.Channel, out: CappedBuffer, err: CappedBuffer,
+          deadline: float, host: str, command: str) -> None:
+    """Drain stdout and stderr until the command exits or the deadline passes."""
+    while True:
+        while channel.recv_ready():
+            out.write(channel.recv(65536))
+        while channel.recv_stderr_ready():
+            err.write(channel.recv_stderr(65536))
+        if channel.exit_status_ready() and not (channel.recv_ready() or channel.recv_stderr_ready()):
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TransportError(
+                f"{host}: command did not finish within its timeout: {for_terminal(command, 60)}"
+            )
+        select.select([channel], [], [], min(remaining, 0.5))

@@ -1,0 +1,130 @@
+"""Everything the operator sees: plan tables, live per-host progress, status, in plain text or JSON.
+
+Host-supplied text reaches this module already passed through
+:func:`recovery.hostile.for_terminal`; rich markup in it is escaped here too.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from recovery.engine import state
+from recovery.engine.plan import Plan
+from recovery.hostile import for_terminal
+from recovery.secrets import REDACTOR
+
+# Wide enough for the plan table in CI logs and pipes, where rich would assume 80 columns.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+_STYLE = {
+    state.DONE: "green", state.FAILED: "bold red", state.SKIPPED: "yellow",
+    "started": "cyan", "retrying": "yellow", "note": "blue", state.PENDING: "dim",
+    state.IN_FLIGHT: "cyan",
+}
+
+
+def safe(text: object) -> str:
+    return escape(REDACTOR.text(for_terminal(str(text), 2000)))
+
+
+def plan_rows(plan: Plan) -> list[dict[str, Any]]:
+    return [
+        {"step": p.id, "kind": p.step.kind, "host": h, "description": p.description,
+         "available": p.available, "confirm": p.step.confirm, "on_failure": p.step.on_failure}
+        for p, h in plan.pairs()
+    ]
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "target": {"name": plan.target.name, "kind": plan.target.kind,
+                   "hosts": list(plan.target.hosts), "services": list(plan.target.services)},
+        "destructive": plan.destructive,
+        "unavailable": [p.id for p in plan.unavailable],
+        "batches": [[list(b) for b in block.batches] for block in plan.blocks],
+        "steps": plan_rows(plan),
+    }
+
+
+def show_plan(plan: Plan) -> None:
+    t = plan.target
+    console.print(f"Plan for [bold]{safe(t.name)}[/] ({t.kind}: hosts {', '.join(t.hosts) or '-'}"
+                  f"{'; services ' + ', '.join(t.services) if t.services else ''})")
+    table = Table(show_lines=False)
+    for column in ("#", "step", "kind", "hosts (in order)", "what it does", "notes"):
+        table.add_column(column)
+    for planned in plan.steps:
+        hosts = " → ".join(" + ".join(b) for block in plan.blocks if planned in block.steps
+                           for b in block.batches)
+        notes = []
+        if not planned.available:
+            notes.append("[bold red]not available[/]")
+        if planned.step.confirm:
+            notes.append("[yellow]destructive[/]")
+        if planned.step.on_failure != "skip-host":
+            notes.append(f"on failure: {planned.step.on_failure}")
+        table.add_row(str(planned.index + 1), safe(planned.id), planned.step.kind,
+                      "once" if planned.scope == "run" else hosts,
+                      safe(planned.description), ", ".join(notes))
+    console.print(table)
+
+
+class LiveProgress:
+    """Per-host progress as lines (works on a terminal and in CI logs alike)."""
+
+    def __init__(self, assume_yes: bool) -> None:
+        self.assume_yes = assume_yes
+        self._lock = threading.Lock()
+        self._start = time.monotonic()
+
+    def event(self, step: str, host: str, status: str, detail: str = "") -> None:
+        elapsed = time.monotonic() - self._start
+        style = _STYLE.get(status, "")
+        line = (f"[dim]{elapsed:7.1f}s[/] {safe(host):<12} {safe(step):<20} "
+                f"[{style}]{status:<9}[/] {safe(detail)}")
+        with self._lock:
+            console.print(line)
+
+    def acknowledge(self, prompt: str) -> bool:
+        with self._lock:
+            if self.assume_yes:
+                console.print(f"[yellow]approval[/] {safe(prompt)}: approved by --yes")
+                return True
+            if not sys.stdin.isatty():
+                return False
+            answer = console.input(f"[yellow]approval[/] {safe(prompt)} — type 'yes' to approve: ")
+            return answer.strip().lower() == "yes"
+
+
+def status_rows(plan: Plan, pairs: dict[tuple[str, str], state.PairState]) -> list[dict[str, Any]]:
+    rows = []
+    for planned, host in plan.pairs():
+        pair = pairs.get((planned.id, host), state.PairState())
+        duration = (pair.finished - pair.started) if pair.started and pair.finished else None
+        rows.append({"step": planned.id, "host": host, "state": pair.state,
+                     "attempts": pair.attempts, "error": pair.error,
+                     "needs_operator": pair.needs_operator,
+                     "duration": round(duration, 3) if duration is not None else None})
+    return rows
+
+
+def show_status(run_id: str, target: str, run_status: str | None, rows: list[dict[str, Any]]) -> None:
+    console.print(f"Run [bold]{run_id}[/] — target {safe(target)} — "
+                  f"{run_status or 'not finished (resume it with `recover resume ' + run_id + '`)'}")
+    table = Table()
+    for column in ("step", "host", "state", "attempts", "seconds", "error"):
+        table.add_column(column)
+    for row in rows:
+        style = _STYLE.get(row["state"], "")
+        table.add_row(safe(row["step"]), safe(row["host"]), f"[{style}]{row['state']}[/]",
+                      str(row["attempts"]), "" if row["duration"] is None else f"{row['duration']:.2f}",
+                      safe(row["error"] or ""))
+    console.print(table)

@@ -1,0 +1,193 @@
+"""Find the newest clean snapshot by bisection, and say what restoring it gives up.
+
+A snapshot is *clean* when the diff from the golden snapshot to it holds no
+indicator. Diffs are the expensive part (seconds each on a real pool), so the
+search bisects: O(log n) diffs for n snapshots.
+
+Monotonic assumption: once an indicator appears in the history it stays in
+every later snapshot (attackers persist; the history is
+clean, clean, ..., dirty, dirty). Bisection is only right under that
+assumption, so it is checked with what the search already knows, at no extra
+diff cost:
+
+- the chosen snapshot must have no indicator and its successor (or the
+  incident state, when the chosen one is the newest) must have some;
+- every indicator path seen in an earlier dirty snapshot must still be
+  present in each later dirty snapshot examined, and in the incident state.
+
+A failed check means the attack was partly undone or reshaped along the way
+(an attacker cleaning up, a second intrusion): the result says
+``NON_MONOTONIC`` with the evidence and must not be restored automatically.
+Checks cannot prove monotonicity for snapshots never examined; only a linear
+scan can, at n diffs.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from recovery.zfs.triage import Finding, Verdict
+
+
+class HasPath(Protocol):
+    """An indicator, identified across snapshots by its path."""
+
+    @property
+    def path(self) -> bytes: ...
+
+
+S = TypeVar("S", bound=Hashable)
+I = TypeVar("I", bound=HasPath)  # noqa: E741 - the conventional letter for "indicator"
+
+
+class SearchStatus(enum.Enum):
+    CLEAN_FOUND = "clean-found"  # a snapshot after golden is clean; checks passed
+    ONLY_GOLDEN_CLEAN = "only-golden-clean"  # the first snapshot after golden is already dirty
+    NON_MONOTONIC = "non-monotonic"  # the history broke the assumption: a person must decide
+
+
+class NonMonotonicHistory(Exception):
+    """Raised by :meth:`CleanSearch.require_trustworthy` when the checks failed."""
+
+
+@dataclass(frozen=True)
+class CleanSearch(Generic[S, I]):
+    """Outcome of the newest-clean search, with everything needed to explain it."""
+
+    status: SearchStatus
+    clean: S  # newest clean snapshot (golden itself when nothing later is clean)
+    successor: S | None  # first dirty snapshot after it; None when that is the incident state
+    successor_indicators: tuple[I, ...]
+    examined: dict[S, tuple[I, ...]] = field(repr=False)
+    problems: tuple[str, ...] = ()
+
+    @property
+    def diff_calls(self) -> int:
+        return len(self.examined)
+
+    def require_trustworthy(self) -> S:
+        """The clean snapshot, or an exception explaining why it cannot be trusted."""
+        if self.status is SearchStatus.NON_MONOTONIC:
+            raise NonMonotonicHistory("; ".join(self.problems))
+        return self.clean
+
+
+def find_newest_clean(
+    golden: S,
+    snapshots: Sequence[S],
+    indicators: Callable[[S], Iterable[I]],
+    incident: Iterable[I] | None = None,
+) -> CleanSearch[S, I]:
+    """Bisect ``snapshots`` (oldest first, all after ``golden``) for the newest clean one.
+
+    ``indicators(snapshot)`` diffs golden to the snapshot and triages it;
+    it is called at most ceil(log2(n + 1)) times, once per snapshot.
+    ``incident`` holds the indicators of the live (incident) state, which is
+    dirty by premise; given, it takes part in the monotonic checks.
+    """
+    incident_found = tuple(incident) if incident is not None else None
+    if incident_found == ():
+        raise ValueError("the incident state has no indicator: there is nothing to restore from")
+    examined: dict[S, tuple[I, ...]] = {}
+
+    def dirty(index: int) -> bool:
+        snapshot = snapshots[index]
+        if snapshot not in examined:
+            examined[snapshot] = tuple(indicators(snapshot))
+        return bool(examined[snapshot])
+
+    first_dirty = _first_true(len(snapshots), dirty)
+    problems = _check_boundary(snapshots, first_dirty, dirty)
+    problems += _vanished(_dirty_chain(snapshots, examined, incident_found))
+    clean = snapshots[first_dirty - 1] if first_dirty else golden
+    successor = snapshots[first_dirty] if first_dirty < len(snapshots) else None
+    successor_found = examined[successor] if successor is not None else incident_found or ()
+    status = _status(first_dirty, problems)
+    return CleanSearch(status, clean, successor, successor_found, examined, tuple(problems))
+
+
+def _first_true(count: int, predicate: Callable[[int], bool]) -> int:
+    """Smallest index where ``predicate`` holds, ``count`` if none (assumes monotonic)."""
+    low, high = 0, count
+    while low < high:
+        middle = (low + high) // 2
+        if predicate(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def _check_boundary(snapshots: Sequence[S], first_dirty: int, dirty: Callable[[int], bool]) -> list[str]:
+    """The chosen snapshot must be clean and its successor dirty (already known: no new diff)."""
+    problems = []
+    if first_dirty > 0 and dirty(first_dirty - 1):
+        problems.append(f"chosen snapshot {snapshots[first_dirty - 1]} has indicators")
+    if first_dirty < len(snapshots) and not dirty(first_dirty):
+        problems.append(f"successor {snapshots[first_dirty]} has no indicator")
+    return problems
+
+
+def _dirty_chain(
+    snapshots: Sequence[S], examined: dict[S, tuple[I, ...]], incident: tuple[I, ...] | None
+) -> list[tuple[object, tuple[I, ...]]]:
+    """Examined dirty states in history order, ending with the incident state when known."""
+    chain: list[tuple[object, tuple[I, ...]]] = [(s, examined[s]) for s in snapshots if examined.get(s)]
+    if incident is not None:
+        chain.append(("the incident state", incident))
+    return chain
+
+
+def _vanished(chain: list[tuple[object, tuple[I, ...]]]) -> list[str]:
+    """Indicator paths that disappear between consecutive dirty states."""
+    problems = []
+    for (before, found_before), (after, found_after) in zip(chain, chain[1:]):
+        gone = {i.path for i in found_before} - {i.path for i in found_after}
+        if gone:
+            sample = ", ".join(sorted(repr(p) for p in gone)[:3])
+            problems.append(f"{len(gone)} indicator path(s) in {before} are gone in {after}: {sample}")
+    return problems
+
+
+def _status(first_dirty: int, problems: list[str]) -> SearchStatus:
+    if problems:
+        return SearchStatus.NON_MONOTONIC
+    return SearchStatus.CLEAN_FOUND if first_dirty else SearchStatus.ONLY_GOLDEN_CLEAN
+
+
+@dataclass(frozen=True)
+class LostChanges:
+    """Legitimate-looking changes made after the clean snapshot that a restore leaves behind.
+
+    They stay readable in the quarantined dataset, to be salvaged on purpose.
+    """
+
+    benign: tuple[Finding, ...]
+    suspicious: tuple[Finding, ...]
+    churn: tuple[Finding, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.benign) + len(self.suspicious) + len(self.churn)
+
+
+def lost_on_restore(clean_to_incident: Iterable[Finding]) -> LostChanges:
+    """Split the triaged diff clean -> incident into what restoring will give up.
+
+    Indicators are left out: losing them is the point of the restore.
+    """
+    by_verdict: dict[Verdict, list[Finding]] = {v: [] for v in Verdict}
+    for finding in clean_to_incident:
+        by_verdict[finding.verdict].append(finding)
+    return LostChanges(
+        benign=tuple(_by_path(by_verdict[Verdict.BENIGN])),
+        suspicious=tuple(_by_path(by_verdict[Verdict.SUSPICIOUS])),
+        churn=tuple(_by_path(by_verdict[Verdict.CHURN])),
+    )
+
+
+def _by_path(findings: list[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: f.path)

@@ -1,0 +1,60 @@
+"""Lab fixtures: the cached base image and guests that are stopped by PID even when a test fails."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from recovery.lab.image import ImagePaths, build_image
+from recovery.lab.vm import BootMode, Guest, LanAddress, LanSwitch
+
+BOOT_TIMEOUT = 300.0
+
+
+@pytest.fixture(scope="session")
+def lab_image() -> ImagePaths:
+    """The base image for the current recipe (built on first use, about six minutes)."""
+    return build_image()
+
+
+@pytest.fixture(scope="session")
+def lab_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("lab")
+
+
+@pytest.fixture(scope="session")
+def lan(lab_run_dir: Path) -> Iterator[LanSwitch]:
+    switch = LanSwitch(lab_run_dir)
+    switch.start()
+    try:
+        yield switch
+    finally:
+        switch.stop()
+
+
+@pytest.fixture(scope="session")
+def boot_guest(lab_image: ImagePaths, lab_run_dir: Path) -> Iterator[Callable[..., Guest]]:
+    """Factory that boots guests and stops every one of them at the end of the session."""
+    started: list[Guest] = []
+
+    def boot(name: str, mode: BootMode = BootMode.NORMAL, **options: object) -> Guest:
+        guest = Guest(lab_image, lab_run_dir, name, **options)  # type: ignore[arg-type]
+        started.append(guest)
+        guest.start(mode)
+        return guest
+
+    try:
+        yield boot
+    finally:
+        for guest in started:
+            guest.stop()
+
+
+@pytest.fixture(scope="session")
+def guest(boot_guest: Callable[..., Guest], lan: LanSwitch) -> Guest:
+    """One web host in normal mode, on the lab LAN as 10.77.0.11, reachable over SSH."""
+    web = boot_guest("lab-web", lan=lan, lan_address=LanAddress.for_host_number(11))
+    web.wait_for_ssh(BOOT_TIMEOUT)
+    return web
