@@ -18,8 +18,10 @@ diff cost:
 A failed check means the attack was partly undone or reshaped along the way
 (an attacker cleaning up, a second intrusion): the result says
 ``NON_MONOTONIC`` with the evidence and must not be restored automatically.
-Checks cannot prove monotonicity for snapshots never examined; only a linear
-scan can, at n diffs.
+Checks cannot see snapshots the bisection never examined: an attack that was
+installed and fully removed again between two examined snapshots stays
+invisible. ``exhaustive=True`` examines every snapshot (n diffs) and so proves
+the assumption instead of sampling it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
+from recovery.zfs.diff import display_name
 from recovery.zfs.triage import Finding, Verdict
 
 
@@ -80,6 +83,7 @@ def find_newest_clean(
     snapshots: Sequence[S],
     indicators: Callable[[S], Iterable[I]],
     incident: Iterable[I] | None = None,
+    exhaustive: bool = False,
 ) -> CleanSearch[S, I]:
     """Bisect ``snapshots`` (oldest first, all after ``golden``) for the newest clean one.
 
@@ -87,6 +91,8 @@ def find_newest_clean(
     it is called at most ceil(log2(n + 1)) times, once per snapshot.
     ``incident`` holds the indicators of the live (incident) state, which is
     dirty by premise; given, it takes part in the monotonic checks.
+    ``exhaustive`` diffs every snapshot (n diffs) so the assumption is
+    proven rather than sampled: for rehearsals and for small histories.
     """
     incident_found = tuple(incident) if incident is not None else None
     if incident_found == ():
@@ -100,7 +106,11 @@ def find_newest_clean(
         return bool(examined[snapshot])
 
     first_dirty = _first_true(len(snapshots), dirty)
+    if exhaustive:
+        for index in range(len(snapshots)):
+            dirty(index)
     problems = _check_boundary(snapshots, first_dirty, dirty)
+    problems += _out_of_order(snapshots, examined, first_dirty)
     problems += _vanished(_dirty_chain(snapshots, examined, incident_found))
     clean = snapshots[first_dirty - 1] if first_dirty else golden
     successor = snapshots[first_dirty] if first_dirty < len(snapshots) else None
@@ -131,6 +141,16 @@ def _check_boundary(snapshots: Sequence[S], first_dirty: int, dirty: Callable[[i
     return problems
 
 
+def _out_of_order(snapshots: Sequence[S], examined: dict[S, tuple[I, ...]], first_dirty: int) -> list[str]:
+    """Examined snapshots on the wrong side of the boundary: dirty before it, clean after it."""
+    problems = []
+    for index, snapshot in enumerate(snapshots):
+        if snapshot in examined and bool(examined[snapshot]) != (index >= first_dirty):
+            state = "has indicators before" if index < first_dirty else "is clean after"
+            problems.append(f"snapshot {snapshot} {state} the chosen boundary")
+    return problems
+
+
 def _dirty_chain(
     snapshots: Sequence[S], examined: dict[S, tuple[I, ...]], incident: tuple[I, ...] | None
 ) -> list[tuple[object, tuple[I, ...]]]:
@@ -147,7 +167,7 @@ def _vanished(chain: list[tuple[object, tuple[I, ...]]]) -> list[str]:
     for (before, found_before), (after, found_after) in zip(chain, chain[1:]):
         gone = {i.path for i in found_before} - {i.path for i in found_after}
         if gone:
-            sample = ", ".join(sorted(repr(p) for p in gone)[:3])
+            sample = ", ".join(display_name(p) for p in sorted(gone)[:3])
             problems.append(f"{len(gone)} indicator path(s) in {before} are gone in {after}: {sample}")
     return problems
 

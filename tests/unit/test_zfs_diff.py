@@ -16,7 +16,7 @@ from recovery.zfs.diff import (
     display_name,
     parse_diff,
 )
-from zfs_output import diff_line, escape_name
+from tests.support.zfs_output import diff_line, escape_name
 
 HOSTILE_FRAGMENTS = [
     b"\n",

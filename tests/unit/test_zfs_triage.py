@@ -18,7 +18,7 @@ from recovery.zfs.triage import (
     indicators,
     triage,
 )
-from zfs_output import diff_line
+from tests.support.zfs_output import diff_line
 
 
 def verdict_of(change: str, ftype: str, path: bytes, mode: int | None = None, new: bytes | None = None) -> Verdict:
