@@ -1,0 +1,80 @@
+"""The SSH transport against real sshd: bytes in, bytes out, keys pinned."""
+
+from __future__ import annotations
+
+import pytest
+
+from recovery.transport.result import TransportError
+from recovery.transport.ssh import HostKeyRefused, SshSession, SshTarget
+from tests.support.sshd import keygen
+
+pytestmark = pytest.mark.integration
+
+
+def target(d, **overrides) -> SshTarget:
+    fields = dict(name=d.name, address="127.0.0.1", port=d.port, user="root",
+                  key_file=str(d.client_key), host_keys=(d.host_key,))
+    fields.update(overrides)
+    return SshTarget(**fields)
+
+
+def test_run_keeps_bytes_and_exit_code(sshd_factory):
+    d = sshd_factory("a")
+    with SshSession(target(d)) as s:
+        result = s.run(r"printf 'caf\351\n\033[2Jboom'; echo err >&2; exit 3", timeout=10)
+    assert result.stdout == b"caf\xe9\n\x1b[2Jboom"
+    assert result.stderr == b"err\n"
+    assert result.exit_code == 3 and not result.ok
+    assert result.duration > 0
+
+
+def test_output_is_capped(sshd_factory):
+    d = sshd_factory("a")
+    with SshSession(target(d), output_cap=1000) as s:
+        result = s.run("head -c 100000 /dev/zero", timeout=10)
+    assert len(result.stdout) == 1000 and result.truncated
+    assert result.exit_code == 0
+
+
+def test_timeout_is_an_error(sshd_factory):
+    d = sshd_factory("a")
+    with SshSession(target(d)) as s:
+        with pytest.raises(TransportError, match="did not finish within its timeout"):
+            s.run("sleep 5", timeout=0.5)
+
+
+def test_changed_host_key_is_refused(sshd_factory, tmp_path):
+    d = sshd_factory("a")
+    other = keygen(tmp_path / "other_host_key")
+    with pytest.raises(HostKeyRefused, match="host key CHANGED") as info:
+        SshSession(target(d, host_keys=(other,))).open()
+    assert "SHA256:" in str(info.value)
+
+
+def test_unpinned_host_is_refused(sshd_factory):
+    d = sshd_factory("a")
+    with pytest.raises(HostKeyRefused, match="no key pinned"):
+        SshSession(target(d, host_keys=())).open()
+
+
+def test_put_and_get(sshd_factory, tmp_path):
+    d = sshd_factory("a")
+    local = tmp_path / "payload"
+    local.write_bytes(b"\x00\xffdata")
+    with SshSession(target(d)) as s:
+        s.put(str(local), str(tmp_path / "remote-copy"))
+        s.get(str(tmp_path / "remote-copy"), str(tmp_path / "back"))
+    assert (tmp_path / "back").read_bytes() == b"\x00\xffdata"
+
+
+def test_jump_through_gateway_with_pinned_keys(sshd_factory):
+    bastion, inner = sshd_factory("bastion"), sshd_factory("inner")
+    with SshSession(target(inner, gateway=target(bastion))) as s:
+        assert s.run("echo through", timeout=10).stdout == b"through\n"
+
+
+def test_gateway_with_wrong_key_is_refused(sshd_factory, tmp_path):
+    bastion, inner = sshd_factory("bastion"), sshd_factory("inner")
+    wrong = target(bastion, host_keys=(keygen(tmp_path / "x"),))
+    with pytest.raises(HostKeyRefused):
+        SshSession(target(inner, gateway=wrong)).open()
