@@ -82,9 +82,9 @@ class DnsDriver:
 
     def __init__(self, server: DnsServer) -> None:
         REDACTOR.add(server.key.secret)
+        _tsig_key(server.key)  # fail now on a malformed key, not in the middle of a divert
         self.server = server
         self._zone = dns.name.from_text(server.zone)
-        self._key = _tsig_key(server.key)
 
     def __repr__(self) -> str:
         return f"DnsDriver({self._where()}, zone={self._zone}, key={self.server.key.name})"
@@ -110,14 +110,14 @@ class DnsDriver:
         return self._apply(service, expected, service.mirror, service.ttl)
 
     def restore(self, service: DnsRecord, expected: TrafficState, wanted: TrafficState) -> TrafficState:
-        if not wanted.routes:
-            raise TrafficError(f"{self._target(service)}: refusing to restore an empty record")
         return self._apply(service, expected, wanted.destinations, wanted.ttl or service.ttl)
 
     def _apply(
         self, service: DnsRecord, expected: TrafficState, addresses: Iterable[str], ttl: int
     ) -> TrafficState:
-        wanted = sorted(set(addresses))
+        wanted = sorted({rdata.to_text() for rdata in self._rdatas(service, addresses)})
+        if not wanted:
+            raise TrafficError(f"{self._target(service)}: refusing to leave an empty record")
         current = self.state(service)
         if list(current.destinations) == wanted and current.ttl == ttl:
             return current
@@ -131,7 +131,7 @@ class DnsDriver:
     ) -> dns.update.UpdateMessage:
         """Replace the rrset, on condition that it still holds exactly ``expected``."""
         name = self._owner(service)
-        update = dns.update.UpdateMessage(self._zone, keyring=self._key)
+        update = dns.update.UpdateMessage(self._zone, keyring=_tsig_key(self.server.key))
         if expected.routes:
             update.present(name, *self._rdatas(service, expected.destinations))
         else:
@@ -222,10 +222,12 @@ class DnsDriver:
         return name
 
     def _rdatas(self, service: DnsRecord, addresses: Iterable[str]) -> list[dns.rdata.Rdata]:
+        """Parsed (and so validated and normalised) record data."""
+        addresses = list(addresses)
         try:
             return [dns.rdata.from_text(dns.rdataclass.IN, _rdtype(service), a) for a in addresses]
         except dns.exception.SyntaxError as exc:
-            raise TrafficError(f"{self._target(service)}: bad address in {list(addresses)}: {exc}") from None
+            raise TrafficError(f"{self._target(service)}: bad address in {addresses}: {exc}") from None
 
     def _conflict(self, service: DnsRecord, expected: TrafficState, found: str) -> TrafficConflict:
         return TrafficConflict(
@@ -241,6 +243,7 @@ class DnsDriver:
 
 
 def _tsig_key(key: TsigKey) -> dns.tsig.Key:
+    """Built per update and never kept: dnspython's ``Key`` shows its secret in its repr."""
     try:
         return dns.tsig.Key(key.name, key.secret, key.algorithm)
     except (binascii.Error, ValueError):

@@ -36,6 +36,8 @@ _FORMAT_VERSION = "1"
 _REQUIRED_COLUMNS = ("be_name", "srv_name", "srv_op_state", "srv_admin_state")
 # HAProxy object names; anything else (spaces, ';') could smuggle a second runtime command.
 _NAME = re.compile(r"[A-Za-z0-9_.:-]+\Z")
+# Plain ASCII digits only: int() would also take "1_0", "٣" or " 7".
+_DECIMAL = re.compile(r"[0-9]{1,10}\Z")
 
 
 @dataclass(frozen=True)
@@ -113,11 +115,10 @@ def _row(columns: dict[str, int], line: str, number: int) -> ServerRow:
     fields = line.split()
     if len(fields) <= max(columns[name] for name in _REQUIRED_COLUMNS):
         raise ServersStateError(f"line {number} has too few fields: {for_terminal(line, 200)!r}")
-    try:
-        op_state = int(fields[columns["srv_op_state"]])
-        admin_bits = int(fields[columns["srv_admin_state"]])
-    except ValueError:
-        raise ServersStateError(f"line {number} has a non-numeric state: {for_terminal(line, 200)!r}") from None
+    op_text, admin_text = fields[columns["srv_op_state"]], fields[columns["srv_admin_state"]]
+    if not (_DECIMAL.match(op_text) and _DECIMAL.match(admin_text)):
+        raise ServersStateError(f"line {number} has a non-numeric state: {for_terminal(line, 200)!r}")
+    op_state, admin_bits = int(op_text), int(admin_text)
     if not 0 <= op_state <= 3 or not 0 <= admin_bits <= 0xFF:
         raise ServersStateError(f"line {number} has a state out of range: {for_terminal(line, 200)!r}")
     return ServerRow(fields[columns["be_name"]], fields[columns["srv_name"]], op_state, admin_bits)

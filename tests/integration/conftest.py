@@ -15,14 +15,15 @@ from recovery.lab.mirror import Mirror
 WEB_ADDRESSES = ("192.0.2.10", "192.0.2.11")
 
 
-def _require(program: str) -> None:
+def _require(program: str, package: str) -> None:
+    """A missing server fails the test: a skipped traffic test would hide an untested driver."""
     if not shutil.which(program):
-        pytest.skip(f"{program} is not installed")
+        pytest.fail(f"{program} is not installed (apt-get install {package})")
 
 
 @pytest.fixture
 def lab_dns() -> Iterator[LabDns]:
-    _require(NAMED)
+    _require(NAMED, "bind9")
     with LabDns(WEB_ADDRESSES) as server:
         yield server
 
@@ -53,7 +54,7 @@ def web_sites(tmp_path: Path) -> Iterator[dict[str, Mirror]]:
 
 @pytest.fixture
 def lab_haproxy(web_sites: dict[str, Mirror]) -> Iterator[LabHaproxy]:
-    _require(HAPROXY)
+    _require(HAPROXY, "haproxy")
     servers = {name: f"{site.host}:{site.port}" for name, site in web_sites.items() if name != "mirror"}
     mirror = web_sites["mirror"]
     with LabHaproxy(servers, mirror=f"{mirror.host}:{mirror.port}") as balancer:

@@ -6,6 +6,7 @@ import base64
 import json
 import time
 
+import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
@@ -178,11 +179,13 @@ def test_tsig_secret_never_shown(lab_dns: LabDns) -> None:
     driver, record = DnsDriver(server), _record()
     before = driver.state(record)
     after = driver.divert(record, before)
-    shown = [repr(server), repr(server.key), repr(driver), repr(before), repr(after), json.dumps(after.as_dict())]
-    try:
-        driver.divert(_record(), before)
-    except TrafficError as exc:
-        shown.append(str(exc))
+    shown = [repr(server), repr(vars(driver)), repr(lab_dns), repr(before), repr(after), json.dumps(after.as_dict())]
+    with pytest.raises(TrafficConflict) as conflict:
+        driver.divert(_record(ttl=5), before)
+    shown.append(str(conflict.value))
+    with pytest.raises(TrafficError) as malformed:
+        DnsDriver(_server(lab_dns, secret="not base64!"))
+    shown.append(str(malformed.value))
     assert all(lab_dns.secret not in text for text in shown)
     assert lab_dns.secret not in str(TrafficError(f"leaked {lab_dns.secret}"))
 
@@ -198,3 +201,11 @@ def test_journal_form_round_trips(lab_dns: LabDns) -> None:
 def test_answer_is_read_from_the_authoritative_server(lab_dns: LabDns) -> None:
     answer = _ask(lab_dns, "www.lab.test.", "A")
     assert answer.flags & dns.flags.AA and answer.answer[0].rdtype == dns.rdatatype.A
+
+
+def test_bad_mirror_address_is_refused_before_anything_is_sent(lab_dns: LabDns) -> None:
+    driver = DnsDriver(_server(lab_dns))
+    record = DnsRecord(name="www", mirror=("not-an-address",))
+    with pytest.raises(TrafficError, match="bad address in \\['not-an-address'\\]"):
+        driver.divert(record, driver.state(record))
+    assert _addresses(lab_dns) == list(lab_dns.web_addresses)
