@@ -94,9 +94,11 @@ def parse_servers_state(text: str) -> list[ServerRow]:
     """
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines or lines[0].strip() != _FORMAT_VERSION:
-        raise ServersStateError(f"unsupported format: first line {for_terminal(lines[0] if lines else '', 80)!r}")
+        first = for_terminal(lines[0] if lines else "", 80)
+        raise ServersStateError(f"unsupported format: first line {first!r}")
     columns = _header(lines[1:2])
-    rows = [_row(columns, line, number) for number, line in enumerate(lines[2:], start=3) if not line.startswith("#")]
+    numbered = enumerate(lines[2:], start=3)
+    rows = [_row(columns, line, number) for number, line in numbered if not line.startswith("#")]
     _reject_duplicates(rows)
     return rows
 
@@ -129,7 +131,8 @@ def _reject_duplicates(rows: list[ServerRow]) -> None:
     for row in rows:
         key = (row.backend, row.server)
         if key in seen:
-            raise ServersStateError(f"server {for_terminal(row.backend, 80)}/{for_terminal(row.server, 80)} listed twice")
+            name = for_terminal(f"{row.backend}/{row.server}", 160)
+            raise ServersStateError(f"server {name} listed twice")
         seen.add(key)
 
 
@@ -144,7 +147,9 @@ def runtime_command(sock: HaproxySocket, command: str) -> str:
             while chunk := conn.recv(65536):
                 answer.write(chunk)
     except TimeoutError:
-        raise TrafficUnreachable(f"HAProxy socket {sock.path}: no answer to {command!r} within {sock.timeout:.1f} s") from None
+        raise TrafficUnreachable(
+            f"HAProxy socket {sock.path}: no answer to {command!r} within {sock.timeout:.1f} s"
+        ) from None
     except OSError as exc:
         raise TrafficUnreachable(f"HAProxy socket {sock.path}: {exc.strerror or exc}; nothing was changed") from None
     if answer.truncated:
@@ -193,7 +198,7 @@ class HaproxyDriver:
         now = dict(current.routes)
         if all(now[name] == state for name, state in wanted):
             return current
-        if not current.same_routes(expected):
+        if not _on_the_way(now, dict(expected.routes), dict(wanted)):
             raise TrafficConflict(
                 f"{self._target(service)}: servers changed since the plan saw {expected.describe()}: "
                 f"they are now {current.describe()}; nothing was changed"
@@ -201,9 +206,11 @@ class HaproxyDriver:
         after = {**now, **dict(wanted)}
         if "ready" not in after.values():
             raise TrafficError(f"{self._target(service)}: refusing a change that leaves no server ready")
+        done: list[str] = []
         for name, state in wanted:
             if now[name] != state:
-                self._set_state(service, name, state)
+                self._set_state(service, name, state, done)
+                done.append(f"{name} {state}")
         return self._verify(service, after)
 
     def _check_wanted(self, service: HaproxyBackend, wanted: Iterable[tuple[str, str]]) -> None:
@@ -212,11 +219,12 @@ class HaproxyDriver:
             if name not in known or state not in ADMIN_STATES:
                 raise TrafficError(f"{self._target(service)}: cannot set server {name!r} to {state!r}")
 
-    def _set_state(self, service: HaproxyBackend, server: str, state: str) -> None:
+    def _set_state(self, service: HaproxyBackend, server: str, state: str, done: list[str]) -> None:
         answer = runtime_command(self.sock, f"set server {service.backend}/{server} state {state}").strip()
         if answer:
             raise TrafficRefused(
-                f"{self._target(service)}: set {server} {state} refused: {for_terminal(answer, 300)}"
+                f"{self._target(service)}: set {server} {state} refused: {for_terminal(answer, 300)}; "
+                f"already changed: {', '.join(done) or 'nothing'}"
             )
 
     def _verify(self, service: HaproxyBackend, after: Mapping[str, str]) -> TrafficState:
@@ -246,3 +254,11 @@ class HaproxyDriver:
 
     def _target(self, service: HaproxyBackend) -> str:
         return f"HAProxy {self.sock.path} backend {service.backend}"
+
+
+def _on_the_way(now: Mapping[str, str], expected: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
+    """Every server is as the plan saw it, or already as wanted: a change cut short by a crash resumes.
+
+    Anything else means someone else changed a server, and it is left alone.
+    """
+    return all(state in (expected.get(name), wanted.get(name, expected.get(name))) for name, state in now.items())

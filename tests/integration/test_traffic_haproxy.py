@@ -118,3 +118,14 @@ def test_missing_socket_is_a_clear_error(tmp_path: Path) -> None:
     driver = HaproxyDriver(HaproxySocket(str(tmp_path / "admin.sock"), timeout=0.5))
     with pytest.raises(TrafficUnreachable, match="admin.sock.*No such file"):
         driver.state(SERVICE)
+
+
+def test_divert_cut_short_by_a_crash_resumes(lab_haproxy: LabHaproxy) -> None:
+    driver = HaproxyDriver(lab_haproxy.socket)
+    planned = driver.state(SERVICE)
+    runtime_command(lab_haproxy.socket, "set server web/mirror state ready")
+    runtime_command(lab_haproxy.socket, "set server web/eu-web state drain")
+
+    after = driver.divert(SERVICE, planned)
+
+    assert dict(after.routes) == {"eu-web": "drain", "us-web": "drain", "mirror": "ready"}

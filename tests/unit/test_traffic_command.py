@@ -15,11 +15,8 @@ def _service(routing_file: Path, **changes: object) -> CommandTraffic:
     def write(word: str) -> tuple[str, ...]:
         return (sys.executable, "-c", f"import pathlib; pathlib.Path({str(routing_file)!r}).write_text({word!r})")
 
-    verify = (
-        sys.executable,
-        "-c",
-        f"import os, pathlib, sys; sys.exit(pathlib.Path({str(routing_file)!r}).read_text() != os.environ['RECOVERY_TRAFFIC'])",
-    )
+    check = f"pathlib.Path({str(routing_file)!r}).read_text() != os.environ['RECOVERY_TRAFFIC']"
+    verify = (sys.executable, "-c", f"import os, pathlib, sys; sys.exit({check})")
     fields: dict[str, object] = {
         "name": "cdn",
         "divert": write("diverted"),
