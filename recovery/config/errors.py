@@ -29,12 +29,12 @@ def key_path(loc: Iterable[Any]) -> str:
     return out or "(top level)"
 
 
-def _real_loc(loc: tuple[Any, ...], data: Any) -> list[Any]:
+def _real_loc(loc: tuple[Any, ...], data: Any, missing: bool) -> list[Any]:
     """Keep only real keys of the input.
 
     pydantic puts labels into a location that are not keys: the member of a
     discriminated union (``oob.lab.port``) and ``[key]`` for a bad table key.
-    A missing key is the one label kept, since it is the last entry.
+    The name of a missing key is the one label kept (it is the last entry).
     """
     real: list[Any] = []
     node = data
@@ -43,7 +43,7 @@ def _real_loc(loc: tuple[Any, ...], data: Any) -> list[Any]:
         if isinstance(node, (dict, list)) and _has(node, part):
             node = node[part]
             real.append(part)
-        elif last and part != "[key]":
+        elif last and missing:
             real.append(part)
     return real
 
@@ -101,7 +101,7 @@ def from_validation(file: str, exc: ValidationError, data: Any,
     messages = []
     for err in exc.errors(include_url=False):
         text, extra = _message(err)
-        loc = _real_loc(tuple(err["loc"]), data)
+        loc = _real_loc(tuple(err["loc"]), data, err["type"] == "missing")
         if extra:
             loc.append(extra)
         messages.append(f"{file}: {key_path((*prefix, *loc))}: {text}")

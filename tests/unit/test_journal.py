@@ -1,0 +1,83 @@
+"""The hash chain catches an edited, inserted or deleted record and a cut tail."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from recovery.engine.journal import Journal, record_hash
+from recovery.secrets import REDACTOR
+
+
+@pytest.fixture
+def journal(tmp_path):
+    j = Journal(tmp_path / "journal.sqlite")
+    for i in range(5):
+        j.append("step_succeeded", f"s{i}", "h1", outputs={"i": i})
+    yield j
+    j.close()
+
+
+def raw(j: Journal) -> sqlite3.Connection:
+    db = sqlite3.connect(j.path, isolation_level=None)
+    db.execute("DROP TRIGGER records_no_update")
+    db.execute("DROP TRIGGER records_no_delete")
+    return db
+
+
+def test_intact_chain_verifies(journal):
+    assert journal.verify() == []
+    records = journal.records()
+    assert [r.seq for r in records] == [1, 2, 3, 4, 5]
+    assert all(b.prev == a.hash for a, b in zip(records, records[1:]))
+
+
+def test_update_and_delete_are_refused_by_the_database(journal):
+    db = sqlite3.connect(journal.path, isolation_level=None)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("UPDATE records SET event='x' WHERE seq=2")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("DELETE FROM records WHERE seq=2")
+
+
+def test_edited_record_is_detected(journal):
+    raw(journal).execute("""UPDATE records SET data='{"outputs": {"i": 99}}' WHERE seq=3""")
+    assert journal.verify() == ["record 3 (step_succeeded) was altered: its hash does not match its content"]
+
+
+def test_deleted_record_is_detected(journal):
+    raw(journal).execute("DELETE FROM records WHERE seq=2")
+    assert journal.verify() == [
+        "record 2 is missing (next is 3)",
+        "record 3 does not follow the record before it (inserted, or one deleted)",
+    ]
+
+
+def test_inserted_record_is_detected_even_with_a_valid_own_hash(journal):
+    db = raw(journal)
+    rows = db.execute("SELECT * FROM records WHERE seq >= 3 ORDER BY seq DESC").fetchall()
+    for row in rows:  # shift 3..5 up by one to make room
+        db.execute("UPDATE records SET seq=? WHERE seq=?", (row[0] + 1, row[0]))
+    prev = db.execute("SELECT hash FROM records WHERE seq=2").fetchone()[0]
+    digest = record_hash(3, 1.0, "step_succeeded", "forged", "h1", "{}", prev)
+    db.execute("INSERT INTO records VALUES (3, 1.0, 'step_succeeded', 'forged', 'h1', '{}', ?, ?)",
+               (prev, digest))
+    problems = journal.verify()
+    assert "record 4 does not follow the record before it (inserted, or one deleted)" in problems
+
+
+def test_cut_tail_is_detected_through_head(journal):
+    raw(journal).execute("DELETE FROM records WHERE seq=5")
+    assert journal.verify() == [
+        "HEAD names record 5 but the journal ends at record 4: "
+        "records were removed from the end or HEAD was replaced"
+    ]
+
+
+def test_secrets_are_masked_before_storage(tmp_path):
+    REDACTOR.add("tsig-secret-value")
+    j = Journal(tmp_path / "j.sqlite")
+    j.append("step_failed", "s", "h", error="bad key tsig-secret-value")
+    assert b"tsig-secret-value" not in (tmp_path / "j.sqlite").read_bytes()
+    assert j.records()[0].data["error"] == "bad key ***"
