@@ -1,0 +1,468 @@
+"""Host agent: ZFS operations run on a managed host with the host's own python3.
+
+The orchestrator ships this one file to the host for every call (see
+``recovery.zfs.client``) and runs it with ``python3 -I`` (isolated: no
+PYTHON* variables, no user site, no current directory on the path). It
+depends on the standard library only; ``libzfs_core`` from Debian's
+python3-pyzfs is imported lazily by the operations that need it, because
+pyzfs has atomic multi-dataset snapshots, holds, clone and promote, but no
+list, properties or diff (the ``zfs`` CLI serves those).
+
+Wire format. The request is base64 of a JSON object, in argv[1] or on stdin::
+
+    {"v": 1, "nonce": "<hex>", "op": "<operation>", "args": {...}, "zfs": "<path>"|null}
+
+The reply is base64 of a JSON object, framed on stdout by lines that all
+start with ``MARK v1 <nonce>``::
+
+    MARK v1 <nonce> begin <chunks> <bytes> <sha256 of the JSON>
+    MARK v1 <nonce> <index> <base64 chunk>        (index 0 .. chunks-1)
+    MARK v1 <nonce> end
+
+where MARK is ``RECOVERY-AGENT-REPLY``. Anything else the host, its shell or
+its kernel prints is ignored by the reader, even whole lines inside the frame.
+The JSON is ``{"v": 1, "nonce": ..., "ok": true, "result": {...}}`` or
+``{"v": 1, "nonce": ..., "ok": false, "error": {"op", "dataset", "errno",
+"errname", "message"}}``.
+
+Nothing here destroys or rolls back: those operations are not offered at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno as errno_codes
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from typing import Any, Callable, Dict, List, Optional
+
+VERSION = 1
+MARK = "RECOVERY-AGENT-REPLY"
+CHUNK = 1024
+REQUEST_CAP = 16 * 1024 * 1024
+ZFS_CANDIDATES = ("/usr/sbin/zfs", "/sbin/zfs")
+LIST_FIELDS = ("name", "type", "guid", "createtxg", "creation", "used", "origin", "mountpoint")
+INTEGER_FIELDS = frozenset({"guid", "createtxg", "creation", "used"})
+_DATASET_NAME = re.compile(r"[A-Za-z0-9_.:/@# -]{1,255}")
+_PROPERTY_NAME = re.compile(r"[a-z0-9_:.-]{1,255}")
+
+
+class OperationError(Exception):
+    """An operation failed; carries what the operator needs to act on it."""
+
+    def __init__(self, message: str, dataset: Optional[str] = None, code: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.dataset = dataset
+        self.code = code
+
+
+# --- request validation -----------------------------------------------------
+
+
+def dataset_name(args: Dict[str, Any], key: str) -> str:
+    """A dataset or snapshot name that cannot be mistaken for a command-line option."""
+    value = args.get(key)
+    if not isinstance(value, str) or not _DATASET_NAME.fullmatch(value) or value.startswith("-"):
+        raise OperationError("argument %r is not a valid dataset or snapshot name: %r" % (key, value))
+    return value
+
+
+def dataset_names(args: Dict[str, Any], key: str) -> List[str]:
+    values = args.get(key)
+    if not isinstance(values, list) or not values:
+        raise OperationError("argument %r must be a non-empty list of names" % key)
+    return [dataset_name({key: value}, key) for value in values]
+
+
+def property_name(value: Any) -> str:
+    if not isinstance(value, str) or not _PROPERTY_NAME.fullmatch(value):
+        raise OperationError("not a valid property name: %r" % (value,))
+    return value
+
+
+def property_value(value: Any) -> str:
+    if not isinstance(value, str) or "\n" in value or "\0" in value:
+        raise OperationError("property values must be single-line strings: %r" % (value,))
+    return value
+
+
+# --- the zfs command line ---------------------------------------------------
+
+
+def find_zfs(requested: Optional[str]) -> str:
+    """The zfs binary: the one the request names, else a fixed system path (never $PATH)."""
+    for candidate in ([requested] if requested else list(ZFS_CANDIDATES)):
+        if os.path.isabs(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise OperationError("zfs command not found (looked for %s)" % (requested or ", ".join(ZFS_CANDIDATES)))
+
+
+def run_zfs(zfs: str, args: List[str], dataset: Optional[str] = None) -> bytes:
+    """Run ``zfs ARGS`` without a shell; stdout as bytes, a failure as :class:`OperationError`."""
+    proc = subprocess.run([zfs] + args, stdin=subprocess.DEVNULL, capture_output=True)
+    if proc.returncode != 0:
+        stderr = proc.stderr.decode("utf-8", "replace").strip()
+        raise OperationError("zfs %s failed (exit %d): %s" % (args[0], proc.returncode, stderr), dataset)
+    return proc.stdout
+
+
+def parse_zfs_list(output: bytes) -> List[Dict[str, Any]]:
+    """Rows of ``zfs list -Hp -o LIST_FIELDS``: integers as int, ``-`` as None."""
+    rows = []
+    for line in output.decode("utf-8", "surrogateescape").splitlines():
+        values = line.split("\t")
+        if len(values) != len(LIST_FIELDS):
+            raise OperationError("unexpected zfs list line: %r" % line)
+        rows.append({field: _list_value(field, value) for field, value in zip(LIST_FIELDS, values)})
+    return rows
+
+
+def _list_value(field: str, value: str) -> Any:
+    if value == "-":
+        return None
+    if field in INTEGER_FIELDS:
+        try:
+            return int(value)
+        except ValueError:
+            raise OperationError("zfs list gave a non-numeric %s: %r" % (field, value)) from None
+    return value
+
+
+def parse_zfs_get(output: bytes) -> List[Dict[str, str]]:
+    """Rows of ``zfs get -Hp -o name,property,value,source``."""
+    rows = []
+    for line in output.decode("utf-8", "surrogateescape").splitlines():
+        values = line.split("\t")
+        if len(values) != 4:
+            raise OperationError("unexpected zfs get line: %r" % line)
+        rows.append(dict(zip(("name", "property", "value", "source"), values)))
+    return rows
+
+
+# --- libzfs_core ------------------------------------------------------------
+
+
+def load_lzc() -> Any:
+    try:
+        import libzfs_core  # type: ignore[import-not-found]
+        import libzfs_core.exceptions  # type: ignore[import-not-found]  # noqa: F401 - used as lzc.exceptions
+    except ImportError as exc:
+        raise OperationError("libzfs_core is not available (install python3-pyzfs): %s" % exc) from None
+    return libzfs_core
+
+
+def errno_meaning(code: Optional[int]) -> str:
+    """``ENOENT (No such file or directory)``; ZFS-specific codes by their pyzfs name."""
+    if code is None:
+        return "no errno"
+    if code in errno_codes.errorcode:
+        return "%s (%s)" % (errno_codes.errorcode[code], os.strerror(code))
+    try:
+        from libzfs_core._constants import zfs_errno  # type: ignore[import-not-found]
+
+        return "%s (ZFS error %d)" % (zfs_errno(code).name, code)
+    except (ImportError, ValueError):
+        return "ZFS error %d" % code
+
+
+def lzc_failure(op: str, exc: Exception) -> OperationError:
+    """A libzfs_core exception as one message naming operation, datasets and errno meanings."""
+    parts = [_one_failure(error) for error in getattr(exc, "errors", None) or [exc]]
+    suppressed = getattr(exc, "suppressed_count", 0)
+    if suppressed:
+        parts.append("%d more error(s) suppressed" % suppressed)
+    first = (getattr(exc, "errors", None) or [exc])[0]
+    return OperationError(
+        "%s failed: %s" % (op, "; ".join(parts)),
+        _text(getattr(first, "name", None)),
+        getattr(exc, "errno", None),
+    )
+
+
+def _one_failure(error: Exception) -> str:
+    name = _text(getattr(error, "name", None)) or "?"
+    message = getattr(error, "message", None) or str(error)
+    return "%s: %s [%s]" % (name, message, errno_meaning(getattr(error, "errno", None)))
+
+
+def _text(value: Any) -> Optional[str]:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def call_lzc(op: str, function: str, *args: Any) -> Any:
+    lzc = load_lzc()
+    try:
+        return getattr(lzc, function)(*args)
+    except lzc.exceptions.ZFSError as exc:
+        raise lzc_failure(op, exc) from None
+
+
+def _b(name: str) -> bytes:
+    return name.encode("utf-8")
+
+
+def _lzc_props(args: Dict[str, Any]) -> Optional[Dict[bytes, Any]]:
+    props = args.get("props") or {}
+    if not isinstance(props, dict):
+        raise OperationError("argument 'props' must be an object")
+    return {_b(property_name(k)): v if isinstance(v, int) else _b(property_value(v)) for k, v in props.items()} or None
+
+
+# --- operations -------------------------------------------------------------
+
+
+def op_ping(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
+    try:
+        load_lzc()
+        lzc = True
+    except OperationError:
+        lzc = False
+    return {"agent": VERSION, "python": sys.version.split()[0], "libzfs_core": lzc, "uid": os.geteuid()}
+
+
+def op_list(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
+    types = args.get("types") or ["filesystem", "volume", "snapshot"]
+    if not isinstance(types, list) or not set(types) <= {"filesystem", "volume", "snapshot", "bookmark"}:
+        raise OperationError("argument 'types' must list filesystem, volume, snapshot or bookmark")
+    command = ["list", "-Hp", "-o", ",".join(LIST_FIELDS), "-t", ",".join(types)]
+    if args.get("root") is not None:
+        command += ["-r", dataset_name(args, "root")]
+    return {"datasets": parse_zfs_list(run_zfs(find_zfs(zfs), command, args.get("root")))}
+
+
+def op_snapshot(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
+    """All snapshots in one transaction group: a consistent point across datasets."""
+    names = dataset_names(args, "snapshots")
+    if not all("@" in name for name in names):
+        raise OperationError("every name in 'snapshots' must be dataset@snapshot")
+    call_lzc("snapshot", "lzc_snapshot", [_b(n) for n in names], _lzc_props(args))
+    return {"created": names}
+
+
+def op_hold(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
+    """Persistent user holds (no cleanup descriptor): they outlive this process."""
+    holds = _name_map(args, "holds")
+    missing = call_lzc("hold", "lzc_hold", {_b(s): _b(_tag(t)) for s, t in holds.items()}, None)
+    return {"missing": [_text(m) for m in missing or []]}
+
+
+def op_release(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
+    holds = _name_map(args, "holds")
+    request = {_b(s): [_b(_tag(t)) for t in _tag_list(tags)] for s, tags in holds.items()}
+    missing = call_lzc("release", "lzc_release", request)
+    return {"missing": [_text(m) for m in missing or []]}
+
+
+def op_holds(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
+    holds = call_lzc("holds", "lzc_get_holds", _b(dataset_name(args, "snapshot")))
+    return {"holds": {_text(tag): when for tag, when in holds.items()}}
+
+
+def op_clone(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
+    """A clone is created unmounted; the restore step decides where it mounts."""
+    name, origin = dataset_name(args, "name"), dataset_name(args, "origin")
+    call_lzc("clone", "lzc_clone", _b(name), _b(origin), _lzc_props(args))
+    return {"name": name, "origin": origin}
+
+
+def op_promote(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
+    name = dataset_name(args, "name")
+    call_lzc("promote", "lzc_promote", _b(name))
+    return {"name": name}
+
+
+def op_rename(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
+    """The CLI rename, because it also unmounts and remounts (lzc_rename does not)."""
+    source, target = dataset_name(args, "source"), dataset_name(args, "target")
+    run_zfs(find_zfs(zfs), ["rename", source, target], source)
+    return {"source": source, "target": target}
+
+
+def op_get(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
+    names = dataset_names(args, "datasets")
+    properties = args.get("properties") or ["all"]
+    if not isinstance(properties, list):
+        raise OperationError("argument 'properties' must be a list")
+    command = ["get", "-Hp", "-o", "name,property,value,source", ",".join(map(property_name, properties))]
+    return {"values": parse_zfs_get(run_zfs(find_zfs(zfs), command + names, names[0]))}
+
+
+def op_set(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
+    name = dataset_name(args, "dataset")
+    properties = args.get("properties")
+    if not isinstance(properties, dict) or not properties:
+        raise OperationError("argument 'properties' must be a non-empty object")
+    for key, value in properties.items():
+        run_zfs(find_zfs(zfs), ["set", "%s=%s" % (property_name(key), property_value(value)), name], name)
+    return {"dataset": name, "set": sorted(properties)}
+
+
+def op_send(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
+    """``zfs send`` into a new file, hashed while it streams (chain of custody)."""
+    snapshot = dataset_name(args, "snapshot")
+    path = args.get("path")
+    if not isinstance(path, str) or not os.path.isabs(path):
+        raise OperationError("argument 'path' must be an absolute path", snapshot)
+    command = [find_zfs(zfs), "send"] + (["-w"] if args.get("raw") else [])
+    if args.get("from") is not None:
+        command += ["-i", dataset_name(args, "from")]
+    return _stream_to_file(command + [snapshot], path, snapshot)
+
+
+def _stream_to_file(command: List[str], path: str, snapshot: str) -> Dict[str, Any]:
+    digest, size = hashlib.sha256(), 0
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise OperationError("cannot create %s: %s" % (path, exc.strerror), snapshot, exc.errno) from None
+    with os.fdopen(fd, "wb") as sink:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for block in iter(lambda: proc.stdout.read(1 << 20), b""):  # type: ignore[union-attr]
+            digest.update(block)
+            sink.write(block)
+            size += len(block)
+        stderr = proc.stderr.read().decode("utf-8", "replace").strip()  # type: ignore[union-attr]
+    if proc.wait() != 0:
+        raise OperationError("zfs send failed (exit %d): %s" % (proc.returncode, stderr), snapshot)
+    return {"path": path, "bytes": size, "sha256": digest.hexdigest()}
+
+
+def op_diff(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
+    """Raw ``zfs diff -FHt`` output, base64 so every byte of every name survives."""
+    origin, target = dataset_name(args, "from"), dataset_name(args, "to")
+    output = run_zfs(find_zfs(zfs), ["diff", "-FHt", origin, target], origin)
+    return {"output": base64.b64encode(output).decode("ascii")}
+
+
+def op_lstat(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
+    """st_mode of paths (base64 bytes), None where absent: mode bits for triage."""
+    paths = args.get("paths")
+    if not isinstance(paths, list):
+        raise OperationError("argument 'paths' must be a list of base64 paths")
+    return {"modes": [_lstat_mode(base64.b64decode(p)) for p in paths]}
+
+
+def _lstat_mode(path: bytes) -> Optional[int]:
+    try:
+        return os.lstat(path).st_mode
+    except OSError:
+        return None
+
+
+def _name_map(args: Dict[str, Any], key: str) -> Dict[str, Any]:
+    value = args.get(key)
+    if not isinstance(value, dict) or not value:
+        raise OperationError("argument %r must be a non-empty object keyed by snapshot" % key)
+    for name in value:
+        dataset_name({key: name}, key)
+    return value
+
+
+def _tag(value: Any) -> str:
+    if not isinstance(value, str) or not value or len(value) > 255 or "\0" in value:
+        raise OperationError("not a valid hold tag: %r" % (value,))
+    return value
+
+
+def _tag_list(value: Any) -> List[str]:
+    if not isinstance(value, list) or not value:
+        raise OperationError("release needs a non-empty list of tags per snapshot")
+    return value
+
+
+OPERATIONS: Dict[str, Callable[[Dict[str, Any], Optional[str]], Dict[str, Any]]] = {
+    "ping": op_ping,
+    "list": op_list,
+    "snapshot": op_snapshot,
+    "hold": op_hold,
+    "release": op_release,
+    "holds": op_holds,
+    "clone": op_clone,
+    "promote": op_promote,
+    "rename": op_rename,
+    "get": op_get,
+    "set": op_set,
+    "send": op_send,
+    "diff": op_diff,
+    "lstat": op_lstat,
+}
+
+
+# --- request and reply ------------------------------------------------------
+
+
+def decode_request(raw: bytes) -> Dict[str, Any]:
+    try:
+        request = json.loads(base64.b64decode(raw.strip(), validate=True))
+    except ValueError as exc:
+        raise OperationError("request is not base64 of JSON: %s" % exc) from None
+    if not isinstance(request, dict) or request.get("v") != VERSION:
+        raise OperationError("request is not a version %d object" % VERSION)
+    if not isinstance(request.get("nonce"), str) or not re.fullmatch(r"[0-9a-f]{16,64}", request["nonce"]):
+        raise OperationError("request has no valid nonce")
+    return request
+
+
+def handle(request: Dict[str, Any]) -> Dict[str, Any]:
+    """Run one request; every failure becomes an error reply, never a traceback."""
+    op = request.get("op")
+    reply: Dict[str, Any] = {"v": VERSION, "nonce": request["nonce"]}
+    try:
+        if op not in OPERATIONS:
+            raise OperationError("unknown operation %r; offered: %s" % (op, ", ".join(sorted(OPERATIONS))))
+        args = request.get("args") or {}
+        if not isinstance(args, dict):
+            raise OperationError("'args' must be an object")
+        reply.update(ok=True, result=OPERATIONS[op](args, request.get("zfs")))
+    except OperationError as exc:
+        reply.update(ok=False, error=error_body(op, str(exc), exc.dataset, exc.code))
+    except Exception as exc:  # the host is in an unknown state: report, never crash unframed
+        reply.update(ok=False, error=error_body(op, "%s: %s" % (type(exc).__name__, exc), None, None))
+    return reply
+
+
+def error_body(op: Any, message: str, dataset: Optional[str], code: Optional[int]) -> Dict[str, Any]:
+    return {
+        "op": op,
+        "dataset": dataset,
+        "errno": code,
+        "errname": errno_codes.errorcode.get(code) if code is not None else None,
+        "message": message,
+    }
+
+
+def frame(reply: Dict[str, Any], nonce: str) -> bytes:
+    """The framed reply: every line carries the marker and nonce; see the module docstring."""
+    payload = json.dumps(reply, sort_keys=True).encode("utf-8")
+    encoded = base64.b64encode(payload).decode("ascii")
+    chunks = [encoded[i : i + CHUNK] for i in range(0, len(encoded), CHUNK)] or [""]
+    prefix = "%s v%d %s" % (MARK, VERSION, nonce)
+    lines = ["%s begin %d %d %s" % (prefix, len(chunks), len(payload), hashlib.sha256(payload).hexdigest())]
+    lines += ["%s %d %s" % (prefix, index, chunk) for index, chunk in enumerate(chunks)]
+    lines.append("%s end" % prefix)
+    return ("\n" + "\n".join(lines) + "\n").encode("ascii")
+
+
+def read_request(argv: List[str]) -> bytes:
+    if argv:
+        return argv[0].encode("ascii", "replace")
+    return sys.stdin.buffer.read(REQUEST_CAP)
+
+
+def main(argv: List[str]) -> int:
+    try:
+        request = decode_request(read_request(argv))
+    except OperationError as exc:
+        sys.stderr.write("recovery agent: %s\n" % exc)
+        return 2
+    sys.stdout.buffer.write(frame(handle(request), request["nonce"]))
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

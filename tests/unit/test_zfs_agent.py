@@ -1,0 +1,228 @@
+"""Host agent, in process: request checks, zfs CLI parsing, libzfs_core errors, nothing destructive."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import errno
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from recovery.zfs import agent
+
+LIST_OUTPUT = (
+    b"tank\tfilesystem\t1234567890123456789\t1\t1700000000\t1048576\t-\t/tank\n"
+    b"tank/www\tfilesystem\t42\t15\t1700000100\t524288\t-\t/srv/www\n"
+    b"tank/www@golden-20261123T120000Z\tsnapshot\t43\t20\t1700000200\t0\t-\t-\n"
+    b"tank/www-restored\tfilesystem\t44\t30\t1700000300\t0\ttank/www@s1\t/srv/www with space\n"
+)
+
+
+def request(op: str, **args: object) -> dict:
+    return {"v": 1, "nonce": "ab" * 16, "op": op, "args": args, "zfs": None}
+
+
+def test_parse_zfs_list() -> None:
+    rows = agent.parse_zfs_list(LIST_OUTPUT)
+    assert rows[0] == {
+        "name": "tank", "type": "filesystem", "guid": 1234567890123456789, "createtxg": 1,
+        "creation": 1700000000, "used": 1048576, "origin": None, "mountpoint": "/tank",
+    }
+    assert rows[2]["mountpoint"] is None and rows[2]["type"] == "snapshot"
+    assert rows[3]["origin"] == "tank/www@s1" and rows[3]["mountpoint"] == "/srv/www with space"
+
+
+@pytest.mark.parametrize("bad", [b"tank\tfilesystem\n", b"tank\tfilesystem\tx\t1\t1\t1\t-\t/t\n"])
+def test_parse_zfs_list_rejects_unexpected_lines(bad: bytes) -> None:
+    with pytest.raises(agent.OperationError, match="zfs list"):
+        agent.parse_zfs_list(bad)
+
+
+def test_parse_zfs_get() -> None:
+    out = b"tank/www\treadonly\toff\tdefault\ntank/www\tcom.example:note\ta b\tlocal\n"
+    assert agent.parse_zfs_get(out)[1] == {
+        "name": "tank/www", "property": "com.example:note", "value": "a b", "source": "local"
+    }
+
+
+@pytest.mark.parametrize("name", ["-rf", "tank/www;reboot", "tank/$(id)", "", "tank\nx", 7, None])
+def test_hostile_names_are_refused(name: object) -> None:
+    reply = agent.handle(request("promote", name=name))
+    assert reply["ok"] is False and "not a valid dataset" in reply["error"]["message"]
+
+
+def test_unknown_and_destructive_operations_are_not_offered() -> None:
+    for op in ("destroy", "rollback", "__import__", None):
+        reply = agent.handle(request(op))  # type: ignore[arg-type]
+        assert reply["ok"] is False and "unknown operation" in reply["error"]["message"]
+    assert not {"destroy", "rollback"} & set(agent.OPERATIONS)
+
+
+def test_agent_source_calls_nothing_destructive() -> None:
+    tree = ast.parse(Path(agent.__file__).read_text())
+    words = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+    words |= {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    assert not any(w in {"destroy", "rollback", "lzc_destroy_snaps", "lzc_rollback", "lzc_rollback_to"} for w in words)
+
+
+def test_agent_imports_only_the_standard_library() -> None:
+    tree = ast.parse(Path(agent.__file__).read_text())
+    modules = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    } | {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert modules - set(sys.stdlib_module_names) == {"libzfs_core"}
+
+
+def test_frame_and_decode_request_round_trip() -> None:
+    raw = base64.b64encode(json.dumps(request("ping")).encode())
+    assert agent.decode_request(raw)["op"] == "ping"
+    for bad in (b"not base64!", base64.b64encode(b"[]"), base64.b64encode(b'{"v": 1, "nonce": "XYZ"}')):
+        with pytest.raises(agent.OperationError):
+            agent.decode_request(bad)
+
+
+def test_main_without_valid_request_prints_no_frame(capsys: pytest.CaptureFixture[str]) -> None:
+    assert agent.main(["garbage"]) == 2
+    assert "RECOVERY-AGENT-REPLY" not in capsys.readouterr().out
+
+
+# --- libzfs_core, faked with pyzfs's exception shapes -----------------------
+
+
+class ZFSError(Exception):
+    errno: int | None = None
+    message: str | None = None
+    name: bytes | None = None
+
+
+class SnapshotExists(ZFSError):
+    errno = errno.EEXIST
+    message = "Snapshot already exists"
+
+    def __init__(self, name: bytes) -> None:
+        self.name = name
+
+
+class SnapshotFailure(ZFSError):
+    message = "Creation of snapshot(s) failed for one or more reasons"
+
+    def __init__(self, errors: list[ZFSError], suppressed_count: int) -> None:
+        self.errno = errors[0].errno
+        self.errors = errors
+        self.suppressed_count = suppressed_count
+
+
+class NotClone(ZFSError):
+    errno = errno.EINVAL
+    message = "Filesystem is not a clone, can not promote"
+
+    def __init__(self, name: bytes) -> None:
+        self.name = name
+
+
+@pytest.fixture
+def lzc(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
+    calls: list[tuple] = []
+    exceptions = types.ModuleType("libzfs_core.exceptions")
+    exceptions.ZFSError = ZFSError  # type: ignore[attr-defined]
+    module = types.ModuleType("libzfs_core")
+    module.exceptions = exceptions  # type: ignore[attr-defined]
+
+    def record(name: str, result: object = None):  # type: ignore[no-untyped-def]
+        def function(*args: object) -> object:
+            calls.append((name, *args))
+            return result
+        return function
+
+    module.lzc_snapshot = record("lzc_snapshot")  # type: ignore[attr-defined]
+    module.lzc_hold = record("lzc_hold", [])  # type: ignore[attr-defined]
+    module.lzc_release = record("lzc_release", [b"tank/www@gone"])  # type: ignore[attr-defined]
+    module.lzc_get_holds = record("lzc_get_holds", {b"recovery-golden": 1700000000})  # type: ignore[attr-defined]
+    module.lzc_clone = record("lzc_clone")  # type: ignore[attr-defined]
+    module.lzc_promote = record("lzc_promote")  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "libzfs_core", module)
+    monkeypatch.setitem(sys.modules, "libzfs_core.exceptions", exceptions)
+    return types.SimpleNamespace(module=module, calls=calls)
+
+
+def test_atomic_snapshot_of_several_datasets(lzc: types.SimpleNamespace) -> None:
+    reply = agent.handle(request("snapshot", snapshots=["tank/www@incident-r1", "tank/db@incident-r1"]))
+    assert reply["ok"] is True
+    assert lzc.calls == [("lzc_snapshot", [b"tank/www@incident-r1", b"tank/db@incident-r1"], None)]
+
+
+def test_snapshot_names_must_name_snapshots(lzc: types.SimpleNamespace) -> None:
+    reply = agent.handle(request("snapshot", snapshots=["tank/www"]))
+    assert reply["ok"] is False and lzc.calls == []
+
+
+def test_holds_clone_promote(lzc: types.SimpleNamespace) -> None:
+    assert agent.handle(request("hold", holds={"tank/www@golden": "recovery-golden"}))["result"] == {"missing": []}
+    assert agent.handle(request("release", holds={"tank/www@gone": ["t"]}))["result"] == {"missing": ["tank/www@gone"]}
+    assert agent.handle(request("holds", snapshot="tank/www@golden"))["result"] == {
+        "holds": {"recovery-golden": 1700000000}
+    }
+    agent.handle(request("clone", name="tank/www-r1", origin="tank/www@s1"))
+    agent.handle(request("promote", name="tank/www-r1"))
+    assert ("lzc_hold", {b"tank/www@golden": b"recovery-golden"}, None) in lzc.calls
+    assert ("lzc_clone", b"tank/www-r1", b"tank/www@s1", None) in lzc.calls
+    assert ("lzc_promote", b"tank/www-r1") in lzc.calls
+
+
+def test_lzc_errors_name_operation_dataset_and_errno(lzc: types.SimpleNamespace) -> None:
+    def fail(*args: object) -> None:
+        raise SnapshotFailure([SnapshotExists(b"tank/www@incident-r1")], 2)
+
+    lzc.module.lzc_snapshot = fail
+    error = agent.handle(request("snapshot", snapshots=["tank/www@incident-r1"]))["error"]
+    assert error["op"] == "snapshot" and error["dataset"] == "tank/www@incident-r1"
+    assert error["errno"] == errno.EEXIST and error["errname"] == "EEXIST"
+    assert "tank/www@incident-r1: Snapshot already exists [EEXIST (File exists)]" in error["message"]
+    assert "2 more error(s) suppressed" in error["message"]
+
+
+def test_single_lzc_error(lzc: types.SimpleNamespace) -> None:
+    def fail(*args: object) -> None:
+        raise NotClone(b"tank/www")
+
+    lzc.module.lzc_promote = fail
+    error = agent.handle(request("promote", name="tank/www"))["error"]
+    assert error["message"] == "promote failed: tank/www: Filesystem is not a clone, can not promote [EINVAL (Invalid argument)]"
+
+
+def test_zfs_specific_errno_is_named() -> None:
+    assert "ZFS error 1030" in agent.errno_meaning(1030)
+
+
+def test_missing_libzfs_core_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "libzfs_core", None)
+    error = agent.handle(request("promote", name="tank/www"))["error"]
+    assert "python3-pyzfs" in error["message"]
+    assert agent.handle(request("ping"))["result"]["libzfs_core"] is False
+
+
+def test_unexpected_exception_still_gives_an_error_reply(lzc: types.SimpleNamespace) -> None:
+    def explode(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    lzc.module.lzc_promote = explode
+    assert agent.handle(request("promote", name="tank/www"))["error"]["message"] == "RuntimeError: boom"
+
+
+def test_lstat_modes(tmp_path: Path) -> None:
+    script = tmp_path / "x"
+    script.write_bytes(b"#!/bin/sh\n")
+    script.chmod(0o4755)
+    paths = [base64.b64encode(p).decode() for p in (bytes(script), bytes(tmp_path / "absent"))]
+    modes = agent.handle(request("lstat", paths=paths))["result"]["modes"]
+    assert modes[0] & 0o7777 == 0o4755 and modes[1] is None
+
+
+def test_zfs_is_never_looked_up_on_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(agent.OperationError):
+        agent.find_zfs("zfs")  # a relative name would follow $PATH
