@@ -1,7 +1,9 @@
 """Orchestrator side of the host agent: ship it, call an operation, trust only its frame.
 
 Any transport with ``run(command, timeout) -> Result`` serves (SSH now, the
-serial console later). Each call sends the whole agent (zlib + base64, about
+serial console later). The host's interpreter is named by absolute path
+(``/usr/bin/python3`` by default) and the agent names ``zfs`` the same way:
+a compromised account's ``$PATH`` chooses nothing. Each call sends the whole agent (zlib + base64, about
 8 KB) inside one ``python3 -I -c`` command, so nothing is installed on, or
 read from the disk of, a host that may be compromised; the request rides in
 argv as base64 of JSON. The wire format is described in ``agent.py``.
@@ -33,8 +35,10 @@ from recovery.transport.result import Result
 
 MARK = b"RECOVERY-AGENT-REPLY"
 VERSION = 1
-#: Largest reply accepted (JSON bytes); a diff of 100k changes is well below.
+#: Largest reply accepted (JSON bytes).
 MAX_REPLY = 64 * 1024 * 1024
+#: Largest ``zfs diff`` output accepted once inflated (a diff of 100k changes is ~10 MB).
+MAX_DIFF = 512 * 1024 * 1024
 
 _LINE = re.compile(
     re.escape(MARK) + rb" v1 ([0-9a-f]{16,64}) (begin [0-9]+ [0-9]+ [0-9a-f]{64}|[0-9]+ [A-Za-z0-9+/=]*|end)"
@@ -96,7 +100,7 @@ def build_request(op: str, args: Mapping[str, Any], nonce: str, zfs: str | None 
     return {"v": VERSION, "nonce": nonce, "op": op, "args": dict(args), "zfs": zfs}
 
 
-def command_for(request: Mapping[str, Any], python: str = "python3") -> str:
+def command_for(request: Mapping[str, Any], python: str = "/usr/bin/python3") -> str:
     """The shell command that runs the agent on the host for this request."""
     encoded = base64.b64encode(json.dumps(request).encode("utf-8")).decode("ascii")
     return f"{shlex.quote(python)} -I -c {shlex.quote(_bootstrap())} {encoded}"
@@ -163,16 +167,18 @@ class AgentClient:
     def __init__(
         self,
         transport: Transport,
-        python: str = "python3",
+        python: str = "/usr/bin/python3",
         zfs: str | None = None,
         timeout: float = 600.0,
         max_reply: int = MAX_REPLY,
+        max_diff: int = MAX_DIFF,
     ) -> None:
         self.transport = transport
         self.python = python
         self.zfs = zfs
         self.timeout = timeout
         self.max_reply = max_reply
+        self.max_diff = max_diff
 
     def call(self, op: str, **args: Any) -> dict[str, Any]:
         """Run one operation; its result, or :class:`AgentError` / :class:`AgentReplyError`."""
@@ -235,13 +241,35 @@ class AgentClient:
 
     def diff(self, origin: str, target: str) -> bytes:
         """Raw ``zfs diff -FHt`` output, for :func:`recovery.zfs.diff.parse_diff`."""
-        return base64.b64decode(self.call("diff", **{"from": origin, "to": target})["output"])
+        result = self.call("diff", **{"from": origin, "to": target})
+        return inflate(base64.b64decode(result["output_zlib"]), self.max_diff)
 
     def modes(self, paths: Sequence[bytes]) -> dict[bytes, int]:
         """st_mode of existing paths on the host (absent paths are left out)."""
         encoded = [base64.b64encode(p).decode("ascii") for p in paths]
         modes = self.call("lstat", paths=encoded)["modes"]
         return {path: mode for path, mode in zip(paths, modes) if mode is not None}
+
+    def modes_in_snapshot(self, mountpoint: bytes, snapshot: str, paths: Sequence[bytes]) -> dict[bytes, int]:
+        """Modes of mountpoint-absolute ``paths`` as they are in ``snapshot``, keyed by those paths.
+
+        This is the ``modes`` mapping :func:`recovery.zfs.triage.triage` takes for
+        a diff whose newer side is ``snapshot``.
+        """
+        views = {snapshot_view(mountpoint, snapshot, path): path for path in paths}
+        return {views[view]: mode for view, mode in self.modes(list(views)).items()}
+
+
+def inflate(data: bytes, limit: int) -> bytes:
+    """zlib-decompress at most ``limit`` bytes: a hostile host may send a decompression bomb."""
+    inflater = zlib.decompressobj()
+    try:
+        output = inflater.decompress(data, limit)
+    except zlib.error as exc:
+        raise AgentReplyError(f"compressed output is corrupt: {exc}") from None
+    if inflater.unconsumed_tail or not inflater.eof:
+        raise AgentReplyError(f"compressed output is truncated or inflates beyond {limit} bytes")
+    return output
 
 
 def snapshot_view(mountpoint: bytes, snapshot: str, path: bytes) -> bytes:

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from recovery.zfs.client import (
     build_request,
     command_for,
     extract_reply,
+    inflate,
     snapshot_view,
 )
 from recovery.zfs.diff import parse_diff
@@ -117,6 +119,17 @@ def test_command_carries_no_marker_or_nonce_in_clear() -> None:
     command = command_for(build_request("ping", {}, NONCE), python="python3")
     assert "RECOVERY-AGENT-REPLY" not in command and NONCE not in command
     assert command.startswith("python3 -I -c ") and len(command) < 12000
+
+
+def test_inflate_refuses_bombs_and_corruption() -> None:
+    bomb = zlib.compress(b"\0" * 10_000_000)
+    with pytest.raises(AgentReplyError, match="beyond 1000"):
+        inflate(bomb, 1000)
+    with pytest.raises(AgentReplyError, match="corrupt"):
+        inflate(b"not zlib", 1000)
+    with pytest.raises(AgentReplyError, match="truncated"):
+        inflate(zlib.compress(b"abc" * 100)[:-5], 1000)
+    assert inflate(zlib.compress(b"abc"), 3) == b"abc"
 
 
 def test_snapshot_view() -> None:
@@ -236,6 +249,18 @@ def test_end_to_end_hostile_ping_environment(fake_zfs: Path, monkeypatch: pytest
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     result = client_for(fake_zfs).ping()
     assert result["agent"] == 1 and "python" in result
+
+
+def test_end_to_end_modes_in_snapshot(fake_zfs: Path, tmp_path: Path) -> None:
+    """Modes come from the snapshot's view of the dataset, keyed by the diff's own paths."""
+    mountpoint = tmp_path / "www"
+    inside = mountpoint / ".zfs" / "snapshot" / "s1" / "cgi-bin"
+    inside.mkdir(parents=True)
+    (inside / "x.cgi").write_bytes(b"#!/bin/sh\n")
+    (inside / "x.cgi").chmod(0o4755)
+    live = bytes(mountpoint) + b"/cgi-bin/x.cgi"
+    modes = client_for(fake_zfs).modes_in_snapshot(bytes(mountpoint), "tank/www@s1", [live, live + b".gone"])
+    assert list(modes) == [live] and modes[live] & 0o7777 == 0o4755
 
 
 def test_missing_python_is_a_reply_error(fake_zfs: Path) -> None:
