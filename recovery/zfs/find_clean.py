@@ -13,7 +13,8 @@ diff cost:
 - the chosen snapshot must have no indicator and its successor (or the
   incident state, when the chosen one is the newest) must have some;
 - every indicator path seen in an earlier dirty snapshot must still be
-  present in each later dirty snapshot examined, and in the incident state.
+  present in each later dirty snapshot examined, and in the incident state;
+- no examined snapshot may be dirty before the boundary or clean after it.
 
 A failed check means the attack was partly undone or reshaped along the way
 (an attacker cleaning up, a second intrusion): the result says
@@ -42,8 +43,8 @@ class HasPath(Protocol):
     def path(self) -> bytes: ...
 
 
-S = TypeVar("S", bound=Hashable)
-I = TypeVar("I", bound=HasPath)  # noqa: E741 - the conventional letter for "indicator"
+SnapshotT = TypeVar("SnapshotT", bound=Hashable)
+IndicatorT = TypeVar("IndicatorT", bound=HasPath)
 
 
 class SearchStatus(enum.Enum):
@@ -57,21 +58,21 @@ class NonMonotonicHistory(Exception):
 
 
 @dataclass(frozen=True)
-class CleanSearch(Generic[S, I]):
+class CleanSearch(Generic[SnapshotT, IndicatorT]):
     """Outcome of the newest-clean search, with everything needed to explain it."""
 
     status: SearchStatus
-    clean: S  # newest clean snapshot (golden itself when nothing later is clean)
-    successor: S | None  # first dirty snapshot after it; None when that is the incident state
-    successor_indicators: tuple[I, ...]
-    examined: dict[S, tuple[I, ...]] = field(repr=False)
+    clean: SnapshotT  # newest clean snapshot (golden itself when nothing later is clean)
+    successor: SnapshotT | None  # first dirty snapshot after it; None when that is the incident state
+    successor_indicators: tuple[IndicatorT, ...]
+    examined: dict[SnapshotT, tuple[IndicatorT, ...]] = field(repr=False)
     problems: tuple[str, ...] = ()
 
     @property
     def diff_calls(self) -> int:
         return len(self.examined)
 
-    def require_trustworthy(self) -> S:
+    def require_trustworthy(self) -> SnapshotT:
         """The clean snapshot, or an exception explaining why it cannot be trusted."""
         if self.status is SearchStatus.NON_MONOTONIC:
             raise NonMonotonicHistory("; ".join(self.problems))
@@ -79,12 +80,12 @@ class CleanSearch(Generic[S, I]):
 
 
 def find_newest_clean(
-    golden: S,
-    snapshots: Sequence[S],
-    indicators: Callable[[S], Iterable[I]],
-    incident: Iterable[I] | None = None,
+    golden: SnapshotT,
+    snapshots: Sequence[SnapshotT],
+    indicators: Callable[[SnapshotT], Iterable[IndicatorT]],
+    incident: Iterable[IndicatorT] | None = None,
     exhaustive: bool = False,
-) -> CleanSearch[S, I]:
+) -> CleanSearch[SnapshotT, IndicatorT]:
     """Bisect ``snapshots`` (oldest first, all after ``golden``) for the newest clean one.
 
     ``indicators(snapshot)`` diffs golden to the snapshot and triages it;
@@ -97,7 +98,7 @@ def find_newest_clean(
     incident_found = tuple(incident) if incident is not None else None
     if incident_found == ():
         raise ValueError("the incident state has no indicator: there is nothing to restore from")
-    examined: dict[S, tuple[I, ...]] = {}
+    examined: dict[SnapshotT, tuple[IndicatorT, ...]] = {}
 
     def dirty(index: int) -> bool:
         snapshot = snapshots[index]
@@ -131,7 +132,9 @@ def _first_true(count: int, predicate: Callable[[int], bool]) -> int:
     return low
 
 
-def _check_boundary(snapshots: Sequence[S], first_dirty: int, dirty: Callable[[int], bool]) -> list[str]:
+def _check_boundary(
+    snapshots: Sequence[SnapshotT], first_dirty: int, dirty: Callable[[int], bool]
+) -> list[str]:
     """The chosen snapshot must be clean and its successor dirty (already known: no new diff)."""
     problems = []
     if first_dirty > 0 and dirty(first_dirty - 1):
@@ -141,7 +144,9 @@ def _check_boundary(snapshots: Sequence[S], first_dirty: int, dirty: Callable[[i
     return problems
 
 
-def _out_of_order(snapshots: Sequence[S], examined: dict[S, tuple[I, ...]], first_dirty: int) -> list[str]:
+def _out_of_order(
+    snapshots: Sequence[SnapshotT], examined: dict[SnapshotT, tuple[IndicatorT, ...]], first_dirty: int
+) -> list[str]:
     """Examined snapshots on the wrong side of the boundary: dirty before it, clean after it."""
     problems = []
     for index, snapshot in enumerate(snapshots):
@@ -152,16 +157,18 @@ def _out_of_order(snapshots: Sequence[S], examined: dict[S, tuple[I, ...]], firs
 
 
 def _dirty_chain(
-    snapshots: Sequence[S], examined: dict[S, tuple[I, ...]], incident: tuple[I, ...] | None
-) -> list[tuple[object, tuple[I, ...]]]:
+    snapshots: Sequence[SnapshotT],
+    examined: dict[SnapshotT, tuple[IndicatorT, ...]],
+    incident: tuple[IndicatorT, ...] | None,
+) -> list[tuple[object, tuple[IndicatorT, ...]]]:
     """Examined dirty states in history order, ending with the incident state when known."""
-    chain: list[tuple[object, tuple[I, ...]]] = [(s, examined[s]) for s in snapshots if examined.get(s)]
+    chain: list[tuple[object, tuple[IndicatorT, ...]]] = [(s, examined[s]) for s in snapshots if examined.get(s)]
     if incident is not None:
         chain.append(("the incident state", incident))
     return chain
 
 
-def _vanished(chain: list[tuple[object, tuple[I, ...]]]) -> list[str]:
+def _vanished(chain: list[tuple[object, tuple[IndicatorT, ...]]]) -> list[str]:
     """Indicator paths that disappear between consecutive dirty states."""
     problems = []
     for (before, found_before), (after, found_after) in zip(chain, chain[1:]):
