@@ -37,6 +37,10 @@ MARK = b"RECOVERY-AGENT-REPLY"
 VERSION = 1
 #: Largest reply accepted (JSON bytes).
 MAX_REPLY = 64 * 1024 * 1024
+#: Largest request in argv: Linux refuses a single argument over 128 KiB (MAX_ARG_STRLEN).
+MAX_REQUEST = 100_000
+#: Base64 bytes of paths per ``lstat`` call, well under MAX_REQUEST.
+LSTAT_BATCH = 64_000
 #: Largest ``zfs diff`` output accepted once inflated (a diff of 100k changes is ~10 MB).
 MAX_DIFF = 512 * 1024 * 1024
 
@@ -103,6 +107,8 @@ def build_request(op: str, args: Mapping[str, Any], nonce: str, zfs: str | None 
 def command_for(request: Mapping[str, Any], python: str = "/usr/bin/python3") -> str:
     """The shell command that runs the agent on the host for this request."""
     encoded = base64.b64encode(json.dumps(request).encode("utf-8")).decode("ascii")
+    if len(encoded) > MAX_REQUEST:
+        raise ValueError(f"request of {len(encoded)} bytes is too large for one command line")
     return f"{shlex.quote(python)} -I -c {shlex.quote(_bootstrap())} {encoded}"
 
 
@@ -245,10 +251,13 @@ class AgentClient:
         return inflate(base64.b64decode(result["output_zlib"]), self.max_diff)
 
     def modes(self, paths: Sequence[bytes]) -> dict[bytes, int]:
-        """st_mode of existing paths on the host (absent paths are left out)."""
-        encoded = [base64.b64encode(p).decode("ascii") for p in paths]
-        modes = self.call("lstat", paths=encoded)["modes"]
-        return {path: mode for path, mode in zip(paths, modes) if mode is not None}
+        """st_mode of existing paths on the host (absent paths are left out), in batches."""
+        found: dict[bytes, int] = {}
+        for batch in _batches(paths, LSTAT_BATCH):
+            encoded = [base64.b64encode(p).decode("ascii") for p in batch]
+            modes = self.call("lstat", paths=encoded)["modes"]
+            found.update((path, mode) for path, mode in zip(batch, modes) if mode is not None)
+        return found
 
     def modes_in_snapshot(self, mountpoint: bytes, snapshot: str, paths: Sequence[bytes]) -> dict[bytes, int]:
         """Modes of mountpoint-absolute ``paths`` as they are in ``snapshot``, keyed by those paths.
@@ -258,6 +267,20 @@ class AgentClient:
         """
         views = {snapshot_view(mountpoint, snapshot, path): path for path in paths}
         return {views[view]: mode for view, mode in self.modes(list(views)).items()}
+
+
+def _batches(paths: Sequence[bytes], budget: int) -> list[list[bytes]]:
+    """Split paths so each batch's base64 stays within ``budget`` bytes."""
+    batches: list[list[bytes]] = [[]]
+    used = 0
+    for path in paths:
+        size = 4 * (len(path) + 2) // 3 + 4
+        if batches[-1] and used + size > budget:
+            batches.append([])
+            used = 0
+        batches[-1].append(path)
+        used += size
+    return [batch for batch in batches if batch]
 
 
 def inflate(data: bytes, limit: int) -> bytes:

@@ -132,6 +132,11 @@ def test_inflate_refuses_bombs_and_corruption() -> None:
     assert inflate(zlib.compress(b"abc"), 3) == b"abc"
 
 
+def test_oversized_request_is_refused_before_it_reaches_the_host() -> None:
+    with pytest.raises(ValueError, match="too large"):
+        command_for(build_request("lstat", {"paths": ["QUFB" * 40_000]}, NONCE))
+
+
 def test_snapshot_view() -> None:
     assert snapshot_view(b"/srv/www", "tank/www@s1", b"/srv/www/cgi-bin/x") == b"/srv/www/.zfs/snapshot/s1/cgi-bin/x"
     assert snapshot_view(b"/", "tank/root@s1", b"/etc/passwd") == b"/.zfs/snapshot/s1/etc/passwd"
@@ -261,6 +266,17 @@ def test_end_to_end_modes_in_snapshot(fake_zfs: Path, tmp_path: Path) -> None:
     live = bytes(mountpoint) + b"/cgi-bin/x.cgi"
     modes = client_for(fake_zfs).modes_in_snapshot(bytes(mountpoint), "tank/www@s1", [live, live + b".gone"])
     assert list(modes) == [live] and modes[live] & 0o7777 == 0o4755
+
+
+def test_many_paths_are_stat_in_batches(fake_zfs: Path, tmp_path: Path) -> None:
+    paths = [bytes(tmp_path / f"file-{i:05d}-{'x' * 60}") for i in range(3000)]
+    for path in paths[:3]:
+        Path(path.decode()).write_bytes(b"")
+    client = client_for(fake_zfs, noise=False)
+    modes = client.modes(paths)
+    assert sorted(modes) == paths[:3]
+    assert len(client.transport.commands) > 1  # type: ignore[attr-defined]
+    assert all(len(c) < 131072 for c in client.transport.commands)  # type: ignore[attr-defined]
 
 
 def test_missing_python_is_a_reply_error(fake_zfs: Path) -> None:
