@@ -113,6 +113,17 @@ class Finding:
         return self.change.current_path
 
 
+def playbook_rules(tables: Iterable[Mapping[str, Any]], defaults: bool = True) -> tuple[Rule, ...]:
+    """A playbook's rules first (so they can carve exceptions), then the defaults unless turned off."""
+    rules = []
+    for index, table in enumerate(tables):
+        try:
+            rules.append(Rule.from_mapping(table))
+        except RuleError as exc:
+            raise RuleError(f"rules[{index}]: {exc}") from None
+    return (*rules, *DEFAULT_RULES) if defaults else tuple(rules)
+
+
 def classify(change: Change, rules: Iterable[Rule], mode: int | None = None) -> Finding:
     """The first matching rule's verdict; a rename is judged by its worse end."""
     rules = tuple(rules)

@@ -16,6 +16,7 @@ from recovery.zfs.triage import (
     Verdict,
     classify,
     indicators,
+    playbook_rules,
     triage,
 )
 from tests.support.zfs_output import diff_line
@@ -115,6 +116,14 @@ def test_playbook_rule_first_match_wins() -> None:
     (change,) = parse_diff(diff_line("+", "F", b"/srv/www/app/releases/42/index.php")).changes
     assert classify(change, (deploy, *DEFAULT_RULES)).verdict is Verdict.CHURN
     assert classify(change, DEFAULT_RULES).verdict is Verdict.INDICATOR
+
+
+def test_playbook_rules_come_before_defaults_and_errors_name_the_index() -> None:
+    tables = [{"name": "uploads", "verdict": "benign", "paths": ["/srv/www/uploads/*.jpg"]}]
+    assert playbook_rules(tables)[0].name == "uploads" and len(playbook_rules(tables)) == len(DEFAULT_RULES) + 1
+    assert len(playbook_rules(tables, defaults=False)) == 1
+    with pytest.raises(RuleError, match=r"rules\[1\]: key 'verdict'"):
+        playbook_rules([*tables, {"name": "x", "verdict": "fine", "paths": ["/"]}])
 
 
 def test_rule_mode_from_octal_string() -> None:
