@@ -20,7 +20,6 @@ Scope = Literal["host", "run"]
 #: Kinds of the recovery flow that a playbook may already name before they exist.
 #: `recover plan` shows them as "not available" and `recover` refuses to start them.
 PLANNED_KINDS: dict[str, tuple[Scope, str]] = {
-    "divert": ("run", "point the service's traffic at the known-good mirror"),
     "contain": ("host", "power off or isolate the host through out-of-band control"),
     "boot_single": ("host", "boot single-user through out-of-band control"),
     "preserve": ("host", "snapshot, hold and copy off the compromised datasets (evidence)"),
@@ -29,7 +28,6 @@ PLANNED_KINDS: dict[str, tuple[Scope, str]] = {
     "restore": ("host", "clone and promote the clean snapshot, quarantine the compromised one"),
     "verify": ("host", "check binaries against the golden manifest"),
     "boot_normal": ("host", "boot multi-user and wait for SSH"),
-    "return": ("run", "put healthy hosts back into rotation"),
     "report": ("run", "write the incident report"),
     "golden_capture": ("host", "snapshot, hold and manifest a golden image"),
 }

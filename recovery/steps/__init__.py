@@ -1,3 +1,3 @@
 """Step kinds. Importing this package registers every implemented kind with the engine."""
 
-from recovery.steps import approval, http_check, message, run  # noqa: F401
+from recovery.steps import approval, http_check, message, run, traffic  # noqa: F401
