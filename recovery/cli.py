@@ -117,11 +117,35 @@ def plan(target: str, inventory: Path, playbook: Path, as_json: bool) -> None:
 @config_options
 @runs_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (automation, rehearsals).")
+@click.option("--json", "as_json", is_flag=True, help="Progress as JSON lines, then a JSON summary.")
 @guarded
-def run_cmd(target: str, inventory: Path, playbook: Path, runs_dir: str | None, yes: bool) -> None:
+def run_cmd(target: str, inventory: Path, playbook: Path, runs_dir: str | None, yes: bool,
+            as_json: bool) -> None:
     """Run the playbook against TARGET (asks for confirmation first)."""
+    _start(target, inventory, playbook, runs_dir, yes, as_json)
+
+
+@main.command()
+@click.argument("target")
+@click.option("--inventory", type=click.Path(path_type=Path), default=Path("inventory.toml"),
+              show_default=True, help="Inventory file.")
+@click.option("--playbook", type=click.Path(path_type=Path), default=Path("playbooks/golden.toml"),
+              show_default=True, help="Golden-capture playbook.")
+@runs_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Progress as JSON lines, then a JSON summary.")
+@guarded
+def golden(target: str, inventory: Path, playbook: Path, runs_dir: str | None, yes: bool,
+           as_json: bool) -> None:
+    """Capture the known-good (golden) state of TARGET before it goes live."""
+    _start(target, inventory, playbook, runs_dir, yes, as_json)
+
+
+def _start(target: str, inventory: Path, playbook: Path, runs_dir: str | None, yes: bool,
+           as_json: bool) -> None:
     inv, the_plan = control.prepare(inventory, playbook, target)
-    ui.show_plan(the_plan)
+    if not as_json:
+        ui.show_plan(the_plan)
     if the_plan.unavailable:
         names = ", ".join(f"{p.id} ({p.step.kind})" for p in the_plan.unavailable)
         fail(f"refusing to start: steps not available yet: {names}", Exit.REFUSED)
@@ -129,10 +153,16 @@ def run_cmd(target: str, inventory: Path, playbook: Path, runs_dir: str | None, 
     _confirm(target, the_plan.destructive, yes, "start")
     run = runstore.create(runstore.runs_root(runs_dir), target, inventory, playbook)
     run.lock()
-    ui.console.print(f"run [bold]{run.id}[/] in {run.dir}")
-    outcome = control.execute(run, the_plan, inv, ui.LiveProgress(yes), "run_started",
-                              confirmed="--yes" if yes else "operator")
-    _finish(run.id, outcome)
+    if not as_json:
+        ui.console.print(f"run [bold]{run.id}[/] in {run.dir}")
+    with _progress(yes, as_json) as progress:
+        outcome = control.execute(run, the_plan, inv, progress, "run_started",
+                                  confirmed="--yes" if yes else "operator")
+    _finish(run.id, outcome, as_json)
+
+
+def _progress(yes: bool, as_json: bool) -> ui.LiveProgress:
+    return ui.JsonProgress(yes) if as_json else ui.LiveProgress(yes)
 
 
 def _confirm(target: str, destructive: bool, yes: bool, verb: str) -> None:
@@ -150,14 +180,19 @@ def _confirm(target: str, destructive: bool, yes: bool, verb: str) -> None:
         fail("not confirmed: nothing was done", Exit.REFUSED)
 
 
-def _finish(run_id: str, outcome: Outcome) -> None:
+def _finish(run_id: str, outcome: Outcome, as_json: bool = False) -> None:
+    codes = {"done": Exit.OK, "failed": Exit.FAILED, "stopped": Exit.STOPPED,
+             "needs-operator": Exit.NEEDS_OPERATOR}
+    if as_json:
+        click.echo(json.dumps({"run": run_id, "status": outcome.status, "done": outcome.done,
+                               "failed": outcome.failed, "skipped": outcome.skipped,
+                               "exit_code": int(codes[outcome.status])}))
+        sys.exit(codes[outcome.status])
     ui.console.print(f"run {run_id}: [bold]{outcome.status}[/] — {outcome.done} done, "
                      f"{outcome.failed} failed, {outcome.skipped} skipped")
     if outcome.status != "done":
         ui.console.print(f"see `recover status {run_id}`; fix the cause, then `recover retry` / "
                          f"`recover skip` / `recover resume {run_id}`")
-    codes = {"done": Exit.OK, "failed": Exit.FAILED, "stopped": Exit.STOPPED,
-             "needs-operator": Exit.NEEDS_OPERATOR}
     sys.exit(codes[outcome.status])
 
 
@@ -171,12 +206,21 @@ def resume(run_id: str, runs_dir: str | None, yes: bool) -> None:
     _continue(run_id, runs_dir, yes, None)
 
 
+def one_step(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that name one step of a run: RUN --host H --step S."""
+    for decorator in reversed([
+        click.argument("run_id", metavar="RUN"),
+        click.option("--host", required=True, help="Host of the failed step."),
+        click.option("--step", "step_id", required=True, help="Name of the failed step."),
+        runs_option,
+        click.option("--yes", is_flag=True, help="Do not ask for confirmation."),
+    ]):
+        fn = decorator(fn)
+    return fn
+
+
 @main.command()
-@click.argument("run_id", metavar="RUN")
-@click.option("--host", required=True, help="Host of the failed step.")
-@click.option("--step", "step_id", required=True, help="Name of the failed step.")
-@runs_option
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@one_step
 @guarded
 def retry(run_id: str, host: str, step_id: str, runs_dir: str | None, yes: bool) -> None:
     """Apply one failed step of RUN again, then continue the run."""
@@ -184,11 +228,7 @@ def retry(run_id: str, host: str, step_id: str, runs_dir: str | None, yes: bool)
 
 
 @main.command()
-@click.argument("run_id", metavar="RUN")
-@click.option("--host", required=True, help="Host of the failed step.")
-@click.option("--step", "step_id", required=True, help="Name of the failed step.")
-@runs_option
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@one_step
 @guarded
 def skip(run_id: str, host: str, step_id: str, runs_dir: str | None, yes: bool) -> None:
     """Accept one failed step of RUN as done (journaled), then continue the run."""
@@ -204,7 +244,8 @@ def _continue(run_id: str, runs_dir: str | None, yes: bool, mark: tuple[str, str
         event, host, step_id = mark
         control.mark(run, the_plan, host, step_id, event)
     _confirm(run.meta["target"], False, yes, "resume")
-    outcome = control.execute(run, the_plan, inv, ui.LiveProgress(yes), "run_resumed")
+    with _progress(yes, False) as progress:
+        outcome = control.execute(run, the_plan, inv, progress, "run_resumed")
     _finish(run.id, outcome)
 
 

@@ -6,12 +6,14 @@ Host-supplied text reaches this module already passed through
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
 from typing import Any
 
 from rich.console import Console
+from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
@@ -78,12 +80,25 @@ def show_plan(plan: Plan) -> None:
 
 
 class LiveProgress:
-    """Per-host progress as lines (works on a terminal and in CI logs alike)."""
+    """Per-host progress: a line per event (terminal and CI logs alike), plus, on a terminal,
+    a live table at the bottom with each host's current step."""
 
     def __init__(self, assume_yes: bool) -> None:
         self.assume_yes = assume_yes
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._start = time.monotonic()
+        self._hosts: dict[str, tuple[str, str, float]] = {}
+        self._live = Live(self._table(), console=console, refresh_per_second=4,
+                          transient=True) if console.is_terminal else None
+
+    def __enter__(self) -> "LiveProgress":
+        if self._live:
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live:
+            self._live.stop()
 
     def event(self, step: str, host: str, status: str, detail: str = "") -> None:
         elapsed = time.monotonic() - self._start
@@ -92,16 +107,47 @@ class LiveProgress:
                 f"[{style}]{status:<9}[/] {safe(detail)}")
         with self._lock:
             console.print(line)
+            if status != "note":
+                self._hosts[host] = (step, status, elapsed)
+            if self._live:
+                self._live.update(self._table())
+
+    def _table(self) -> Table:
+        table = Table(title="hosts", title_justify="left")
+        for column in ("host", "step", "state", "since"):
+            table.add_column(column)
+        for host, (step, status, since) in sorted(self._hosts.items()):
+            style = _STYLE.get(status, "")
+            table.add_row(safe(host), safe(step), f"[{style}]{status}[/]", f"{since:.1f}s")
+        return table
 
     def acknowledge(self, prompt: str) -> bool:
+        if self.assume_yes:
+            self.event("approval", "*", "note", f"{prompt}: approved by --yes")
+            return True
         with self._lock:
-            if self.assume_yes:
-                console.print(f"[yellow]approval[/] {safe(prompt)}: approved by --yes")
-                return True
             if not sys.stdin.isatty():
                 return False
+            if self._live:
+                self._live.stop()
             answer = console.input(f"[yellow]approval[/] {safe(prompt)} — type 'yes' to approve: ")
+            if self._live:
+                self._live.start()
             return answer.strip().lower() == "yes"
+
+
+class JsonProgress(LiveProgress):
+    """One JSON object per line on stdout, for automation (`--json`)."""
+
+    def __init__(self, assume_yes: bool) -> None:
+        super().__init__(assume_yes)
+        self._live = None
+
+    def event(self, step: str, host: str, status: str, detail: str = "") -> None:
+        record = {"t": round(time.monotonic() - self._start, 3), "host": host, "step": step,
+                  "status": status, "detail": REDACTOR.text(for_terminal(detail, 2000))}
+        with self._lock:
+            print(json.dumps(record), flush=True)
 
 
 def status_rows(plan: Plan, pairs: dict[tuple[str, str], state.PairState]) -> list[dict[str, Any]]:

@@ -32,7 +32,7 @@ serial = 3
 [[steps]]
 kind = "run"
 name = "probe"
-params = { command = "test $(cat /proc/self/loginuid 2>/dev/null; echo) -ge 0; echo ok" }
+params = { command = "echo ok" }
 [[steps]]
 kind = "run"
 name = "maybe-fail"
