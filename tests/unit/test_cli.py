@@ -1,0 +1,72 @@
+"""The `recover` command line as an operator meets it, on the repository's own config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from recovery.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def config(*args: str) -> list[str]:
+    return [*args, "--inventory", str(ROOT / "inventory.toml"),
+            "--playbook", str(ROOT / "playbooks" / "recover.toml")]
+
+
+def test_plan_json_resolves_a_host_with_its_service():
+    result = invoke(*config("plan", "eu-web", "--json"))
+    assert result.exit_code == 0
+    plan = json.loads(result.output)
+    assert plan["target"] == {"name": "eu-web", "kind": "host", "hosts": ["eu-web"], "services": ["www"]}
+    assert plan["destructive"] is True
+    assert "restore" in plan["unavailable"] and "divert" not in plan["unavailable"]
+    divert = next(s for s in plan["steps"] if s["step"] == "divert")
+    assert divert["host"] == "*" and divert["on_failure"] == "stop"
+
+
+def test_group_target_orders_hosts_one_by_one():
+    plan = json.loads(invoke(*config("plan", "web", "--json")).output)
+    assert [["eu-web"], ["us-web"]] in plan["batches"]
+
+
+def test_unknown_target_is_a_usage_error():
+    result = CliRunner().invoke(main, config("plan", "eu-wbe"))
+    assert result.exit_code == 2
+    assert "'eu-wbe' names no host, group or service in the inventory" in result.stderr
+
+
+def test_config_error_names_file_and_key(tmp_path):
+    bad = tmp_path / "inventory.toml"
+    bad.write_text((ROOT / "inventory.toml").read_text().replace('driver = "lab"', 'driver = "ipmii"', 1))
+    result = CliRunner().invoke(
+        main, ["plan", "eu-web", "--inventory", str(bad), "--playbook", str(ROOT / "playbooks/recover.toml")])
+    assert result.exit_code == 2
+    assert f"{bad}: hosts.eu-web.oob.driver: unknown driver 'ipmii' (expected one of: lab, ipmi, redfish)" in result.stderr
+
+
+def test_run_with_unavailable_steps_is_refused(tmp_path):
+    result = CliRunner().invoke(main, config("eu-web", "--yes", "--runs-dir", str(tmp_path)))
+    assert result.exit_code == 3
+    assert "refusing to start: steps not available yet:" in result.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_schema_is_written(tmp_path):
+    assert invoke("schema", "--out", str(tmp_path)).exit_code == 0
+    schema = json.loads((tmp_path / "inventory.schema.json").read_text())
+    assert "hosts" in schema["properties"]
+    assert json.loads((tmp_path / "playbook.schema.json").read_text())["title"] == "recovery playbook"
+
+
+def test_committed_schema_is_current(tmp_path):
+    invoke("schema", "--out", str(tmp_path))
+    for name in ("inventory", "playbook"):
+        assert (tmp_path / f"{name}.schema.json").read_text() == (ROOT / "schema" / f"{name}.schema.json").read_text()
