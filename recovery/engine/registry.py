@@ -22,14 +22,9 @@ Scope = Literal["host", "run"]
 PLANNED_KINDS: dict[str, tuple[Scope, str]] = {
     "contain": ("host", "power off or isolate the host through out-of-band control"),
     "boot_single": ("host", "boot single-user through out-of-band control"),
-    "preserve": ("host", "snapshot, hold and copy off the compromised datasets (evidence)"),
-    "diff": ("host", "diff the live datasets against the golden snapshot and triage"),
-    "find_clean": ("host", "find the newest snapshot without indicators"),
-    "restore": ("host", "clone and promote the clean snapshot, quarantine the compromised one"),
     "verify": ("host", "check binaries against the golden manifest"),
     "boot_normal": ("host", "boot multi-user and wait for SSH"),
     "report": ("run", "write the incident report"),
-    "golden_capture": ("host", "snapshot, hold and manifest a golden image"),
 }
 
 

@@ -1,3 +1,14 @@
 """Step kinds. Importing this package registers every implemented kind with the engine."""
 
-from recovery.steps import approval, http_check, message, run, traffic  # noqa: F401
+from recovery.steps import (  # noqa: F401
+    approval,
+    diff,
+    find_clean,
+    golden,
+    http_check,
+    message,
+    preserve,
+    restore,
+    run,
+    traffic,
+)

@@ -283,6 +283,13 @@ def op_rename(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
     return {"source": source, "target": target}
 
 
+def op_mount(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
+    """Mount a filesystem at its mountpoint (a restored clone is created unmounted)."""
+    name = dataset_name(args, "name")
+    run_zfs(find_zfs(zfs), ["mount", name], name)
+    return {"name": name}
+
+
 def op_get(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
     names = dataset_names(args, "datasets")
     properties = args.get("properties") or ["all"]
@@ -348,6 +355,49 @@ def op_lstat(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
     return {"modes": [_lstat_mode(base64.b64decode(p)) for p in paths]}
 
 
+def op_hash(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
+    """sha256 of regular files under the given paths (base64 bytes), symlinks not followed.
+
+    For golden manifests and the trust check of tools before they are used.
+    Directories are walked; at most ``limit`` files are hashed, and a cut is reported.
+    """
+    paths = args.get("paths")
+    limit = args.get("limit", 100000)
+    if not isinstance(paths, list) or not isinstance(limit, int):
+        raise OperationError("argument 'paths' must be a list of base64 paths, 'limit' an integer")
+    found: Dict[str, str] = {}
+    for top in (base64.b64decode(p) for p in paths):
+        for path in _regular_files(top):
+            if len(found) >= limit:
+                return {"files": found, "complete": False}
+            found[base64.b64encode(path).decode("ascii")] = _sha256_file(path)
+    return {"files": found, "complete": True}
+
+
+def _regular_files(top: bytes) -> List[bytes]:
+    if os.path.isfile(top) and not os.path.islink(top):
+        return [top]
+    files = []
+    for root, dirs, names in os.walk(top, followlinks=False):
+        dirs.sort()
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                files.append(path)
+    return files
+
+
+def _sha256_file(path: bytes) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        return "unreadable: %s" % exc.strerror
+    return digest.hexdigest()
+
+
 def _lstat_mode(path: bytes) -> Optional[int]:
     try:
         return os.lstat(path).st_mode
@@ -386,11 +436,13 @@ OPERATIONS: Dict[str, Callable[[Dict[str, Any], Optional[str]], Dict[str, Any]]]
     "clone": op_clone,
     "promote": op_promote,
     "rename": op_rename,
+    "mount": op_mount,
     "get": op_get,
     "set": op_set,
     "send": op_send,
     "diff": op_diff,
     "lstat": op_lstat,
+    "hash": op_hash,
 }
 
 

@@ -235,6 +235,9 @@ class AgentClient:
     def rename(self, source: str, target: str) -> None:
         self.call("rename", source=source, target=target)
 
+    def mount(self, name: str) -> None:
+        self.call("mount", name=name)
+
     def get(self, datasets: Sequence[str], properties: Sequence[str]) -> list[dict[str, str]]:
         return list(self.call("get", datasets=list(datasets), properties=list(properties))["values"])
 
@@ -258,6 +261,13 @@ class AgentClient:
             modes = self.call("lstat", paths=encoded)["modes"]
             found.update((path, mode) for path, mode in zip(batch, modes) if mode is not None)
         return found
+
+    def hashes(self, paths: Sequence[bytes], limit: int = 100000) -> tuple[dict[bytes, str], bool]:
+        """sha256 of regular files under ``paths`` on the host, and whether the walk was complete."""
+        encoded = [base64.b64encode(p).decode("ascii") for p in paths]
+        result = self.call("hash", paths=encoded, limit=limit)
+        files = {base64.b64decode(k): v for k, v in result["files"].items()}
+        return files, bool(result["complete"])
 
     def modes_in_snapshot(self, mountpoint: bytes, snapshot: str, paths: Sequence[bytes]) -> dict[bytes, int]:
         """Modes of mountpoint-absolute ``paths`` as they are in ``snapshot``, keyed by those paths.

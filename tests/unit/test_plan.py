@@ -65,7 +65,7 @@ def test_step_targets_narrow_the_hosts():
 
 def test_planned_kinds_are_marked_unavailable_and_destructive_is_seen():
     inv = inventory("h1", "h2")
-    extra = [{"kind": "restore", "confirm": True}]
+    extra = [{"kind": "contain", "confirm": True}]
     plan = build(inv, playbook(extra=extra), resolve(inv, "web"), Path("pb"))
-    assert [s.id for s in plan.unavailable] == ["restore"]
+    assert [s.id for s in plan.unavailable] == ["contain"]
     assert plan.destructive

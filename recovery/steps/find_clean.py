@@ -1,0 +1,75 @@
+"""`find_clean`: the newest snapshot after golden whose diff from golden holds no indicator.
+
+Bisection over the snapshots between golden and the incident (O(log n) diffs;
+the monotonic assumption and its checks are in :mod:`recovery.zfs.find_clean`).
+A history that breaks the assumption stops this host: a person decides.
+Also reports what restoring the clean snapshot gives up (changes made since).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, register
+from recovery.steps.diff import LISTED, describe
+from recovery.steps.triage_rules import TriageParams
+from recovery.steps.zfs_host import agent, agent_errors, golden_of, incident_snapshot, protected, snapshots, triaged
+from recovery.zfs.find_clean import NonMonotonicHistory, find_newest_clean, lost_on_restore
+from recovery.zfs.triage import indicators
+
+
+class FindCleanParams(TriageParams):
+    exhaustive: bool = Field(False, description="Diff every snapshot instead of bisecting (proves the history).")
+
+
+@register
+class FindCleanStep(StepKind):
+    kind = "find_clean"
+    summary = "find the newest snapshot without indicators (bisection)"
+    Params = FindCleanParams
+
+    def check(self, ctx: StepContext) -> Check:
+        return Check.NOT_DONE  # read-only
+
+    def apply(self, ctx: StepContext) -> dict[str, Any]:
+        client = agent(ctx)
+        chosen = {}
+        for dataset in protected(ctx):
+            with agent_errors(ctx.host, f"searching {dataset}"):
+                chosen[dataset] = self._search(ctx, client, dataset)
+        return {"datasets": chosen}
+
+    def _search(self, ctx: StepContext, client: Any, dataset: str) -> dict[str, Any]:
+        rules = ctx.params.compiled()
+        golden = golden_of(client, dataset)
+        incident = incident_snapshot(ctx, dataset)
+        history = snapshots(client, dataset)
+        if incident not in {s.name for s in history}:
+            raise StepFailed(f"{ctx.host}: {incident} is missing: run `preserve` first")
+        incident_txg = next(s.createtxg for s in history if s.name == incident)
+        between = [s.name for s in history if golden.createtxg < s.createtxg < incident_txg]
+        at_incident = indicators(triaged(client, golden.name, incident, rules))
+        if not at_incident:
+            ctx.note(f"{dataset}: no indicator since {golden.name}: nothing to restore")
+            return {"clean": None, "golden": golden.name, "examined": 0}
+        search = find_newest_clean(
+            golden.name, between, lambda snap: indicators(triaged(client, golden.name, snap, rules)),
+            incident=at_incident, exhaustive=ctx.params.exhaustive)
+        try:
+            clean = search.require_trustworthy()
+        except NonMonotonicHistory as exc:
+            raise StepFailed(f"{ctx.host}: {dataset}: the snapshot history is not monotonic, "
+                             f"refusing to choose automatically: {exc}") from None
+        lost = lost_on_restore(triaged(client, clean, incident, rules))
+        ctx.note(f"{dataset}: newest clean is {clean} ({search.diff_calls} diffs over "
+                 f"{len(between)} snapshots); restoring it gives up {lost.count} later changes")
+        return {
+            "clean": clean, "golden": golden.name, "status": search.status.value,
+            "examined": search.diff_calls, "candidates": len(between),
+            "first_dirty": search.successor or incident,
+            "lost": {"benign": [describe(f) for f in lost.benign[:LISTED]],
+                     "suspicious": [describe(f) for f in lost.suspicious[:LISTED]],
+                     "churn": len(lost.churn)},
+        }

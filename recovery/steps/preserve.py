@@ -1,0 +1,109 @@
+"""`preserve`: evidence before any change — snapshot, hold, and copy the streams off the host.
+
+The protected datasets are snapshotted together (one transaction group) as
+``@incident-<run>`` and held, so the compromised state cannot vanish. Each
+snapshot is sent to a file on the host, hashed there while streaming, copied
+to the run directory and hashed again here: both hashes go into the journal
+(chain of custody). The temporary stream file on the host is then removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from recovery.config.base import Strict
+from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, register
+from recovery.steps.zfs_host import (EVIDENCE_HOLD, agent, agent_errors, incident_snapshot,
+                                     protected, snapshots)
+
+
+class PreserveParams(Strict):
+    copy_streams: bool = Field(True, description="Copy the snapshot streams off the host.")
+    spool: str = Field("/var/tmp", description="Directory on the host for the stream while it is copied.")
+
+
+@register
+class PreserveStep(StepKind):
+    kind = "preserve"
+    summary = "snapshot @incident-<run>, hold it, copy the streams off the host (evidence)"
+    Params = PreserveParams
+
+    def check(self, ctx: StepContext) -> Check:
+        with agent_errors(ctx.host, "checking evidence"):
+            client = agent(ctx)
+            for dataset in protected(ctx):
+                name = incident_snapshot(ctx, dataset)
+                if name not in {s.name for s in snapshots(client, dataset)}:
+                    return Check.NOT_DONE
+                if EVIDENCE_HOLD not in client.holds(name):
+                    return Check.NOT_DONE
+                if ctx.params.copy_streams and not _stream_path(ctx, name).is_file():
+                    return Check.NOT_DONE
+        return Check.DONE
+
+    def apply(self, ctx: StepContext) -> dict[str, Any]:
+        client = agent(ctx)
+        names = [incident_snapshot(ctx, d) for d in protected(ctx)]
+        with agent_errors(ctx.host, "snapshotting evidence"):
+            existing = {s.name for d in protected(ctx) for s in snapshots(client, d)}
+            missing = [n for n in names if n not in existing]
+            if missing:
+                client.snapshot(missing)
+            client.hold({name: EVIDENCE_HOLD for name in names})
+        evidence = {}
+        for name in names:
+            evidence[name] = self._record(ctx, client, name)
+        return {"snapshots": evidence}
+
+    def _record(self, ctx: StepContext, client: Any, name: str) -> dict[str, Any]:
+        with agent_errors(ctx.host, f"describing {name}"):
+            (row,) = [s for s in snapshots(client, name.split("@")[0]) if s.name == name]
+        record: dict[str, Any] = {"guid": row.guid, "createtxg": row.createtxg, "held": EVIDENCE_HOLD}
+        if ctx.params.copy_streams:
+            record.update(copy_stream(ctx, client, name, ctx.run_dir / "evidence" / str(ctx.host),
+                                      ctx.params.spool))
+        ctx.note(f"{name}: held" + (f", {record['bytes']} bytes copied, sha256 {record['sha256'][:16]}…"
+                                    if "sha256" in record else ""))
+        return record
+
+
+def copy_stream(ctx: StepContext, client: Any, snapshot: str, directory: Path,
+                spool: str = "/var/tmp") -> dict[str, Any]:
+    """Send ``snapshot`` to a file on the host (hashed there), fetch it, hash it here, compare."""
+    local = directory / stream_name(snapshot)
+    local.parent.mkdir(parents=True, exist_ok=True)
+    remote = f"{spool}/recovery-{ctx.run_id}-{local.name}"
+    session = ctx.session(ctx.host)
+    session.run(f"rm -f -- {shlex.quote(remote)}", timeout=30)  # left by a crashed attempt
+    with agent_errors(ctx.host, f"sending {snapshot}"):
+        sent = client.send(snapshot, remote)
+    partial = local.with_suffix(".partial")
+    session.get(remote, str(partial))
+    local_sha = _sha256(partial)
+    if local_sha != sent.sha256:
+        raise StepFailed(f"{ctx.host}: stream of {snapshot} changed in transit: the host hashed "
+                         f"{sent.sha256}, the copy here hashes {local_sha}")
+    partial.replace(local)
+    session.run(f"rm -f -- {shlex.quote(remote)}", timeout=30)
+    return {"bytes": sent.bytes, "sha256": sent.sha256, "copy": str(local)}
+
+
+def stream_name(snapshot: str) -> str:
+    return snapshot.replace("/", "_") + ".zfs"
+
+
+def _stream_path(ctx: StepContext, snapshot: str) -> Path:
+    return ctx.run_dir / "evidence" / str(ctx.host) / stream_name(snapshot)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

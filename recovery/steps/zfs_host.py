@@ -1,0 +1,84 @@
+"""What the ZFS steps share: the agent on the host, its protected datasets, snapshot names.
+
+Snapshot names carry their meaning: ``@golden-<UTC>`` (known good, captured by
+`recover golden`), ``@incident-<run>`` (evidence of this run). The restored
+dataset takes the service name; the compromised one is kept as
+``<name>.quarantine-<run>``. Nothing here destroys a dataset or a snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from recovery.engine.registry import StepContext, StepFailed
+from recovery.zfs.client import AgentClient, AgentError, AgentReplyError, Dataset
+from recovery.zfs.diff import parse_diff
+from recovery.zfs.triage import Finding, triage
+
+GOLDEN_PREFIX = "golden-"
+GOLDEN_HOLD = "recovery-golden"
+EVIDENCE_HOLD = "recovery-evidence"
+
+
+def agent(ctx: StepContext) -> AgentClient:
+    return AgentClient(ctx.session(ctx.host), timeout=ctx.timeout)
+
+
+def protected(ctx: StepContext) -> list[str]:
+    datasets = ctx.inventory.hosts[ctx.host].datasets if ctx.host else []
+    if not datasets:
+        raise StepFailed(f"{ctx.host}: no protected datasets in the inventory (hosts.{ctx.host}.datasets)")
+    return list(datasets)
+
+
+def incident_snapshot(ctx: StepContext, dataset: str) -> str:
+    return f"{dataset}@incident-{ctx.run_id}"
+
+
+def quarantine_name(ctx: StepContext, dataset: str) -> str:
+    return f"{dataset}.quarantine-{ctx.run_id}"
+
+
+def snapshots(client: AgentClient, dataset: str) -> list[Dataset]:
+    """The dataset's own snapshots, oldest first (by creation transaction group)."""
+    rows = client.list_datasets(dataset, types=("snapshot",))
+    own = [r for r in rows if r.name.split("@", 1)[0] == dataset]
+    return sorted(own, key=lambda r: r.createtxg)
+
+
+def golden_of(client: AgentClient, dataset: str) -> Dataset:
+    goldens = [s for s in snapshots(client, dataset) if short(s.name).startswith(GOLDEN_PREFIX)]
+    if not goldens:
+        raise StepFailed(f"{dataset}: no @{GOLDEN_PREFIX}* snapshot: capture one with `recover golden` "
+                         "before a host goes live")
+    return goldens[-1]
+
+
+def short(snapshot: str) -> str:
+    return snapshot.split("@", 1)[1]
+
+
+def triaged(client: AgentClient, origin: str, target: str, rules: Any = None) -> list[Finding]:
+    """``zfs diff`` origin -> target, parsed and classified, with the modes the target holds."""
+    result = parse_diff(client.diff(origin, target))
+    mountpoint = _mountpoint(client, origin.split("@", 1)[0])
+    paths = [c.current_path for c in result.changes if c.kind.value != "-"]
+    modes = client.modes_in_snapshot(mountpoint, short(target), paths) if "@" in target and mountpoint else {}
+    return triage(result.changes, rules, modes)
+
+
+def _mountpoint(client: AgentClient, dataset: str) -> bytes | None:
+    values = client.get([dataset], ["mountpoint"])
+    value = values[0]["value"] if values else ""
+    return value.encode() if value.startswith("/") else None
+
+
+@contextmanager
+def agent_errors(host: str | None, action: str) -> Iterator[None]:
+    """Agent failures become step failures that name the host and what was being done."""
+    try:
+        yield
+    except (AgentError, AgentReplyError) as exc:
+        raise StepFailed(f"{host}: {action}: {exc}") from None
