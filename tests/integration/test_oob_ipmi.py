@@ -1,0 +1,119 @@
+"""The IPMI driver against the lab BMC: pyghmi's BMC server on 127.0.0.1 powering a real QEMU VM.
+
+The VM has no disk and no network device: it sits in SeaBIOS, which is
+enough for real power states through QMP. SeaBIOS ignores the ACPI power
+button, as a hung or hostile OS would.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from recovery.lab.ipmi_bmc import LabIpmiBmc
+from recovery.lab.ports import LOOPBACK, free_port
+from recovery.oob.base import BootMode, OobNotSupported, OobRefused, OobTimeout, OobUnreachable, PowerState
+from recovery.oob.ipmi import IpmiDriver, IpmiEndpoint
+
+pytestmark = pytest.mark.integration
+
+QEMU = "qemu-system-x86_64"
+TINY_VM = [QEMU, "-machine", "q35", "-accel", "tcg", "-m", "64", "-display", "none", "-nodefaults", "-nic", "none"]
+USER = "admin"
+PASSWORD = "lab-ipmi-secret"
+WAIT = 5.0
+POLL = 0.1
+
+
+@pytest.fixture
+def lab_bmc() -> Iterator[LabIpmiBmc]:
+    if not shutil.which(QEMU):
+        pytest.fail(f"{QEMU} is not installed (apt-get install qemu-system-x86)")
+    with LabIpmiBmc(TINY_VM, USER, PASSWORD) as bmc:
+        yield bmc
+
+
+def _driver(bmc: LabIpmiBmc, password: str = PASSWORD, rescue: str = "network") -> IpmiDriver:
+    endpoint = IpmiEndpoint(
+        host="eu-web", address=bmc.host, port=bmc.port, username=USER, password=password, rescue_device=rescue
+    )
+    return IpmiDriver(endpoint)
+
+
+def _qemu_pids(bmc: LabIpmiBmc) -> list[int]:
+    children = Path(f"/proc/{bmc.pid}/task/{bmc.pid}/children").read_text().split()
+    return [int(pid) for pid in children if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(QEMU.encode())]
+
+
+def test_forced_off_on_and_cycle_follow_the_real_vm(lab_bmc: LabIpmiBmc) -> None:
+    driver = _driver(lab_bmc)
+    assert driver.power_state() is PowerState.ON
+    assert len(_qemu_pids(lab_bmc)) == 1
+
+    driver.power_off(graceful=False)
+    driver.wait_power(PowerState.OFF, WAIT, POLL)
+    assert _qemu_pids(lab_bmc) == []
+
+    driver.power_on()
+    driver.wait_power(PowerState.ON, WAIT, POLL)
+    assert len(_qemu_pids(lab_bmc)) == 1
+
+    driver.power_cycle()  # on: a hard reset
+    driver.wait_power(PowerState.ON, WAIT, POLL)
+    driver.power_off(graceful=False)
+    driver.wait_power(PowerState.OFF, WAIT, POLL)
+    driver.power_cycle()  # off: power on
+    driver.wait_power(PowerState.ON, WAIT, POLL)
+    assert len(lab_bmc.boots()) == 4  # the first start, power on, reset, cycle from off
+
+
+def test_graceful_off_that_the_guest_ignores_times_out_then_forced_off_works(lab_bmc: LabIpmiBmc) -> None:
+    driver = _driver(lab_bmc)
+    driver.power_off(graceful=True)
+    with pytest.raises(OobTimeout, match=r"^eu-web did not power off within 1\.5 s \(the IPMI BMC at .* still reports on\)"):
+        driver.wait_power(PowerState.OFF, 1.5, POLL)
+
+    driver.power_off(graceful=False)
+    driver.wait_power(PowerState.OFF, WAIT, POLL)
+
+
+def test_boot_once_is_used_by_the_next_boot_only(lab_bmc: LabIpmiBmc) -> None:
+    driver = _driver(lab_bmc, rescue="optical")
+    driver.boot_once(BootMode.RESCUE)
+    driver.power_cycle()
+    driver.power_cycle()
+    driver.boot_once(BootMode.NORMAL)
+    driver.power_cycle()
+    assert lab_bmc.boots() == ["default", "optical", "default", "hd"]
+
+
+def test_single_user_is_not_expressible_over_ipmi(lab_bmc: LabIpmiBmc) -> None:
+    with pytest.raises(OobNotSupported, match=r"^eu-web: one-time boot single-user over IPMI at .*boot = \"rescue\""):
+        _driver(lab_bmc).boot_once(BootMode.SINGLE_USER)
+    assert lab_bmc.boots() == ["default"]
+
+
+def test_wrong_password_is_refused_without_showing_it(lab_bmc: LabIpmiBmc) -> None:
+    wrong = "not-the-lab-password"
+    driver = _driver(lab_bmc, password=wrong)
+    with pytest.raises(OobRefused, match=r"^eu-web: read power state over IPMI at 127\.0\.0\.1:\d+: login refused") as refused:
+        driver.power_state()
+    assert wrong not in str(refused.value) and wrong not in repr(driver)
+    assert _driver(lab_bmc).power_state() is PowerState.ON  # the right one still works
+
+
+def test_unreachable_bmc_is_a_clear_timeout() -> None:
+    endpoint = IpmiEndpoint(host="eu-web", address=LOOPBACK, port=free_port(), username=USER, password=PASSWORD)
+    with pytest.raises(OobUnreachable, match=r"^eu-web: read power state over IPMI at .*: the BMC did not answer \(timed out\)"):
+        IpmiDriver(endpoint).power_state()
+
+
+def test_stopping_the_bmc_ends_its_vm() -> None:
+    with LabIpmiBmc(TINY_VM, USER, PASSWORD) as bmc:
+        (qemu,) = _qemu_pids(bmc)
+    with pytest.raises(ProcessLookupError):
+        os.kill(qemu, 0)
