@@ -28,6 +28,7 @@ from types import FrameType
 from typing import Any, Sequence
 
 import pyghmi.ipmi.bmc as bmc
+import pyghmi.ipmi.private.constants as constants
 import pyghmi.ipmi.private.serversession as serversession
 from pyghmi.ipmi.command import boot_devices
 
@@ -42,8 +43,10 @@ BOOTS_FILE = "boots.json"
 # IPMI 2.0 table 13-17/18/19: the one cipher suite pyghmi's server speaks.
 _AUTH_HMAC_SHA1 = 1
 _INTEGRITY_HMAC_SHA1_96 = 1
-_STATUS_BAD_AUTH_ALGORITHM = 0x11
-_STATUS_BAD_INTEGRITY_ALGORITHM = 0x12
+# IPMI 2.0 table 13-15: RMCP+ status codes.
+_STATUS_BAD_AUTH_ALGORITHM = 0x04
+_STATUS_BAD_INTEGRITY_ALGORITHM = 0x05
+_STATUS_UNAUTHORIZED_NAME = 0x0D
 _BOOT_FLAGS_PARAMETER = 5
 _FLAG_VALID = 0x80
 _FLAG_PERSISTENT = 0x40
@@ -88,7 +91,12 @@ def open_session_status(request: bytes | bytearray) -> int:
 
 
 class Sha1OnlySession(serversession.ServerSession):
-    """A server session that refuses what it cannot speak instead of answering in SHA-1."""
+    """A server session that refuses what it cannot speak, and unknown users, as a real BMC does.
+
+    pyghmi's own session answers SHA-1 to a SHA-256 proposal and stays silent
+    on an unknown user name, which a client sees as a wrong password or a
+    dead BMC.
+    """
 
     def create_open_session_response(self, request: bytearray) -> bytearray:
         status = open_session_status(request)
@@ -96,6 +104,13 @@ class Sha1OnlySession(serversession.ServerSession):
             return super().create_open_session_response(request)
         self.clientsessionid = request[4:8]
         return bytearray([request[0], status, 0, 0]) + self.clientsessionid
+
+    def _got_rakp1(self, data: bytearray) -> None:
+        name = bytes(data[28:]).decode("utf-8", errors="replace")
+        if self.authdata.get(name) is not None:
+            return super()._got_rakp1(data)
+        refusal = bytearray([data[0], _STATUS_UNAUTHORIZED_NAME, 0, 0]) + self.clientsessionid
+        self.send_payload(refusal, constants.payload_types["rakp2"], retry=False)
 
 
 class QemuBmc(bmc.Bmc):

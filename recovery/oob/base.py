@@ -22,6 +22,7 @@ from typing import BinaryIO, ClassVar
 
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
+from recovery.hostile import for_terminal
 from recovery.secrets import REDACTOR
 
 #: How often :meth:`OobDriver.wait_power` asks the BMC, in seconds.
@@ -157,5 +158,10 @@ class OobDriver(abc.ABC):
             )
 
     def _error(self, kind: type[OobError], operation: str, detail: str) -> OobError:
-        """An error of ``kind`` naming the host, the operation and the BMC."""
-        return kind(f"{self.host}: {operation} over {self.protocol} at {self.endpoint.where}: {detail}")
+        """An error of ``kind`` naming the host, the operation and the BMC.
+
+        ``detail`` may quote the BMC, which sits on the same network as the
+        compromised host: it is made safe for a terminal.
+        """
+        where = f"{self.protocol} at {self.endpoint.where}"
+        return kind(f"{self.host}: {operation} over {where}: {for_terminal(detail)}")

@@ -34,6 +34,8 @@ IPMI_PORT = 623
 RescueDevice = Literal["network", "optical"]
 T = TypeVar("T")
 
+#: Words in pyghmi's messages for a login the BMC refused (wrong password, unknown user, role).
+_REFUSALS = ("password", "unauthorized", "invalid role")
 #: pyghmi's words for a login the BMC never answered.
 _NO_ANSWER = {None, "timeout", "Session failed to initialize"}
 
@@ -115,8 +117,10 @@ class IpmiDriver(OobDriver):
     def _session(self, operation: str) -> Iterator[Command]:
         endpoint = self.endpoint
         try:
-            # Credentials as bytes: pyghmi then finds its half-open session
-            # again once the login completes, so the next login starts afresh.
+            # Credentials as bytes: pyghmi files a login in progress under the
+            # credentials as given but removes it under their bytes form, so
+            # with str the entry outlives the login and the next Command for
+            # this BMC is handed the session that was logged out.
             command = Command(
                 bmc=endpoint.address,
                 userid=endpoint.username.encode(),
@@ -135,6 +139,6 @@ class IpmiDriver(OobDriver):
         message = exc.args[0] if exc.args else None
         if message in _NO_ANSWER:
             return self._error(OobUnreachable, operation, "the BMC did not answer (timed out)")
-        if "password" in str(message).lower() or "unauthorized" in str(message).lower():
+        if any(word in str(message).lower() for word in _REFUSALS):
             return self._error(OobRefused, operation, f"login refused: {message}")
-        return self._error(OobError, operation, str(message))
+        return self._error(OobError, operation, f"the BMC answered: {message}")

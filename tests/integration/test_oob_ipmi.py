@@ -37,9 +37,9 @@ def lab_bmc() -> Iterator[LabIpmiBmc]:
         yield bmc
 
 
-def _driver(bmc: LabIpmiBmc, password: str = PASSWORD, rescue: str = "network") -> IpmiDriver:
+def _driver(bmc: LabIpmiBmc, password: str = PASSWORD, rescue: str = "network", user: str = USER) -> IpmiDriver:
     endpoint = IpmiEndpoint(
-        host="eu-web", address=bmc.host, port=bmc.port, username=USER, password=password, rescue_device=rescue
+        host="eu-web", address=bmc.host, port=bmc.port, username=user, password=password, rescue_device=rescue
     )
     return IpmiDriver(endpoint)
 
@@ -106,10 +106,25 @@ def test_wrong_password_is_refused_without_showing_it(lab_bmc: LabIpmiBmc) -> No
     assert _driver(lab_bmc).power_state() is PowerState.ON  # the right one still works
 
 
+def test_unknown_user_is_refused_at_once(lab_bmc: LabIpmiBmc) -> None:
+    with pytest.raises(OobRefused, match=r"^eu-web: power on over IPMI at .*: login refused: Unauthorized name in RAKP2$"):
+        _driver(lab_bmc, user="operator").power_on()
+
+
 def test_unreachable_bmc_is_a_clear_timeout() -> None:
     endpoint = IpmiEndpoint(host="eu-web", address=LOOPBACK, port=free_port(), username=USER, password=PASSWORD)
     with pytest.raises(OobUnreachable, match=r"^eu-web: read power state over IPMI at .*: the BMC did not answer \(timed out\)"):
         IpmiDriver(endpoint).power_state()
+
+
+def test_a_host_that_is_off_is_started_by_a_cycle() -> None:
+    with LabIpmiBmc(TINY_VM, USER, PASSWORD, powered_on=False) as bmc:
+        driver = _driver(bmc)
+        assert driver.power_state() is PowerState.OFF and _qemu_pids(bmc) == []
+        driver.boot_once(BootMode.RESCUE)
+        driver.power_cycle()
+        driver.wait_power(PowerState.ON, WAIT, POLL)
+        assert bmc.boots() == ["network"]
 
 
 def test_stopping_the_bmc_ends_its_vm() -> None:

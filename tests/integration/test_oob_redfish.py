@@ -70,6 +70,14 @@ def test_forced_off_on_cycle_and_graceful_off(lab_redfish: LabRedfish) -> None:
     driver.power_off(graceful=True)  # already off: nothing to do
 
 
+def test_a_host_that_is_off_is_started_by_a_cycle() -> None:
+    with LabRedfish("eu-web", USER, PASSWORD, powered_on=False) as bmc:
+        driver = _driver(bmc.port)
+        assert driver.power_state() is PowerState.OFF
+        driver.power_cycle()
+        driver.wait_power(PowerState.ON, WAIT, POLL)
+
+
 def test_boot_once_sets_the_override_target(lab_redfish: LabRedfish) -> None:
     driver = _driver(lab_redfish.port)
     driver.boot_once(BootMode.RESCUE)

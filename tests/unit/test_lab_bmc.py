@@ -21,7 +21,7 @@ def _open_request(proposal: bytes) -> bytes:
 
 
 def test_sha256_proposal_is_refused_so_the_client_falls_back() -> None:
-    assert open_session_status(_open_request(SHA256_PROPOSAL)) == 0x11
+    assert open_session_status(_open_request(SHA256_PROPOSAL)) == 0x04
 
 
 def test_sha1_proposal_is_accepted() -> None:
@@ -29,11 +29,11 @@ def test_sha1_proposal_is_accepted() -> None:
 
 
 def test_sha256_integrity_alone_is_refused() -> None:
-    assert open_session_status(_open_request(SHA1_AUTH_SHA256_INTEGRITY)) == 0x12
+    assert open_session_status(_open_request(SHA1_AUTH_SHA256_INTEGRITY)) == 0x05
 
 
 def test_truncated_open_request_is_refused() -> None:
-    assert open_session_status(_open_request(SHA1_PROPOSAL)[:20]) == 0x11
+    assert open_session_status(_open_request(SHA1_PROPOSAL)[:20]) == 0x04
 
 
 # Set System Boot Options, parameter 5, as pyghmi's set_bootdev builds it: (5, flags, device << 2, 0, 0, 0).

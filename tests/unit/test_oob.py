@@ -136,3 +136,8 @@ def test_redfish_boot_override_is_for_one_boot_only(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(driver, "_system", lambda: system)
     driver.boot_once(BootMode.NORMAL)
     assert system.calls == [(sushy.BootSource.HDD, sushy.BootSourceOverrideEnabled.ONCE)]
+
+
+def test_bmc_text_in_an_error_cannot_drive_the_terminal() -> None:
+    error = ScriptedDriver([PowerState.ON])._error(OobError, "power on", "\x1b]0;owned\x07denied\x1b[2J")
+    assert str(error) == "eu-web: power on over test at 192.0.2.1:623: denied"
