@@ -155,31 +155,31 @@ def _build(paths: ImagePaths, progress: Progress) -> None:
     progress(f"base image {paths.key} built in {time.monotonic() - started:.0f} s: {final}")
 
 
-def host_mirror() -> str:
+def host_mirror(etc: Path = Path("/etc")) -> str:
     """The Debian mirror the host itself uses, so a local mirror or proxy is honoured."""
-    for uri in _deb822_uris() + _one_line_uris():
+    for uri in _deb822_uris(etc / "apt/sources.list.d") + _one_line_uris(etc / "apt/sources.list"):
         return uri
     raise ImageBuildError(
-        f"no Debian mirror for {SUITE} found in /etc/apt/sources.list.d/*.sources "
-        "or /etc/apt/sources.list"
+        f"no Debian mirror for {SUITE} found in {etc}/apt/sources.list.d/*.sources "
+        f"or {etc}/apt/sources.list"
     )
 
 
-def _deb822_uris() -> list[str]:
+def _deb822_uris(directory: Path) -> list[str]:
     uris = []
-    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+    for path in sorted(directory.glob("*.sources")):
         for stanza in re.split(r"\n\s*\n", path.read_text()):
-            fields = dict(
-                (m.group(1).lower(), m.group(2).split())
+            fields = {
+                m.group(1).lower(): m.group(2).split()
                 for m in re.finditer(r"^([A-Za-z-]+):[ \t]*(.*)$", stanza, re.M)
-            )
-            if "deb" in fields.get("types", []) and SUITE in fields.get("suites", []):
+            }
+            enabled = fields.get("enabled", ["yes"]) != ["no"]
+            if enabled and "deb" in fields.get("types", []) and SUITE in fields.get("suites", []):
                 uris.extend(fields.get("uris", []))
     return uris
 
 
-def _one_line_uris() -> list[str]:
-    path = Path("/etc/apt/sources.list")
+def _one_line_uris(path: Path) -> list[str]:
     if not path.exists():
         return []
     uris = []
@@ -211,6 +211,7 @@ def _provision(rootfs: Path, paths: ImagePaths) -> None:
     shutil.copy(paths.operator_key.with_name(paths.operator_key.name + ".pub"), inbox / "operator.pub")
     (rootfs / "etc/fstab").write_text(f"LABEL={ROOT_LABEL} / ext4 defaults,errors=remount-ro 0 1\n")
     (rootfs / "etc/hostname").write_text("lab\n")
+    (rootfs / "etc/hosts").write_text("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n")
     policy = rootfs / "usr/sbin/policy-rc.d"
     policy.write_text("#!/bin/sh\n# image build: start no daemons in the chroot\nexit 101\n")
     policy.chmod(0o755)

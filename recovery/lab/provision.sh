@@ -162,6 +162,8 @@ EOF
     CustomLog \${APACHE_LOG_DIR}/access.log combined
 </VirtualHost>
 EOF
+    echo "ServerName localhost" >/etc/apache2/conf-available/servername.conf
+    a2enconf -q servername
     a2enmod -q cgid
     a2dissite -q 000-default
     a2ensite -q lab
@@ -184,6 +186,7 @@ name=$(item hostname)
 if [ -n "$name" ]; then
     echo "$name" >/etc/hostname
     hostname "$name"
+    touch /etc/hosts
     sed -i "/^127\.0\.1\.1[[:space:]]/d" /etc/hosts
     echo "127.0.1.1 $name" >>/etc/hosts
 fi
@@ -196,9 +199,8 @@ elif [ ! -s "$key" ]; then
 fi
 lan=$(item lan)
 if [ -n "$lan" ]; then
-    set -- $lan
     mkdir -p /run/systemd/network
-    printf '[Match]\nMACAddress=%s\n\n[Network]\nAddress=%s\n' "$2" "$1" \
+    printf '[Match]\nMACAddress=%s\n\n[Network]\nAddress=%s\n' "${lan#* }" "${lan%% *}" \
         >/run/systemd/network/10-lab-lan.network
 fi
 EOF
@@ -234,6 +236,8 @@ DHCP=ipv4
 EOF
     systemctl enable systemd-networkd.service
     systemctl disable systemd-networkd-wait-online.service 2>/dev/null || true
+    # Nothing to fetch on an isolated LAN; under TCG these only cost CPU.
+    systemctl disable apt-daily.timer apt-daily-upgrade.timer
 }
 
 main() {

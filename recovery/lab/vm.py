@@ -31,6 +31,7 @@ import paramiko
 from recovery.hostile import CappedBuffer, for_terminal
 from recovery.lab import keys
 from recovery.lab.image import ImagePaths
+from recovery.lab.ports import LOOPBACK, free_port
 from recovery.transport.result import Result, TransportError
 
 QEMU = "qemu-system-x86_64"
@@ -42,6 +43,8 @@ LAN_PREFIX = "10.77.0"
 KVM_PROBE_SECONDS = 10.0
 #: Unix socket paths are limited to 108 bytes by the kernel.
 SOCKET_PATH_MAX = 100
+#: Console output kept while waiting for a pattern; a chatty guest cannot fill memory.
+PENDING_MAX = 1024 * 1024
 
 
 class GuestError(Exception):
@@ -58,13 +61,6 @@ class BootMode(enum.Enum):
         if self is BootMode.SINGLE_USER:
             return f"{KERNEL_ARGS} systemd.unit=rescue.target"
         return KERNEL_ARGS
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody holds right now (the kernel picks it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @functools.cache
@@ -184,7 +180,7 @@ class Guest:
             stale.unlink(missing_ok=True)
         with open(self.dir / "qemu.log", "ab") as log:
             self._process = subprocess.Popen(
-                self._command(mode), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                self.qemu_command(mode), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True,
             )  # fmt: skip
         self._save_state(mode)
@@ -223,11 +219,15 @@ class Guest:
         identity = self.dir / "identity"
         identity.mkdir(exist_ok=True)
         (identity / "hostname").write_text(self.name)
+        lan = identity / "lan"
         if self.lan_address:
-            (identity / "lan").write_text(f"{self.lan_address.ip}/24 {self.lan_address.mac}")
+            lan.write_text(f"{self.lan_address.ip}/24 {self.lan_address.mac}")
+        else:
+            lan.unlink(missing_ok=True)
 
-    def _command(self, mode: BootMode) -> list[str]:
-        forwards = f"hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22,hostfwd=tcp:127.0.0.1:{self.http_port}-:80"
+    def qemu_command(self, mode: BootMode) -> list[str]:
+        """The QEMU command line for a boot in ``mode``; every network path stays on this machine."""
+        forwards = f"hostfwd=tcp:{LOOPBACK}:{self.ssh_port}-:22,hostfwd=tcp:{LOOPBACK}:{self.http_port}-:80"
         command = [
             QEMU, "-name", self.name, "-nodefaults", "-no-user-config", "-display", "none",
             "-accel", self.accel, "-smp", str(self.cpus), "-m", str(self.memory_mb),
@@ -274,20 +274,16 @@ class Guest:
         """The guest's public host key line (``ssh-ed25519 AAAA... root@name``), known before boot."""
         return self.host_key_file.with_name(self.host_key_file.name + ".pub").read_text().strip()
 
-    def known_hosts_line(self) -> str:
-        key_type, key_b64 = self.host_key.split()[:2]
-        return f"[127.0.0.1]:{self.ssh_port} {key_type} {key_b64}"
-
     def ssh_client(self, timeout: float = 10.0) -> paramiko.SSHClient:
         """An SSH connection as root that accepts only the pinned host key."""
         client = paramiko.SSHClient()
         key_type, key_b64 = self.host_key.split()[:2]
         client.get_host_keys().add(
-            f"[127.0.0.1]:{self.ssh_port}", key_type, paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64))
+            f"[{LOOPBACK}]:{self.ssh_port}", key_type, paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64))
         )
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         client.connect(
-            "127.0.0.1", port=self.ssh_port, username="root", key_filename=str(self.image.operator_key),
+            LOOPBACK, port=self.ssh_port, username="root", key_filename=str(self.image.operator_key),
             look_for_keys=False, allow_agent=False, timeout=timeout, banner_timeout=timeout,
             auth_timeout=timeout,
         )  # fmt: skip
@@ -300,6 +296,9 @@ class Guest:
         while time.monotonic() - started < timeout:
             if not self.running():
                 raise GuestError(f"{self.name}: QEMU exited while booting\n{self.diagnostics()}")
+            if not _ssh_banner(self.ssh_port):
+                time.sleep(1.0)
+                continue
             try:
                 self.ssh_client(timeout=5.0).close()
                 return time.monotonic() - started
@@ -375,18 +374,17 @@ class SerialConsole:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-        self.seen = CappedBuffer()
+        self._pending = b""
 
     def expect(self, pattern: bytes, timeout: float) -> re.Match[bytes]:
-        """Read until ``pattern`` (a regex) shows up in what arrived since the last match."""
-        buffer = b""
+        """Read until ``pattern`` (a regex) shows up in what arrived after the previous match."""
         deadline = time.monotonic() + timeout
-        while not (match := re.search(pattern, buffer)):
+        while not (match := re.search(pattern, self._pending)):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise GuestError(
                     f"console: {pattern!r} not seen within {timeout:.0f} s; last output:\n"
-                    + for_terminal(buffer[-1500:])
+                    + for_terminal(self._pending[-1500:])
                 )
             self.sock.settimeout(remaining)
             try:
@@ -395,8 +393,8 @@ class SerialConsole:
                 continue
             if not chunk:
                 raise GuestError("console closed")
-            self.seen.write(chunk)
-            buffer += chunk
+            self._pending = (self._pending + chunk)[-PENDING_MAX:]
+        self._pending = self._pending[match.end():]
         return match
 
     def send_line(self, line: str) -> None:
@@ -417,6 +415,15 @@ def _qmp_reply(stream: BinaryIO) -> dict:
             raise GuestError(f"QMP error: {message['error']}")
         if "event" not in message:
             return message.get("return", message)
+
+
+def _ssh_banner(port: int) -> bool:
+    """Whether sshd itself answers; QEMU accepts on a forward long before the guest listens."""
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=2.0) as sock:
+            return sock.recv(4).startswith(b"SSH-")
+    except OSError:
+        return False
 
 
 def _qemu_img(*args: str) -> None:

@@ -99,7 +99,7 @@ def test_single_user_boot_gives_root_shell_on_console(
         console.send_line(resolve(f"file:{lab_image.root_password_file}", "lab root password"))
         console.expect(rb"#", timeout=60)
         console.send_line("echo RECOVERY''-BEGIN; hostname; systemctl is-active rescue.target; echo RECOVERY''-END")
-        match = console.expect(rb"RECOVERY-BEGIN\r?\n(.*?)RECOVERY-END", timeout=60)
+        match = console.expect(rb"(?s)RECOVERY-BEGIN\r?\n(.*?)RECOVERY-END", timeout=60)
     finally:
         console.close()
     lines = match.group(1).split()
