@@ -268,6 +268,18 @@ def status(run_id: str | None, runs_dir: str | None, as_json: bool) -> None:
         ui.show_status(run.id, run.meta["target"], run_status, rows)
 
 
+@main.command()
+@click.argument("run_id", metavar="[RUN]", required=False)
+@runs_option
+@guarded
+def report(run_id: str | None, runs_dir: str | None) -> None:
+    """Write the incident report of RUN (Markdown, HTML, SVG timeline) into its run directory."""
+    run = runstore.open_run(runstore.runs_root(runs_dir), run_id)
+    _, the_plan = control.reopen(run)
+    for path in control.write_report(run, the_plan):
+        ui.console.print(f"wrote {path}")
+
+
 @main.group()
 def journal() -> None:
     """Inspect a run's journal."""

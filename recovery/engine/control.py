@@ -16,6 +16,8 @@ from recovery.engine.plan import Plan
 from recovery.engine.runner import Outcome, Runner, RunUI
 from recovery.engine.runstore import Run
 from recovery.engine.sessions import SessionPool
+from recovery.report import model as report_model
+from recovery.report import render
 
 
 def prepare(inventory_path: Path, playbook_path: Path, target: str) -> tuple[Inventory, Plan]:
@@ -66,7 +68,14 @@ def execute(run: Run, plan: Plan, inventory: Inventory, ui: RunUI, event: str, *
         pool.close()
     run.journal.append("run_finished", status=outcome.status, done=outcome.done,
                        failed=outcome.failed, skipped=outcome.skipped)
+    write_report(run, plan)
     return outcome
+
+
+def write_report(run: Run, plan: Plan) -> list[Path]:
+    records = run.journal.records()
+    built = report_model.build(run.id, run.meta["target"], plan, records, run.journal.verify())
+    return render.write(built, run.dir)
 
 
 def reopen(run: Run) -> tuple[Inventory, Plan]:

@@ -24,7 +24,6 @@ PLANNED_KINDS: dict[str, tuple[Scope, str]] = {
     "boot_single": ("host", "boot single-user through out-of-band control"),
     "verify": ("host", "check binaries against the golden manifest"),
     "boot_normal": ("host", "boot multi-user and wait for SSH"),
-    "report": ("run", "write the incident report"),
 }
 
 

@@ -100,6 +100,9 @@ def _connection(target: SshTarget) -> Connection:
             "key_filename": [str(Path(target.key_file).expanduser())],
             "look_for_keys": False,
             "allow_agent": False,
+            # a host under load (or an emulated guest) may take a while to say hello
+            "banner_timeout": max(target.connect_timeout, 30.0),
+            "auth_timeout": max(target.connect_timeout, 30.0),
         },
     )
     _pin(conn.client, target)

@@ -176,3 +176,26 @@ def test_without_tty_and_without_yes_refuses(sshd_factory, tmp_path):
     assert result.returncode == 3
     assert "stdin is not a terminal; pass --yes" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_every_run_ends_with_a_report(sshd_factory, tmp_path):
+    host = sshd_factory("h1")
+    write_inventory(tmp_path / "inventory.toml", [host])
+    (tmp_path / "pb.toml").write_text("""
+[[steps]]
+kind = "run"
+name = "hostile-output"
+params = { command = "printf '<script>alert(1)</script>\\\\033[2J'; exit 3" }
+""")
+    result = recover("h1", "--inventory", "inventory.toml", "--playbook", "pb.toml",
+                     "--runs-dir", "runs", "--yes", cwd=tmp_path)
+    assert result.returncode == 1
+    run_dir = next((tmp_path / "runs").iterdir())
+    markdown = (run_dir / "report.md").read_text()
+    assert "| h1 | failed at hostile-output: exit code 3 (expected 0)" in markdown
+    assert "chain intact" in markdown
+    html = (run_dir / "report.html").read_text()
+    assert "<script>" not in html and "\x1b" not in html
+    assert "<rect" in (run_dir / "timeline.svg").read_text()
+    again = recover("report", run_dir.name, "--runs-dir", "runs", cwd=tmp_path)
+    assert again.returncode == 0 and "report.html" in again.stdout

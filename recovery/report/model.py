@@ -1,0 +1,137 @@
+"""What an incident report says, gathered from a run's journal (and nothing else).
+
+The journal is already redacted, so no secret can reach a report through here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from recovery.engine import state
+from recovery.engine.journal import Record
+from recovery.engine.plan import Plan
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One step on one host, for the timeline picture."""
+
+    host: str
+    step: str
+    start: float
+    end: float
+    state: str
+
+
+@dataclass
+class Report:
+    run_id: str
+    target: str
+    status: str
+    started: float
+    finished: float | None
+    journal_head: str
+    journal_intact: bool
+    hosts: dict[str, str] = field(default_factory=dict)  # host -> "restored" / "failed: ..." / ...
+    bars: list[Bar] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)  # step -> seconds (first start to last end)
+    timeline: list[tuple[float, str]] = field(default_factory=list)
+    indicators: list[dict[str, Any]] = field(default_factory=list)
+    restored: list[dict[str, Any]] = field(default_factory=list)
+    lost: list[dict[str, Any]] = field(default_factory=list)
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    traffic: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def build(run_id: str, target: str, plan: Plan, records: list[Record], problems: list[str]) -> Report:
+    pairs = state.fold(records)
+    report = Report(run_id, target, state.run_status(records) or "unfinished",
+                    records[0].ts if records else 0.0,
+                    records[-1].ts if records and records[-1].event == "run_finished" else None,
+                    records[-1].hash if records else "", not problems)
+    report.bars = _bars(records)
+    report.phases = _phases(report.bars)
+    report.timeline = [(r.ts, _narrate(r)) for r in records if _narrate(r)]
+    for (step_id, host), pair in sorted(pairs.items()):
+        kind = next((p.step.kind for p in plan.steps if p.id == step_id), step_id)
+        _collect(report, kind, host, pair)
+    report.hosts = _host_status(plan, pairs)
+    return report
+
+
+def _bars(records: list[Record]) -> list[Bar]:
+    open_: dict[tuple[str, str], float] = {}
+    bars = []
+    for r in records:
+        if r.step is None or r.host is None:
+            continue
+        if r.event == "step_started":
+            open_[(r.step, r.host)] = r.ts
+        elif r.event in ("step_succeeded", "step_failed") and (r.step, r.host) in open_:
+            bars.append(Bar(r.host, r.step, open_.pop((r.step, r.host)), r.ts,
+                            "done" if r.event == "step_succeeded" else "failed"))
+    return bars
+
+
+def _phases(bars: list[Bar]) -> dict[str, float]:
+    spans: dict[str, tuple[float, float]] = {}
+    for bar in bars:
+        start, end = spans.get(bar.step, (bar.start, bar.end))
+        spans[bar.step] = (min(start, bar.start), max(end, bar.end))
+    return {step: round(end - start, 3) for step, (start, end) in spans.items()}
+
+
+def _narrate(r: Record) -> str:
+    where = f"{r.host} " if r.host and r.host != "*" else ""
+    if r.event in ("run_started", "run_resumed"):
+        return f"{r.event.replace('_', ' ')} by {r.data.get('operator', '?')} for {r.data.get('target', '?')}"
+    if r.event == "step_succeeded":
+        return f"{where}{r.step} done"
+    if r.event == "step_failed":
+        return f"{where}{r.step} FAILED: {r.data.get('error', '')}"
+    if r.event == "step_skipped":
+        return f"{where}{r.step} skipped by the operator"
+    if r.event == "run_finished":
+        return f"run finished: {r.data.get('status')}"
+    return ""
+
+
+def _collect(report: Report, kind: str, host: str, pair: state.PairState) -> None:
+    out = pair.outputs
+    if pair.state == state.FAILED:
+        report.failures.append(f"{host}: {pair.error}")
+    if kind == "diff":
+        for dataset, found in out.get("datasets", {}).items():
+            for f in found.get("findings", []):
+                if f.get("verdict") == "indicator":
+                    report.indicators.append({"host": host, "dataset": dataset, **f})
+    elif kind == "find_clean":
+        for dataset, chosen in out.get("datasets", {}).items():
+            for f in (chosen.get("lost") or {}).get("benign", []):
+                report.lost.append({"host": host, "dataset": dataset, **f})
+    elif kind == "restore":
+        for dataset, done in out.get("datasets", {}).items():
+            report.restored.append({"host": host, "dataset": dataset, **done})
+    elif kind == "preserve":
+        for snapshot, held in out.get("snapshots", {}).items():
+            report.evidence.append({"host": host, "snapshot": snapshot, **held})
+    elif kind in ("divert", "return"):
+        for channel, change in out.items():
+            if isinstance(change, dict) and "after" in change:
+                report.traffic.append({"step": kind, "channel": channel, **change})
+
+
+def _host_status(plan: Plan, pairs: dict[tuple[str, str], state.PairState]) -> dict[str, str]:
+    status = {}
+    for host in plan.target.hosts:
+        mine = [(p.id, pairs.get((p.id, host))) for p in plan.steps if p.scope == "host" and host in p.hosts]
+        failed = [(s, p) for s, p in mine if p and p.state == state.FAILED]
+        if failed:
+            status[host] = f"failed at {failed[0][0]}: {failed[0][1].error}"
+        elif all(p and p.state in (state.DONE, state.SKIPPED) for _, p in mine):
+            status[host] = "recovered"
+        else:
+            status[host] = "not finished"
+    return status

@@ -1,0 +1,85 @@
+"""The incident report as Markdown and as HTML, in the spirit of a public post-mortem."""
+
+from __future__ import annotations
+
+import time
+from html import escape
+from pathlib import Path
+
+from recovery.report.gantt import svg
+from recovery.report.model import Report
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts)) if ts else "-"
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(headers: list[str], rows: list[list[object]]) -> list[str]:
+    if not rows:
+        return ["(none)", ""]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def markdown(report: Report) -> str:
+    total = (report.finished - report.started) if report.finished else None
+    out = [f"# Incident recovery report: {report.target}", "",
+           f"- Run: `{report.run_id}`, status **{report.status}**",
+           f"- Started {_when(report.started)}, finished {_when(report.finished)}"
+           + (f" (RTO {total:.1f} s)" if total is not None else ""),
+           f"- Journal head `{report.journal_head}` — chain "
+           + ("intact" if report.journal_intact else "**BROKEN**"), "",
+           "## Hosts", ""]
+    out += _table(["host", "outcome"], [[h, s] for h, s in report.hosts.items()])
+    out += ["## What happened", ""]
+    out += [f"- {_when(ts)} — {text}" for ts, text in report.timeline] + [""]
+    out += ["## Indicators of compromise", ""]
+    out += _table(["host", "dataset", "path", "change", "rule", "ctime"],
+                  [[i["host"], i["dataset"], i["path"], i["change"], i.get("rule"), i.get("ctime")]
+                   for i in report.indicators])
+    out += ["## What was restored", ""]
+    out += _table(["host", "dataset", "restored from", "compromised state kept as", "evidence"],
+                  [[r["host"], r["dataset"], r.get("clean"), r.get("quarantine"), r.get("evidence")]
+                   for r in report.restored])
+    out += ["## Changes made after the clean snapshot (to salvage from the quarantine)", ""]
+    out += _table(["host", "dataset", "path", "change"],
+                  [[c["host"], c["dataset"], c["path"], c["change"]] for c in report.lost])
+    out += ["## Evidence (chain of custody)", ""]
+    out += _table(["host", "snapshot", "guid", "bytes", "sha256"],
+                  [[e["host"], e["snapshot"], e.get("guid"), e.get("bytes", "-"), e.get("sha256", "-")]
+                   for e in report.evidence])
+    out += ["## Traffic", ""]
+    out += _table(["step", "channel", "before", "after"],
+                  [[t["step"], t["channel"], _routes(t["before"]), _routes(t["after"])] for t in report.traffic])
+    out += ["## Time per phase", ""]
+    out += _table(["step", "seconds"], [[s, f"{d:.2f}"] for s, d in report.phases.items()])
+    out += ["## What did not work", ""]
+    out += [f"- {f}" for f in report.failures] or ["Nothing failed."]
+    return "\n".join(out) + "\n"
+
+
+def _routes(state: dict) -> str:
+    return ", ".join(f"{d} {c}" for d, c in state.get("routes", [])) or "-"
+
+
+def html(report: Report) -> str:
+    body = escape(markdown(report))
+    return ("<!doctype html><html><head><meta charset='utf-8'>"
+            f"<title>Incident recovery report: {escape(report.target)}</title>"
+            "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}"
+            "pre{white-space:pre-wrap}</style></head><body>"
+            f"<h1>Incident recovery report: {escape(report.target)}</h1>"
+            f"<h2>Timeline</h2>{svg(report.bars)}<pre>{body}</pre></body></html>\n")
+
+
+def write(report: Report, directory: Path) -> list[Path]:
+    paths = [directory / "report.md", directory / "report.html", directory / "timeline.svg"]
+    paths[0].write_text(markdown(report))
+    paths[1].write_text(html(report))
+    paths[2].write_text(svg(report.bars) + "\n")
+    return paths
