@@ -9,6 +9,10 @@ client's SHA-256 proposal and then answers in SHA-1, which the client reads as
 a wrong password. This BMC refuses any other proposal in the RMCP+ open
 session response, as a real BMC does, and the client falls back to SHA-1.
 
+Serial-over-LAN connects a client to the VM's first serial port (a unix
+socket QEMU serves); output the guest writes while no client is attached is
+lost, as on a real BMC.
+
 Boot device overrides are kept with their persistence: a one-time override
 is used by the next power on or reset and then cleared, and every boot's
 device is recorded in ``boots.json`` so tests can see what the firmware
@@ -21,6 +25,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +36,7 @@ import pyghmi.ipmi.bmc as bmc
 import pyghmi.ipmi.private.constants as constants
 import pyghmi.ipmi.private.serversession as serversession
 from pyghmi.ipmi.command import boot_devices
+from pyghmi.ipmi.private.session import Session
 
 from recovery.lab.daemon import LabDaemon
 from recovery.lab.ports import LOOPBACK, free_port
@@ -39,6 +45,8 @@ from recovery.lab.power import QemuMachine
 CONFIG_FILE = "bmc.json"
 READY_FILE = "ready"
 BOOTS_FILE = "boots.json"
+#: How often the guest's serial output is forwarded to a Serial-over-LAN client, in seconds.
+CONSOLE_POLL = 0.02
 
 # IPMI 2.0 table 13-17/18/19: the one cipher suite pyghmi's server speaks.
 _AUTH_HMAC_SHA1 = 1
@@ -122,6 +130,8 @@ class QemuBmc(bmc.Bmc):
         self.boots_file = boots_file
         self.override: BootOverride | None = None
         self.boots: list[str] = []
+        self.iohandler = self._to_serial
+        self._line: socket.socket | None = None
 
     def sessionless_data(self, data: bytes, sockaddr: Any) -> None:
         if len(data) >= 22 and data[4] == 6 and data[5] == 16:  # RMCP+ open session request
@@ -151,6 +161,55 @@ class QemuBmc(bmc.Bmc):
         self.machine.force_off()
         self.power_on()
 
+    def is_active(self) -> bool:
+        """Serial-over-LAN can start while the machine has power."""
+        return self.machine.running()
+
+    def deactivate_payload(self, request: dict[str, Any], session: Any) -> None:
+        super().deactivate_payload(request, session)
+        self._hang_up()
+
+    def pump_console(self) -> None:
+        """Forward what the guest wrote on its serial line to the SOL client, if one is attached."""
+        line = self._serial_line() if self.sol is not None else None
+        if line is None:
+            return
+        try:
+            data = line.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self.sol.send_data(data)
+        else:  # QEMU exited: power off or a cycle; reconnect to the next one
+            self._hang_up()
+
+    def _to_serial(self, data: bytes | dict[str, Any]) -> None:
+        """Keystrokes from the SOL client; a break request has no meaning on this line."""
+        line = self._serial_line()
+        if line is not None and not isinstance(data, dict):
+            line.setblocking(True)
+            line.sendall(data)
+            line.setblocking(False)
+
+    def _serial_line(self) -> socket.socket | None:
+        if self._line is None and self.machine.running():
+            line = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                line.connect(str(self.machine.serial_socket))
+            except OSError:
+                line.close()
+                return None
+            line.setblocking(False)
+            self._line = line
+        return self._line
+
+    def _hang_up(self) -> None:
+        line, self._line = self._line, None
+        if line is not None:
+            line.close()
+
     def get_system_boot_options(self, request: dict[str, Any], session: Any) -> None:
         if request["data"][0] != _BOOT_FLAGS_PARAMETER:
             return super().get_system_boot_options(request, session)
@@ -176,7 +235,7 @@ class QemuBmc(bmc.Bmc):
 
 
 class LabIpmiBmc(LabDaemon):
-    """The lab BMC as a child process, with the VM ``qemu_argv`` describes (no QMP option in it).
+    """The lab BMC as a child process, with the VM ``qemu_argv`` describes (without QMP or serial options).
 
     The password goes to the child in a mode-600 file, never on its command line.
     """
@@ -229,14 +288,16 @@ def _stop_on_term(signum: int, frame: FrameType | None) -> None:
 def serve(workdir: Path) -> None:
     """Run the BMC until SIGTERM; the VM is powered off on the way out."""
     config = json.loads((workdir / CONFIG_FILE).read_text())
-    machine = QemuMachine(config["qemu"], workdir / "qmp.sock", workdir / "qemu.log")
+    machine = QemuMachine(config["qemu"], workdir / "qmp.sock", workdir / "serial.sock", workdir / "qemu.log")
     signal.signal(signal.SIGTERM, _stop_on_term)
     try:
         server = QemuBmc(config["users"], config["port"], machine, workdir / BOOTS_FILE)
         if config["powered_on"]:
             server.power_on()
         (workdir / READY_FILE).touch()
-        server.listen(timeout=1)
+        while True:
+            Session.wait_for_rsp(CONSOLE_POLL)
+            server.pump_console()
     finally:
         machine.force_off()
 

@@ -39,11 +39,16 @@ def _die_with_parent() -> None:
 
 
 class QemuMachine:
-    """Starts, stops and inspects one QEMU process; ``argv`` must not name a QMP socket itself."""
+    """Starts, stops and inspects one QEMU process.
 
-    def __init__(self, argv: Sequence[str], qmp_socket: Path, log: Path) -> None:
+    ``argv`` names neither a QMP socket nor a serial port: the machine adds
+    both, the first serial port (COM1) as a unix socket at ``serial_socket``.
+    """
+
+    def __init__(self, argv: Sequence[str], qmp_socket: Path, serial_socket: Path, log: Path) -> None:
         self.argv = list(argv)
         self.qmp_socket = qmp_socket
+        self.serial_socket = serial_socket
         self.log = log
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -59,10 +64,15 @@ class QemuMachine:
         """Start QEMU and return once its QMP socket answers, so every later command reaches it."""
         if self.running():
             return
-        self.qmp_socket.unlink(missing_ok=True)
+        for stale in (self.qmp_socket, self.serial_socket):
+            stale.unlink(missing_ok=True)
         with open(self.log, "ab") as log:
             self._process = subprocess.Popen(
-                [*self.argv, "-qmp", f"unix:{self.qmp_socket},server=on,wait=off"],
+                [
+                    *self.argv,
+                    "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
+                    "-serial", f"unix:{self.serial_socket},server=on,wait=off",
+                ],  # fmt: skip
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

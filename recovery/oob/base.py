@@ -18,7 +18,7 @@ from __future__ import annotations
 import abc
 import enum
 from dataclasses import dataclass, field
-from typing import BinaryIO, ClassVar
+from typing import ClassVar, Protocol
 
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
@@ -69,6 +69,21 @@ class BootMode(enum.Enum):
     NORMAL = "normal"
     SINGLE_USER = "single-user"
     RESCUE = "rescue"
+
+
+class ConsoleStream(Protocol):
+    """A host's serial console as bytes both ways, whatever carries it."""
+
+    def read(self, timeout: float) -> bytes:
+        """Bytes that arrived, as soon as there are any; ``b""`` after ``timeout`` seconds of silence."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` to the console; returns once the far end has taken it."""
+        ...
+
+    def close(self) -> None:
+        ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,9 +154,9 @@ class OobDriver(abc.ABC):
         Raises :class:`OobNotSupported` for a mode the protocol cannot express.
         """
 
-    def console(self) -> BinaryIO:
-        """A byte stream to the host's serial console."""
-        raise OobNotSupported(f"{self.host}: the {self.protocol} driver has no console yet")
+    def console(self) -> ConsoleStream:
+        """The host's serial console; the caller closes it."""
+        raise OobNotSupported(f"{self.host}: the {self.protocol} driver has no console")
 
     def wait_power(self, state: PowerState, timeout: float, interval: float = POLL_INTERVAL) -> None:
         """Poll the BMC until the host is in ``state``; :class:`OobTimeout` after ``timeout`` seconds."""
@@ -158,10 +173,13 @@ class OobDriver(abc.ABC):
             )
 
     def _error(self, kind: type[OobError], operation: str, detail: str) -> OobError:
-        """An error of ``kind`` naming the host, the operation and the BMC.
+        return oob_error(kind, self.endpoint, f"{self.protocol} at {self.endpoint.where}", operation, detail)
 
-        ``detail`` may quote the BMC, which sits on the same network as the
-        compromised host: it is made safe for a terminal.
-        """
-        where = f"{self.protocol} at {self.endpoint.where}"
-        return kind(f"{self.host}: {operation} over {where}: {for_terminal(detail)}")
+
+def oob_error(kind: type[OobError], endpoint: BmcEndpoint, via: str, operation: str, detail: str) -> OobError:
+    """An error of ``kind`` naming the host, the operation and the way to its BMC.
+
+    ``detail`` may quote the BMC, which sits on the same network as the
+    compromised host: it is made safe for a terminal.
+    """
+    return kind(f"{endpoint.host}: {operation} over {via}: {for_terminal(detail)}")

@@ -1,4 +1,4 @@
-"""IPMI over LAN (RMCP+) through pyghmi: chassis power control and one-time boot device.
+"""IPMI over LAN (RMCP+) through pyghmi: chassis power control, one-time boot device, and SOL console.
 
 IPMI chooses a boot *device* for the next boot (``set_bootdev`` with
 ``persist=False``); it has no word for a kernel's single-user mode. A rescue
@@ -13,39 +13,16 @@ stale while the host reboots.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Literal, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 from pyghmi.exceptions import IpmiException
 from pyghmi.ipmi.command import Command
 
-from recovery.oob.base import (
-    BmcEndpoint,
-    BootMode,
-    OobDriver,
-    OobError,
-    OobNotSupported,
-    OobRefused,
-    OobUnreachable,
-    PowerState,
-)
+from recovery.oob.base import BootMode, OobDriver, OobError, OobNotSupported, OobRefused, PowerState
+from recovery.oob.ipmi_endpoint import IpmiEndpoint, RescueDevice, ipmi_failure
+from recovery.oob.sol import SolConsole
 
-IPMI_PORT = 623
-RescueDevice = Literal["network", "optical"]
 T = TypeVar("T")
-
-#: Words in pyghmi's messages for a login the BMC refused (wrong password, unknown user, role).
-_REFUSALS = ("password", "unauthorized", "invalid role")
-#: pyghmi's words for a login the BMC never answered.
-_NO_ANSWER = {None, "timeout", "Session failed to initialize"}
-
-
-@dataclass(frozen=True, kw_only=True)
-class IpmiEndpoint(BmcEndpoint):
-    """An IPMI BMC; ``rescue_device`` is where a rescue boot starts from."""
-
-    port: int = IPMI_PORT
-    rescue_device: RescueDevice = "network"
 
 
 def boot_device(mode: BootMode, rescue_device: RescueDevice) -> str | None:
@@ -115,19 +92,8 @@ class IpmiDriver(OobDriver):
 
     @contextmanager
     def _session(self, operation: str) -> Iterator[Command]:
-        endpoint = self.endpoint
         try:
-            # Credentials as bytes: pyghmi files a login in progress under the
-            # credentials as given but removes it under their bytes form, so
-            # with str the entry outlives the login and the next Command for
-            # this BMC is handed the session that was logged out.
-            command = Command(
-                bmc=endpoint.address,
-                userid=endpoint.username.encode(),
-                password=endpoint.password.encode(),
-                port=endpoint.port,
-                keepalive=False,
-            )
+            command = Command(**self.endpoint.login(), keepalive=False)
         except IpmiException as exc:
             raise self._failure(operation, exc) from None
         try:
@@ -137,8 +103,8 @@ class IpmiDriver(OobDriver):
 
     def _failure(self, operation: str, exc: IpmiException) -> OobError:
         message = exc.args[0] if exc.args else None
-        if message in _NO_ANSWER:
-            return self._error(OobUnreachable, operation, "the BMC did not answer (timed out)")
-        if any(word in str(message).lower() for word in _REFUSALS):
-            return self._error(OobRefused, operation, f"login refused: {message}")
-        return self._error(OobError, operation, f"the BMC answered: {message}")
+        return ipmi_failure(self.endpoint, f"IPMI at {self.endpoint.where}", operation, message)
+
+    def console(self) -> SolConsole:
+        """The host's serial console through Serial-over-LAN; a console held by another client is taken over."""
+        return SolConsole(self.endpoint)

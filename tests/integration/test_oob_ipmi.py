@@ -1,22 +1,34 @@
 """The IPMI driver against the lab BMC: pyghmi's BMC server on 127.0.0.1 powering a real QEMU VM.
 
-The VM has no disk and no network device: it sits in SeaBIOS, which is
-enough for real power states through QMP. SeaBIOS ignores the ACPI power
-button, as a hung or hostile OS would.
+The VM has no network device and no disk: it sits in SeaBIOS, which is
+enough for real power states through QMP, and ignores the ACPI power button
+as a hung or hostile OS would. For the console it gets a one-sector disk
+that echoes its serial line.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from recovery.lab.echo_guest import write_echo_disk
 from recovery.lab.ipmi_bmc import LabIpmiBmc
 from recovery.lab.ports import LOOPBACK, free_port
-from recovery.oob.base import BootMode, OobNotSupported, OobRefused, OobTimeout, OobUnreachable, PowerState
+from recovery.oob.base import (
+    BootMode,
+    ConsoleStream,
+    OobError,
+    OobNotSupported,
+    OobRefused,
+    OobTimeout,
+    OobUnreachable,
+    PowerState,
+)
 from recovery.oob.ipmi import IpmiDriver, IpmiEndpoint
 
 pytestmark = pytest.mark.integration
@@ -125,6 +137,48 @@ def test_a_host_that_is_off_is_started_by_a_cycle() -> None:
         driver.power_cycle()
         driver.wait_power(PowerState.ON, WAIT, POLL)
         assert bmc.boots() == ["network"]
+
+
+@pytest.fixture
+def echo_bmc(tmp_path: Path) -> Iterator[LabIpmiBmc]:
+    """The lab BMC with a VM whose boot sector echoes its serial line."""
+    disk = write_echo_disk(tmp_path / "echo.img")
+    with LabIpmiBmc([*TINY_VM, "-drive", f"file={disk},format=raw,if=ide"], USER, PASSWORD) as bmc:
+        yield bmc
+
+
+def _read_until(console: ConsoleStream, marker: bytes, timeout: float = WAIT) -> bytes:
+    deadline = time.monotonic() + timeout
+    seen = b""
+    while marker not in seen and time.monotonic() < deadline:
+        seen += console.read(deadline - time.monotonic())
+    return seen
+
+
+def test_serial_over_lan_reaches_the_vm_serial_line_and_back(echo_bmc: LabIpmiBmc) -> None:
+    driver = _driver(echo_bmc)
+    with driver.console() as console:
+        console.write(b"zfs list -H\n")
+        assert b"zfs list -H\n" in _read_until(console, b"-H\n")
+        assert console.read(0.2) == b""
+    with driver.console() as console:  # the first session let go of the console
+        console.write(b"again\n")
+        assert b"again\n" in _read_until(console, b"again\n")
+
+
+def test_console_of_a_host_without_power_is_refused_by_the_bmc(echo_bmc: LabIpmiBmc) -> None:
+    driver = _driver(echo_bmc)
+    driver.power_off(graceful=False)
+    driver.wait_power(PowerState.OFF, WAIT, POLL)
+    with pytest.raises(OobError, match=r"^eu-web: open console over IPMI Serial-over-LAN at .*: the BMC answered: SOL is disabled$"):
+        driver.console()
+
+
+def test_console_with_a_wrong_password_is_refused(echo_bmc: LabIpmiBmc) -> None:
+    wrong = "not-the-lab-password"
+    with pytest.raises(OobRefused, match=r"^eu-web: open console over IPMI Serial-over-LAN at .*: login refused") as refused:
+        _driver(echo_bmc, password=wrong).console()
+    assert wrong not in str(refused.value)
 
 
 def test_stopping_the_bmc_ends_its_vm() -> None:

@@ -6,6 +6,7 @@ import struct
 
 import pytest
 
+from recovery.lab.echo_guest import BANNER, CODE, LOAD_ADDRESS, boot_sector
 from recovery.lab.ipmi_bmc import BootOverride, boot_flags_reply, open_session_status, parse_boot_flags
 from recovery.lab.power import power_of
 from recovery.oob.base import PowerState
@@ -74,3 +75,11 @@ def test_boot_flags_reply(override: BootOverride | None, reply: list[int]) -> No
 )
 def test_qmp_status_to_power(status: str, state: PowerState) -> None:
     assert power_of(status) is state
+
+
+def test_echo_boot_sector_is_bootable_and_finds_its_banner() -> None:
+    sector = boot_sector()
+    assert len(sector) == 512 and sector[510:] == b"\x55\xaa"
+    banner_address = int.from_bytes(CODE[5:7], "little")  # the operand of mov si, banner
+    start = banner_address - LOAD_ADDRESS
+    assert sector[start : start + len(BANNER) + 1] == BANNER + b"\0"

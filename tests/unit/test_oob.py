@@ -57,7 +57,7 @@ def test_password_stays_out_of_repr_and_messages() -> None:
 
 
 def test_console_is_not_supported_yet() -> None:
-    with pytest.raises(OobNotSupported, match="^eu-web: the test driver has no console yet$"):
+    with pytest.raises(OobNotSupported, match="^eu-web: the test driver has no console$"):
         ScriptedDriver([PowerState.ON]).console()
 
 
