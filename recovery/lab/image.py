@@ -53,6 +53,7 @@ class ImagePaths:
     """Everything a guest needs from the cached base image."""
 
     key: str
+    cache: Path
     disk: Path
     kernel: Path
     initrd: Path
@@ -85,6 +86,7 @@ def build_image(cache_dir: Path | None = None, progress: Progress = _say) -> Ima
     final = cache / "images" / key
     paths = ImagePaths(
         key=key,
+        cache=cache,
         disk=final / "base.qcow2",
         kernel=final / "vmlinuz",
         initrd=final / "initrd.img",

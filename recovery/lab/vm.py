@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import enum
-import functools
 import json
 import os
 import re
@@ -24,7 +23,6 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import paramiko
 
@@ -32,6 +30,7 @@ from recovery.hostile import CappedBuffer, for_terminal
 from recovery.lab import keys
 from recovery.lab.image import ImagePaths
 from recovery.lab.ports import LOOPBACK, free_port
+from recovery.lab.qmp import QmpError, qmp
 from recovery.transport.result import Result, TransportError
 
 QEMU = "qemu-system-x86_64"
@@ -63,19 +62,26 @@ class BootMode(enum.Enum):
         return KERNEL_ARGS
 
 
-@functools.cache
-def choose_accel(kernel: Path) -> str:
+def choose_accel(image: ImagePaths) -> str:
     """``kvm`` only if a short probe boot under KVM finishes; otherwise ``tcg``.
 
     /dev/kvm can exist while KVM guests hang, so its presence proves nothing.
-    ``RECOVERY_LAB_ACCEL`` forces a choice.
+    A hung probe costs its full timeout, so the verdict is kept in the cache
+    until the host reboots. ``RECOVERY_LAB_ACCEL`` forces a choice.
     """
     forced = os.environ.get("RECOVERY_LAB_ACCEL")
     if forced:
         return forced
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return "tcg"
-    return "kvm" if _kvm_boots(kernel) else "tcg"
+    record = image.cache / "kvm-probe"
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    known = record.read_text().split() if record.exists() else []
+    if len(known) == 2 and known[0] == boot_id:
+        return known[1]
+    accel = "kvm" if _kvm_boots(image.kernel) else "tcg"
+    record.write_text(f"{boot_id} {accel}\n")
+    return accel
 
 
 def _kvm_boots(kernel: Path) -> bool:
@@ -175,7 +181,7 @@ class Guest:
             raise GuestError(f"{self.name} is already running")
         self._prepare()
         self.ssh_port, self.http_port = free_port(), free_port()
-        self.accel = choose_accel(self.image.kernel)
+        self.accel = choose_accel(self.image)
         for stale in (self.serial_socket, self.qmp_socket, self.pidfile):
             stale.unlink(missing_ok=True)
         with open(self.dir / "qemu.log", "ab") as log:
@@ -194,8 +200,8 @@ class Guest:
         """QMP ``quit``, then SIGKILL of the QEMU this lab started if it is still there."""
         try:
             self.qmp("quit")
-        except (OSError, GuestError):
-            pass
+        except QmpError:
+            pass  # QEMU already gone or its monitor is stuck: the PID decides
         if self._process is not None:
             try:
                 self._process.wait(timeout=grace)
@@ -302,8 +308,8 @@ class Guest:
             try:
                 self.ssh_client(timeout=5.0).close()
                 return time.monotonic() - started
-            except paramiko.BadHostKeyException:
-                raise
+            except (paramiko.BadHostKeyException, paramiko.AuthenticationException):
+                raise  # sshd answered and the keys do not match: waiting will not help
             except (OSError, paramiko.SSHException, EOFError) as exc:
                 last_error = exc
                 time.sleep(1.0)
@@ -336,19 +342,9 @@ class Guest:
         """Attach to the serial line (one owner at a time)."""
         return SerialConsole(self.serial_socket, timeout)
 
-    def qmp(self, command: str, **arguments: object) -> dict:
+    def qmp(self, command: str, **arguments: object) -> object:
         """One QMP command on the guest's monitor socket; returns its ``return`` value."""
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(5.0)
-            sock.connect(str(self.qmp_socket))
-            stream = sock.makefile("rwb")
-            _qmp_reply(stream)  # greeting
-            for execute, args in (("qmp_capabilities", {}), (command, arguments)):
-                message = {"execute": execute, **({"arguments": args} if args else {})}
-                stream.write(json.dumps(message).encode() + b"\n")
-                stream.flush()
-                reply = _qmp_reply(stream)
-            return reply
+        return qmp(self.qmp_socket, command, **arguments)
 
     def diagnostics(self, lines: int = 20) -> str:
         """The tails of QEMU's log and the serial console, made safe to print."""
@@ -402,19 +398,6 @@ class SerialConsole:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def _qmp_reply(stream: BinaryIO) -> dict:
-    """Next QMP reply, skipping asynchronous events."""
-    while True:
-        line = stream.readline()
-        if not line:
-            raise GuestError("QMP connection closed")
-        message = json.loads(line)
-        if "error" in message:
-            raise GuestError(f"QMP error: {message['error']}")
-        if "event" not in message:
-            return message.get("return", message)
 
 
 def _ssh_banner(port: int) -> bool:

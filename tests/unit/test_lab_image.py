@@ -68,3 +68,12 @@ def test_password_and_keys_are_private_and_stable(tmp_path: Path) -> None:
 def test_provisioning_script_is_shellcheck_clean() -> None:
     done = subprocess.run(["shellcheck", str(image.PROVISION_SCRIPT)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
+
+
+def test_a_failed_build_step_names_the_log_and_shows_its_tail(tmp_path: Path) -> None:
+    log = tmp_path / "build.log"
+    with pytest.raises(image.ImageBuildError) as failure:
+        image._run(log, ["sh", "-c", "echo fetching; echo 'E: Unable to locate package zfs-dkms'; exit 100"])
+    message = str(failure.value)
+    assert str(log) in message and "exit 100" in message
+    assert "Unable to locate package zfs-dkms" in message

@@ -14,7 +14,7 @@ from recovery.lab.vm import BootMode, Guest, LanAddress, LanSwitch
 def image(tmp_path: Path) -> ImagePaths:
     base = tmp_path / "image"
     return ImagePaths(
-        key="k", disk=base / "base.qcow2", kernel=base / "vmlinuz", initrd=base / "initrd.img",
+        key="k", cache=tmp_path, disk=base / "base.qcow2", kernel=base / "vmlinuz", initrd=base / "initrd.img",
         operator_key=base / "op", root_password_file=base / "pw", log=base / "log",
     )  # fmt: skip
 
