@@ -86,7 +86,8 @@ def test_forced_off_on_and_cycle_follow_the_real_vm(lab_bmc: LabIpmiBmc) -> None
 def test_graceful_off_that_the_guest_ignores_times_out_then_forced_off_works(lab_bmc: LabIpmiBmc) -> None:
     driver = _driver(lab_bmc)
     driver.power_off(graceful=True)
-    with pytest.raises(OobTimeout, match=r"^eu-web did not power off within 1\.5 s \(the IPMI BMC at .* still reports on\)"):
+    expected = r"^eu-web did not power off within 1\.5 s \(the IPMI BMC at .* still reports on\)"
+    with pytest.raises(OobTimeout, match=expected):
         driver.wait_power(PowerState.OFF, 1.5, POLL)
 
     driver.power_off(graceful=False)
@@ -112,20 +113,23 @@ def test_single_user_is_not_expressible_over_ipmi(lab_bmc: LabIpmiBmc) -> None:
 def test_wrong_password_is_refused_without_showing_it(lab_bmc: LabIpmiBmc) -> None:
     wrong = "not-the-lab-password"
     driver = _driver(lab_bmc, password=wrong)
-    with pytest.raises(OobRefused, match=r"^eu-web: read power state over IPMI at 127\.0\.0\.1:\d+: login refused") as refused:
+    expected = r"^eu-web: read power state over IPMI at 127\.0\.0\.1:\d+: login refused"
+    with pytest.raises(OobRefused, match=expected) as refused:
         driver.power_state()
     assert wrong not in str(refused.value) and wrong not in repr(driver)
     assert _driver(lab_bmc).power_state() is PowerState.ON  # the right one still works
 
 
 def test_unknown_user_is_refused_at_once(lab_bmc: LabIpmiBmc) -> None:
-    with pytest.raises(OobRefused, match=r"^eu-web: power on over IPMI at .*: login refused: Unauthorized name in RAKP2$"):
+    expected = r"^eu-web: power on over IPMI at .*: login refused: Unauthorized name in RAKP2$"
+    with pytest.raises(OobRefused, match=expected):
         _driver(lab_bmc, user="operator").power_on()
 
 
 def test_unreachable_bmc_is_a_clear_timeout() -> None:
     endpoint = IpmiEndpoint(host="eu-web", address=LOOPBACK, port=free_port(), username=USER, password=PASSWORD)
-    with pytest.raises(OobUnreachable, match=r"^eu-web: read power state over IPMI at .*: the BMC did not answer \(timed out\)"):
+    expected = r"^eu-web: read power state over IPMI at .*: the BMC did not answer \(timed out\)"
+    with pytest.raises(OobUnreachable, match=expected):
         IpmiDriver(endpoint).power_state()
 
 
@@ -170,13 +174,15 @@ def test_console_of_a_host_without_power_is_refused_by_the_bmc(echo_bmc: LabIpmi
     driver = _driver(echo_bmc)
     driver.power_off(graceful=False)
     driver.wait_power(PowerState.OFF, WAIT, POLL)
-    with pytest.raises(OobError, match=r"^eu-web: open console over IPMI Serial-over-LAN at .*: the BMC answered: SOL is disabled$"):
+    expected = r"^eu-web: open console over IPMI Serial-over-LAN at .*: the BMC answered: SOL is disabled$"
+    with pytest.raises(OobError, match=expected):
         driver.console()
 
 
 def test_console_with_a_wrong_password_is_refused(echo_bmc: LabIpmiBmc) -> None:
     wrong = "not-the-lab-password"
-    with pytest.raises(OobRefused, match=r"^eu-web: open console over IPMI Serial-over-LAN at .*: login refused") as refused:
+    expected = r"^eu-web: open console over IPMI Serial-over-LAN at .*: login refused"
+    with pytest.raises(OobRefused, match=expected) as refused:
         _driver(echo_bmc, password=wrong).console()
     assert wrong not in str(refused.value)
 

@@ -95,19 +95,22 @@ def test_rescue_boot_inserts_the_rescue_iso(lab_redfish: LabRedfish, rescue_mirr
     assert driver.boot_override()[0] == sushy.BootSource.CD
     service = sushy.Sushy(lab_redfish.url, username=USER, password=PASSWORD)
     system = service.get_system(f"/redfish/v1/Systems/{lab_redfish.system_id}")
-    inserted = [media.image for manager in system.managers for media in manager.virtual_media.get_members() if media.inserted]
+    devices = [media for manager in system.managers for media in manager.virtual_media.get_members()]
+    inserted = [media.image for media in devices if media.inserted]
     assert inserted == [image]
 
 
 def test_single_user_is_not_expressible_over_redfish(lab_redfish: LabRedfish) -> None:
-    with pytest.raises(OobNotSupported, match=r"^eu-web: one-time boot single-user over Redfish at .*boot = \"rescue\""):
+    expected = r"^eu-web: one-time boot single-user over Redfish at .*boot = \"rescue\""
+    with pytest.raises(OobNotSupported, match=expected):
         _driver(lab_redfish.port).boot_once(BootMode.SINGLE_USER)
 
 
 def test_wrong_password_is_refused_without_showing_it(lab_redfish: LabRedfish) -> None:
     wrong = "not-the-lab-password"
     driver = _driver(lab_redfish.port, password=wrong)
-    with pytest.raises(OobRefused, match=r"^eu-web: read power state over Redfish at 127\.0\.0\.1:\d+: login refused \(HTTP 401\)$") as refused:
+    expected = r"^eu-web: read power state over Redfish at 127\.0\.0\.1:\d+: login refused \(HTTP 401\)$"
+    with pytest.raises(OobRefused, match=expected) as refused:
         driver.power_state()
     assert wrong not in str(refused.value) and wrong not in repr(driver)
 
@@ -117,5 +120,6 @@ def test_bmc_that_never_answers_is_a_clear_timeout() -> None:
         silent.bind((LOOPBACK, 0))
         silent.listen()
         driver = _driver(silent.getsockname()[1], timeout=0.5)
-        with pytest.raises(OobUnreachable, match=r"^eu-web: read power state over Redfish at .*: the BMC did not answer: timed out$"):
+        expected = r"^eu-web: read power state over Redfish at .*: the BMC did not answer: timed out$"
+        with pytest.raises(OobUnreachable, match=expected):
             driver.power_state()
