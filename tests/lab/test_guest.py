@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import socket
 import time
 import urllib.request
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import pytest
 
 from recovery.lab.image import ImagePaths
 from recovery.lab.keys import generate_ed25519
+from recovery.lab.ports import LOOPBACK
 from recovery.lab.vm import BootMode, Guest, LanAddress, LanSwitch
 from recovery.secrets import resolve
 
@@ -46,6 +48,21 @@ def test_ssh_refuses_a_guest_with_another_host_key(guest: Guest, tmp_path: Path)
             key_filename=str(guest.image.operator_key), look_for_keys=False, allow_agent=False,
         )  # fmt: skip
     client.close()
+
+
+def test_guest_cannot_open_connections_through_user_networking(guest: Guest) -> None:
+    """restrict=on: even the host's own loopback (10.0.2.2 in the guest) is out of reach."""
+    with socket.socket() as listener:
+        listener.bind((LOOPBACK, 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        probe = (
+            "import socket; s = socket.socket(); s.settimeout(5); "
+            f"print(s.connect_ex(('10.0.2.2', {port})))"
+        )
+        result = guest.run(f'python3 -c "{probe}"')
+    assert result.ok, result.stderr
+    assert result.stdout.strip() != b"0"
 
 
 def test_zpool_is_online(guest: Guest, pool: str) -> None:
