@@ -18,6 +18,8 @@ from recovery.engine.exit_codes import Exit
 from recovery.engine.runner import Outcome
 from recovery.engine.runstore import RunStoreError
 from recovery import ui
+from recovery.transport.result import TransportError
+from recovery.zfs.client import AgentError, AgentReplyError
 
 EPILOG = """\b
 Exit codes:
@@ -266,6 +268,26 @@ def status(run_id: str | None, runs_dir: str | None, as_json: bool) -> None:
                                "steps": rows}, indent=2))
     else:
         ui.show_status(run.id, run.meta["target"], run_status, rows)
+
+
+@main.command()
+@click.argument("run_id", metavar="RUN")
+@click.argument("host")
+@runs_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@guarded
+def undo(run_id: str, host: str, runs_dir: str | None, yes: bool) -> None:
+    """Swap HOST's datasets restored by RUN back to the state before the restore.
+
+    The restored state is kept as <dataset>.restored-<RUN> (read-only); nothing is destroyed.
+    """
+    run = runstore.open_run(runstore.runs_root(runs_dir), run_id)
+    run.lock()
+    _confirm(host, True, yes, "undo the restore")
+    try:
+        control.undo(run, host, lambda text: ui.console.print(ui.safe(text)))
+    except (AgentError, AgentReplyError, TransportError) as exc:
+        fail(f"{host}: undo stopped: {exc} (run `recover undo` again to continue)", Exit.FAILED)
 
 
 @main.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 from pathlib import Path
+from typing import Callable
 
 from recovery import secrets
 from recovery.config.errors import ConfigError
@@ -18,6 +19,9 @@ from recovery.engine.runstore import Run
 from recovery.engine.sessions import SessionPool
 from recovery.report import model as report_model
 from recovery.report import render
+from recovery.zfs import swap
+from recovery.zfs.client import AgentClient
+from recovery.zfs.swap import SwapNames
 
 
 def prepare(inventory_path: Path, playbook_path: Path, target: str) -> tuple[Inventory, Plan]:
@@ -76,6 +80,34 @@ def write_report(run: Run, plan: Plan) -> list[Path]:
     records = run.journal.records()
     built = report_model.build(run.id, run.meta["target"], plan, records, run.journal.verify())
     return render.write(built, run.dir)
+
+
+def undo(run: Run, host: str, note: Callable[[str], None]) -> list[str]:
+    """Swap the restored datasets of ``host`` back: the quarantined state serves again.
+
+    The restored state is kept beside it (``<name>.restored-<run>``, read-only);
+    nothing is destroyed. Journaled in the run.
+    """
+    inventory, plan = reopen(run)
+    pairs = state.fold(run.journal.records())
+    restores = [p for p in plan.steps if p.step.kind == "restore" and host in p.hosts]
+    datasets = [d for p in restores for d in pairs.get((p.id, host), state.PairState()).outputs.get("datasets", {})]
+    if not datasets:
+        raise ConfigError([f"run {run.id} restored nothing on host '{host}': nothing to undo"])
+    run.journal.append("undo_started", None, host, datasets=datasets, operator=getpass.getuser())
+    pool = SessionPool(inventory)
+    try:
+        client = AgentClient(pool(host))
+        for dataset in datasets:
+            names = SwapNames.for_run(dataset, run.id)
+            if not swap.undone(client, names):
+                swap.undo(client, names)
+            note(f"{host}: {dataset} serves the pre-restore state again; restored state kept as "
+                 f"{names.restored_aside}")
+    finally:
+        pool.close()
+    run.journal.append("undo_finished", None, host, datasets=datasets)
+    return datasets
 
 
 def reopen(run: Run) -> tuple[Inventory, Plan]:

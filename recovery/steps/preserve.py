@@ -67,6 +67,7 @@ class PreserveStep(StepKind):
         if ctx.params.copy_streams:
             record.update(copy_stream(ctx, client, name, ctx.run_dir / "evidence" / str(ctx.host),
                                       ctx.params.spool))
+            record["copy"] = str(Path(record["copy"]).relative_to(ctx.run_dir))  # the run dir may move
         ctx.note(f"{name}: held" + (f", {record['bytes']} bytes copied, sha256 {record['sha256'][:16]}…"
                                     if "sha256" in record else ""))
         return record

@@ -15,6 +15,7 @@ from typing import Any
 from recovery.engine.registry import StepContext, StepFailed
 from recovery.zfs.client import AgentClient, AgentError, AgentReplyError, Dataset
 from recovery.zfs.diff import parse_diff
+from recovery.zfs.swap import SwapNames
 from recovery.zfs.triage import Finding, triage
 
 GOLDEN_PREFIX = "golden-"
@@ -37,8 +38,8 @@ def incident_snapshot(ctx: StepContext, dataset: str) -> str:
     return f"{dataset}@incident-{ctx.run_id}"
 
 
-def quarantine_name(ctx: StepContext, dataset: str) -> str:
-    return f"{dataset}.quarantine-{ctx.run_id}"
+def swap_names(ctx: StepContext, dataset: str) -> SwapNames:
+    return SwapNames.for_run(dataset, ctx.run_id)
 
 
 def snapshots(client: AgentClient, dataset: str) -> list[Dataset]:

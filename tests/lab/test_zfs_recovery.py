@@ -1,0 +1,164 @@
+"""Golden capture, preserve, diff, find_clean and restore through `recover`, on real OpenZFS.
+
+A guest gets a pool with three protected datasets (two with a local
+mountpoint, one inheriting it), a golden capture, a history of legitimate
+changes with periodic snapshots, an intrusion (a backdated CGI webshell) and
+more snapshots after it. Then `recover` restores the newest clean snapshot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from recovery.lab.vm import Guest
+from tests.support.project import recover
+
+pytestmark = pytest.mark.lab
+
+DATASETS = ["tank/www/htdocs", "tank/www/cgi-bin", "tank/data/uploads"]
+
+SETUP = """
+set -e
+modprobe zfs
+zpool create -f -O mountpoint=none tank /dev/vdb
+mkdir -p /srv/www/htdocs /srv/www/cgi-bin
+zfs create -p -o mountpoint=/srv/www/htdocs tank/www/htdocs
+zfs create -o mountpoint=/srv/www/cgi-bin tank/www/cgi-bin
+zfs create -o mountpoint=/srv/data tank/data
+zfs create tank/data/uploads
+echo '<h1>Welcome</h1>' > /srv/www/htdocs/index.html
+printf '#!/bin/sh\\necho stats\\n' > /srv/www/cgi-bin/stats.cgi && chmod 755 /srv/www/cgi-bin/stats.cgi
+"""
+
+HISTORY = """
+set -e
+snap() { zfs snapshot tank/www/htdocs@$1 tank/www/cgi-bin@$1 tank/data/uploads@$1; }
+echo news > /srv/www/htdocs/news.html; snap auto-1
+echo photo > /srv/data/uploads/photo.jpg; snap auto-2
+printf '#!/bin/sh\\neval "$QUERY_STRING"\\n' > /srv/www/cgi-bin/shell.cgi
+chmod 755 /srv/www/cgi-bin/shell.cgi && touch -d 2004-01-01 /srv/www/cgi-bin/shell.cgi
+snap auto-3
+echo late > /srv/www/htdocs/late.html; snap auto-4
+echo later > /srv/data/uploads/later.txt
+"""
+
+RECOVER = """
+[[steps]]
+kind = "preserve"
+[[steps]]
+kind = "diff"
+[[steps]]
+kind = "find_clean"
+params = { exhaustive = true }
+[[steps]]
+kind = "restore"
+confirm = true
+"""
+
+
+@pytest.fixture(scope="module")
+def web(boot_guest: Callable[..., Guest]) -> Guest:
+    guest = boot_guest("zfs-web")
+    guest.wait_for_ssh(300)
+    setup = guest.run(SETUP, timeout=300)
+    assert setup.ok, setup.stderr
+    return guest
+
+
+def write_inventory(path: Path, guest: Guest) -> None:
+    key_type, key = guest.host_key.split()[:2]
+    path.write_text(f"""
+[hosts.zfs-web]
+address = "127.0.0.1"
+role = "web"
+datasets = {json.dumps(DATASETS)}
+[hosts.zfs-web.ssh]
+port = {guest.ssh_port}
+key = "{guest.image.operator_key}"
+host_key = "{key_type} {key}"
+""")
+
+
+def zfs(guest: Guest, args: str) -> str:
+    result = guest.run(f"zfs {args}", timeout=120)
+    assert result.ok, result.stderr
+    return result.stdout.decode()
+
+
+def outputs(run_dir: Path, step: str) -> dict:
+    with sqlite3.connect(run_dir / "journal.sqlite") as db:
+        rows = db.execute("SELECT data FROM records WHERE event='step_succeeded' AND step=?", (step,)).fetchall()
+    return json.loads(rows[-1][0])["outputs"]
+
+
+def test_golden_then_restore_newest_clean(web: Guest, tmp_path: Path) -> None:
+    write_inventory(tmp_path / "inventory.toml", web)
+    (tmp_path / "golden.toml").write_text('[[steps]]\nkind = "golden_capture"\n')
+    (tmp_path / "recover.toml").write_text(RECOVER)
+    env = {"RECOVERY_GOLDEN_STORE": str(tmp_path / "golden-store")}
+
+    golden = recover("golden", "zfs-web", "--inventory", "inventory.toml", "--playbook", "golden.toml",
+                     "--runs-dir", "runs", "--yes", cwd=tmp_path, env=env, timeout=600)
+    assert golden.returncode == 0, golden.stdout + golden.stderr
+    (manifest_path,) = (tmp_path / "golden-store" / "zfs-web").glob("golden-*.json")
+    manifest = json.loads(manifest_path.read_text())
+    assert set(manifest["datasets"]) == set(DATASETS)
+    assert "/srv/www/cgi-bin/stats.cgi" in manifest["files"]
+    assert "/usr/sbin/zfs" in manifest["tools"]
+    golden_snap = manifest["datasets"]["tank/www/cgi-bin"]["snapshot"]
+    assert "recovery-golden" in zfs(web, f"holds -H {golden_snap}")
+
+    history = web.run(HISTORY, timeout=300)
+    assert history.ok, history.stderr
+    before = set(zfs(web, "list -H -t all -o name").split())
+
+    result = recover("zfs-web", "--inventory", "inventory.toml", "--playbook", "recover.toml",
+                     "--runs-dir", "runs", "--yes", cwd=tmp_path, env=env, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = max((tmp_path / "runs").iterdir())
+    run_id = run_dir.name
+
+    found = outputs(run_dir, "diff")["datasets"]["tank/www/cgi-bin"]["findings"]
+    assert any(f["path"] == "/srv/www/cgi-bin/shell.cgi" and f["verdict"] == "indicator" for f in found)
+    chosen = outputs(run_dir, "find_clean")["datasets"]
+    assert chosen["tank/www/cgi-bin"]["clean"] == "tank/www/cgi-bin@auto-2"
+    assert chosen["tank/www/htdocs"]["clean"] is None  # no indicator there: left alone
+    lost = [f["path"] for f in chosen["tank/www/cgi-bin"]["lost"]["benign"]]
+    assert "/srv/www/cgi-bin/shell.cgi" not in lost
+
+    live = web.run("ls /srv/www/cgi-bin /srv/www/htdocs /srv/data/uploads").stdout.decode()
+    assert "shell.cgi" not in live and "stats.cgi" in live and "late.html" in live
+    quarantine = f"tank/www/cgi-bin.quarantine-{run_id}"
+    props = zfs(web, f"get -H -o value readonly,canmount,mounted {quarantine}").split()
+    assert props == ["on", "off", "no"]
+    assert "recovery-evidence" in zfs(web, f"holds -H {quarantine}@incident-{run_id}")
+    assert zfs(web, "get -H -o value mountpoint,mounted tank/www/cgi-bin").split() == ["/srv/www/cgi-bin", "yes"]
+    evidence = outputs(run_dir, "preserve")["snapshots"]
+    assert len(evidence) == len(DATASETS)
+    for record in evidence.values():
+        copy = run_dir / record["copy"]
+        assert hashlib.sha256(copy.read_bytes()).hexdigest() == record["sha256"]
+
+    after = set(zfs(web, "list -H -t all -o name").split())
+    moved = {n: n.replace("tank/www/cgi-bin@", f"{quarantine}@") for n in before}
+    lost = [n for n, m in moved.items() if n not in after and m not in after]
+    assert lost == [], "datasets or snapshots disappeared"
+
+    undone = recover("undo", run_id, "zfs-web", "--runs-dir", "runs", "--yes", cwd=tmp_path, timeout=300)
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert "shell.cgi" in web.run("ls /srv/www/cgi-bin").stdout.decode()  # the pre-restore state again
+    assert zfs(web, f"get -H -o value readonly,mounted tank/www/cgi-bin.restored-{run_id}").split() == ["on", "no"]
+    redo = recover("retry", run_id, "--host", "zfs-web", "--step", "restore", "--runs-dir", "runs",
+                   "--yes", cwd=tmp_path, timeout=300)
+    assert redo.returncode == 2 and "is done, not failed" in redo.stderr
+
+    again = recover("resume", run_id, "--runs-dir", "runs", "--yes", cwd=tmp_path, env=env, timeout=300)
+    assert again.returncode == 0 and "already recorded" in again.stdout
+    retry_state = recover("journal", "verify", run_id, "--runs-dir", "runs", cwd=tmp_path)
+    assert retry_state.returncode == 0, retry_state.stderr
