@@ -21,7 +21,6 @@ Scope = Literal["host", "run"]
 #: `recover plan` shows them as "not available" and `recover` refuses to start them.
 PLANNED_KINDS: dict[str, tuple[Scope, str]] = {
     "boot_single": ("host", "boot single-user through out-of-band control"),
-    "verify": ("host", "check binaries against the golden manifest"),
     "boot_normal": ("host", "boot multi-user and wait for SSH"),
 }
 

@@ -12,4 +12,5 @@ from recovery.steps import (  # noqa: F401
     restore,
     run,
     traffic,
+    verify,
 )

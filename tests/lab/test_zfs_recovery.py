@@ -59,6 +59,8 @@ params = { exhaustive = true }
 [[steps]]
 kind = "restore"
 confirm = true
+[[steps]]
+kind = "verify"
 """
 
 
@@ -131,6 +133,9 @@ def test_golden_then_restore_newest_clean(web: Guest, tmp_path: Path) -> None:
     assert chosen["tank/www/htdocs"]["clean"] is None  # no indicator there: left alone
     lost = [f["path"] for f in chosen["tank/www/cgi-bin"]["lost"]["benign"]]
     assert "/srv/www/cgi-bin/shell.cgi" not in lost
+
+    verified = outputs(run_dir, "verify")
+    assert verified["tools"] >= 3 and verified["files_differing"] == []
 
     live = web.run("ls /srv/www/cgi-bin /srv/www/htdocs /srv/data/uploads").stdout.decode()
     assert "shell.cgi" not in live and "stats.cgi" in live and "late.html" in live

@@ -27,7 +27,7 @@ def test_plan_json_resolves_a_host_with_its_service():
     plan = json.loads(result.output)
     assert plan["target"] == {"name": "eu-web", "kind": "host", "hosts": ["eu-web"], "services": ["www"]}
     assert plan["destructive"] is True
-    assert "contain" in plan["unavailable"] and "restore" not in plan["unavailable"]
+    assert "boot_single" in plan["unavailable"] and "restore" not in plan["unavailable"]
     divert = next(s for s in plan["steps"] if s["step"] == "divert")
     assert divert["host"] == "*" and divert["on_failure"] == "stop"
 

@@ -6,6 +6,7 @@ import recovery.steps  # noqa: F401
 from recovery.config.inventory import Inventory
 from recovery.config.playbook import Playbook
 from recovery.config.targets import resolve
+from recovery.engine import registry
 from recovery.engine.plan import RUN_SCOPE, build
 
 
@@ -63,9 +64,10 @@ def test_step_targets_narrow_the_hosts():
     assert next(s for s in plan.steps if s.id == "only-h3").hosts == ("h3",)
 
 
-def test_planned_kinds_are_marked_unavailable_and_destructive_is_seen():
+def test_planned_kinds_are_marked_unavailable_and_destructive_is_seen(monkeypatch):
+    monkeypatch.setitem(registry.PLANNED_KINDS, "teleport", ("host", "a kind not built yet"))
     inv = inventory("h1", "h2")
-    extra = [{"kind": "contain", "confirm": True}]
+    extra = [{"kind": "teleport", "confirm": True}]
     plan = build(inv, playbook(extra=extra), resolve(inv, "web"), Path("pb"))
-    assert [s.id for s in plan.unavailable] == ["contain"]
+    assert [s.id for s in plan.unavailable] == ["teleport"]
     assert plan.destructive

@@ -1,0 +1,71 @@
+"""`verify`: compare the host's tools and critical files with its golden manifest.
+
+The tools recovery relies on (zfs, zpool, python3, libzfs_core) must hash as
+they did at golden capture; if not, the host stops here and the operator is
+pointed at the rescue path (`boot = "rescue"`: a trusted image with its own
+tools). Critical files that differ are listed; with ``strict = true`` they
+fail the step too.
+
+The hashes are computed by the host's own python3, so a rootkit that lies
+about file contents is not caught here: that is what the rescue image is for.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, register
+from recovery.steps.golden import GoldenParams, store_dir
+from recovery.steps.zfs_host import agent, agent_errors
+
+
+class VerifyParams(GoldenParams):
+    strict: bool = Field(False, description="Fail on changed critical files too, not only on changed tools.")
+
+
+def newest_manifest(store: Path, host: str) -> dict[str, Any]:
+    manifests = sorted((store / host).glob("golden-*.json"))
+    if not manifests:
+        raise StepFailed(f"{host}: no golden manifest in {store / host}: capture one with `recover golden {host}`")
+    return json.loads(manifests[-1].read_text())
+
+
+def differences(expected: dict[str, str], found: dict[bytes, str]) -> list[str]:
+    now = {path.decode("utf-8", "backslashreplace"): digest for path, digest in found.items()}
+    changed = [f"{p}: changed" for p, d in expected.items() if p in now and now[p] != d]
+    missing = [f"{p}: missing" for p in expected if p not in now]
+    return sorted(changed + missing)
+
+
+@register
+class VerifyStep(StepKind):
+    kind = "verify"
+    summary = "check the host's tools and critical files against the golden manifest"
+    Params = VerifyParams
+
+    def check(self, ctx: StepContext) -> Check:
+        return Check.NOT_DONE  # read-only
+
+    def apply(self, ctx: StepContext) -> dict[str, Any]:
+        manifest = newest_manifest(store_dir(ctx.params), str(ctx.host))
+        client = agent(ctx)
+        with agent_errors(ctx.host, "hashing tools and critical files"):
+            tools, _ = client.hashes([p.encode() for p in manifest["tools"]])
+            files, _ = client.hashes([p.encode() for p in manifest["files"]])
+        bad_tools = differences(manifest["tools"], tools)
+        if bad_tools:
+            raise StepFailed(f"{ctx.host}: tools differ from the golden manifest ({'; '.join(bad_tools)}): "
+                             "do not trust this system's tools; recover it from a trusted rescue image "
+                             "(boot = \"rescue\")")
+        bad_files = differences(manifest["files"], files)
+        if bad_files and ctx.params.strict:
+            raise StepFailed(f"{ctx.host}: {len(bad_files)} critical files differ from golden: "
+                             + "; ".join(bad_files[:20]))
+        ctx.note(f"{ctx.host}: tools match golden {manifest['captured']}; "
+                 f"{len(bad_files)} of {len(manifest['files'])} critical files differ")
+        return {"golden": manifest["captured"], "tools": len(manifest["tools"]),
+                "files_differing": bad_files[:200]}
