@@ -91,7 +91,7 @@ def _message(err: dict[str, Any]) -> tuple[str, str | None]:
     if kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
         return f"{_describe(value)}: {err['msg'].lower()}", None
     if kind == "too_short":
-        return f"must not be empty", None
+        return "must not be empty", None
     return err["msg"], None
 
 

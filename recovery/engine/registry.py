@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from recovery.config.inventory import Inventory
     from recovery.config.playbook import Step
     from recovery.config.targets import Target
-    from recovery.transport.ssh import SshSession
+    from recovery.engine.sessions import SessionPool
 
 Scope = Literal["host", "run"]
 
@@ -48,7 +48,7 @@ class StepContext:
     host: str | None
     inventory: "Inventory"
     target: "Target"
-    session: Callable[[str], "SshSession"]
+    session: "SessionPool"  # session(host) -> SSH, or the console attached while single-user
     note: Callable[[str], None]
     acknowledge: Callable[[str], bool]
     outputs: dict[str, Any] = field(default_factory=dict)

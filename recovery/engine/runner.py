@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -20,6 +20,7 @@ from recovery.engine import registry, state
 from recovery.engine.plan import RUN_SCOPE, Block, Plan, PlannedStep
 from recovery.engine.registry import Check, StepContext, StepFailed
 from recovery.engine.runstore import Run
+from recovery.engine.sessions import SessionPool
 from recovery.hostile import for_terminal
 from recovery.transport.result import TransportError
 
@@ -42,7 +43,7 @@ class Outcome:
 
 class Runner:
     def __init__(self, plan: Plan, run: Run, inventory: Inventory,
-                 session: Callable[[str], Any], ui: RunUI) -> None:
+                 session: SessionPool, ui: RunUI) -> None:
         self.plan, self.run, self.inventory, self.ui = plan, run, inventory, ui
         self.session = session
         self.journal = run.journal

@@ -1,8 +1,14 @@
-"""One SSH session per host for the length of a run, opened on first use."""
+"""One session per host for the length of a run: SSH by default, opened on first use.
+
+While a host is in single-user mode there is no sshd; the step that booted it
+attaches a console session instead, and the steps after it use that without
+knowing the difference (both have ``run(cmd, timeout) -> Result``).
+"""
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from recovery.config.inventory import Host, Inventory
 from recovery.transport.ssh import SshSession, SshTarget, pinned_keys_from_known_hosts
@@ -23,17 +29,32 @@ def ssh_target(inventory: Inventory, name: str) -> SshTarget:
 class SessionPool:
     def __init__(self, inventory: Inventory) -> None:
         self.inventory = inventory
-        self._sessions: dict[str, SshSession] = {}
+        self._sessions: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, host: str) -> SshSession:
+    def __call__(self, host: str) -> Any:
         with self._lock:
             if host not in self._sessions:
                 self._sessions[host] = SshSession(ssh_target(self.inventory, host))
             return self._sessions[host]
 
+    def attach(self, host: str, session: Any) -> None:
+        """Use ``session`` (e.g. a console) for ``host`` from now on; the previous one is closed."""
+        with self._lock:
+            previous = self._sessions.pop(host, None)
+            self._sessions[host] = session
+        if previous is not None:
+            previous.close()
+
+    def detach(self, host: str) -> None:
+        """Close the host's session; the next use opens SSH again."""
+        with self._lock:
+            session = self._sessions.pop(host, None)
+        if session is not None:
+            session.close()
+
     def close(self) -> None:
         with self._lock:
-            for session in self._sessions.values():
-                session.close()
-            self._sessions.clear()
+            sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            session.close()
