@@ -18,8 +18,15 @@ from pydantic import Field
 
 from recovery.config.base import Strict
 from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, register
-from recovery.steps.zfs_host import (EVIDENCE_HOLD, agent, agent_errors, incident_snapshot,
-                                     protected, snapshots)
+from recovery.steps.zfs_host import (
+    EVIDENCE_HOLD,
+    agent,
+    agent_errors,
+    incident_snapshot,
+    protected,
+    snapshots,
+)
+from recovery.zfs.swap import SwapNames, filesystems
 
 
 class PreserveParams(Strict):
@@ -37,8 +44,8 @@ class PreserveStep(StepKind):
         with agent_errors(ctx.host, "checking evidence"):
             client = agent(ctx)
             for dataset in protected(ctx):
-                name = incident_snapshot(ctx, dataset)
-                if name not in {s.name for s in snapshots(client, dataset)}:
+                name = evidence_snapshot(client, ctx, dataset)
+                if name not in {s.name for s in snapshots(client, name.split("@")[0])}:
                     return Check.NOT_DONE
                 if EVIDENCE_HOLD not in client.holds(name):
                     return Check.NOT_DONE
@@ -48,9 +55,12 @@ class PreserveStep(StepKind):
 
     def apply(self, ctx: StepContext) -> dict[str, Any]:
         client = agent(ctx)
-        names = [incident_snapshot(ctx, d) for d in protected(ctx)]
+        if ctx.params.copy_streams and not hasattr(ctx.session(ctx.host), "get"):
+            raise StepFailed(f"{ctx.host}: copying streams needs SSH, and the host is on its console: "
+                             "set copy_streams = false here and preserve again after boot_normal")
         with agent_errors(ctx.host, "snapshotting evidence"):
-            existing = {s.name for d in protected(ctx) for s in snapshots(client, d)}
+            names = [evidence_snapshot(client, ctx, d) for d in protected(ctx)]
+            existing = {s.name for n in names for s in snapshots(client, n.split("@")[0])}
             missing = [n for n in names if n not in existing]
             if missing:
                 client.snapshot(missing)
@@ -92,6 +102,14 @@ def copy_stream(ctx: StepContext, client: Any, snapshot: str, directory: Path,
     partial.replace(local)
     session.run(f"rm -f -- {shlex.quote(remote)}", timeout=30)
     return {"bytes": sent.bytes, "sha256": sent.sha256, "copy": str(local)}
+
+
+def evidence_snapshot(client: Any, ctx: StepContext, dataset: str) -> str:
+    """``D@incident-<run>``, or its name after a restore moved it with ``D`` into quarantine."""
+    names = SwapNames.for_run(dataset, ctx.run_id)
+    if names.quarantine in filesystems(client, dataset):
+        return incident_snapshot(ctx, dataset).replace(dataset, names.quarantine, 1)
+    return incident_snapshot(ctx, dataset)
 
 
 def stream_name(snapshot: str) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from recovery.engine.registry import StepContext, StepFailed
 from recovery.zfs.client import AgentClient, AgentError, AgentReplyError, Dataset
-from recovery.zfs.diff import parse_diff
+from recovery.zfs.diff import ChangeKind, parse_diff
 from recovery.zfs.swap import SwapNames
 from recovery.zfs.triage import Finding, triage
 
@@ -65,7 +65,7 @@ def triaged(client: AgentClient, origin: str, target: str, rules: Any = None) ->
     """``zfs diff`` origin -> target, parsed and classified, with the modes the target holds."""
     result = parse_diff(client.diff(origin, target))
     mountpoint = _mountpoint(client, origin.split("@", 1)[0])
-    paths = [c.current_path for c in result.changes if c.kind.value != "-"]
+    paths = [c.current_path for c in result.changes if c.kind is not ChangeKind.REMOVED]
     modes = client.modes_in_snapshot(mountpoint, short(target), paths) if "@" in target and mountpoint else {}
     return triage(result.changes, rules, modes)
 

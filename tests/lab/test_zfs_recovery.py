@@ -61,6 +61,9 @@ kind = "restore"
 confirm = true
 [[steps]]
 kind = "verify"
+[[steps]]
+kind = "preserve"
+name = "evidence-still-held"
 """
 
 
@@ -134,6 +137,7 @@ def test_golden_then_restore_newest_clean(web: Guest, tmp_path: Path) -> None:
     lost = [f["path"] for f in chosen["tank/www/cgi-bin"]["lost"]["benign"]]
     assert "/srv/www/cgi-bin/shell.cgi" not in lost
 
+    assert outputs(run_dir, "evidence-still-held") == {"already_done": True}  # found in quarantine
     verified = outputs(run_dir, "verify")
     assert verified["tools"] >= 3 and verified["files_differing"] == []
 
