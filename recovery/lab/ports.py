@@ -25,3 +25,13 @@ def free_port() -> int:
                     continue
                 return port
     raise OSError("no loopback port free for both TCP and UDP after 20 tries")
+
+
+def is_free(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:``port`` (TCP) right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+        try:
+            tcp.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True

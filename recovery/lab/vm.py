@@ -12,7 +12,6 @@ QEMU fw_cfg, so the commander made the host key and can pin it from the start.
 
 from __future__ import annotations
 
-import base64
 import enum
 import json
 import os
@@ -24,14 +23,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import paramiko
-
-from recovery.hostile import CappedBuffer, for_terminal
+from recovery.hostile import for_terminal
 from recovery.lab import keys
 from recovery.lab.image import ImagePaths
-from recovery.lab.ports import LOOPBACK, free_port
+from recovery.lab.ports import LOOPBACK, free_port, is_free
 from recovery.lab.qmp import QmpError, qmp
 from recovery.transport.result import Result, TransportError
+from recovery.transport.ssh import HostKeyRefused, LoginRefused, SshSession, SshTarget
 
 QEMU = "qemu-system-x86_64"
 KERNEL_ARGS = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
@@ -180,7 +178,7 @@ class Guest:
         if self.running():
             raise GuestError(f"{self.name} is already running")
         self._prepare()
-        self.ssh_port, self.http_port = free_port(), free_port()
+        self.ssh_port, self.http_port = self._forwarded_ports()
         self.accel = choose_accel(self.image)
         for stale in (self.serial_socket, self.qmp_socket, self.pidfile):
             stale.unlink(missing_ok=True)
@@ -260,6 +258,16 @@ class Guest:
             ]  # fmt: skip
         return command
 
+    def _forwarded_ports(self) -> tuple[int, int]:
+        """The ports of the previous boot when they are still free, so a reboot through the
+        lab BMC keeps the inventory, known_hosts and HAProxy right; new ones otherwise."""
+        try:
+            state = json.loads(self.state_file.read_text())
+            previous = (int(state["ssh_port"]), int(state["http_port"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return free_port(), free_port()
+        return previous if all(p and is_free(p) for p in previous) else (free_port(), free_port())
+
     def _save_state(self, mode: BootMode) -> None:
         """Ports and mode on disk, so another process (``recover lab status``) can find the guest."""
         state = {
@@ -280,20 +288,11 @@ class Guest:
         """The guest's public host key line (``ssh-ed25519 AAAA... root@name``), known before boot."""
         return self.host_key_file.with_name(self.host_key_file.name + ".pub").read_text().strip()
 
-    def ssh_client(self, timeout: float = 10.0) -> paramiko.SSHClient:
-        """An SSH connection as root that accepts only the pinned host key."""
-        client = paramiko.SSHClient()
-        key_type, key_b64 = self.host_key.split()[:2]
-        client.get_host_keys().add(
-            f"[{LOOPBACK}]:{self.ssh_port}", key_type, paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64))
-        )
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        client.connect(
-            LOOPBACK, port=self.ssh_port, username="root", key_filename=str(self.image.operator_key),
-            look_for_keys=False, allow_agent=False, timeout=timeout, banner_timeout=timeout,
-            auth_timeout=timeout,
-        )  # fmt: skip
-        return client
+    def ssh_target(self, timeout: float = 10.0) -> SshTarget:
+        """Root on the guest's forwarded SSH port, accepting only the guest's own host key."""
+        pinned = " ".join(self.host_key.split()[:2])
+        return SshTarget(self.name, LOOPBACK, self.ssh_port, "root", str(self.image.operator_key),
+                         (pinned,), connect_timeout=timeout)
 
     def wait_for_ssh(self, timeout: float = 180.0) -> float:
         """Block until SSH with the pinned key answers; return seconds waited."""
@@ -306,11 +305,11 @@ class Guest:
                 time.sleep(1.0)
                 continue
             try:
-                self.ssh_client(timeout=5.0).close()
+                SshSession(self.ssh_target(timeout=5.0)).open().close()
                 return time.monotonic() - started
-            except (paramiko.BadHostKeyException, paramiko.AuthenticationException):
+            except (HostKeyRefused, LoginRefused):
                 raise  # sshd answered and the keys do not match: waiting will not help
-            except (OSError, paramiko.SSHException, EOFError) as exc:
+            except TransportError as exc:
                 last_error = exc
                 time.sleep(1.0)
         raise GuestError(
@@ -319,22 +318,8 @@ class Guest:
 
     def run(self, command: str, timeout: float = 120.0) -> Result:
         """Run one command as root over SSH; output stays bytes (the guest may be hostile)."""
-        started = time.monotonic()
-        try:
-            client = self.ssh_client()
-        except (OSError, paramiko.SSHException) as exc:
-            raise TransportError(f"{self.name}: SSH failed: {exc}") from exc
-        try:
-            _, stdout, stderr = client.exec_command(command, timeout=timeout)
-            out, err = CappedBuffer(), CappedBuffer()
-            out.write(stdout.read())
-            err.write(stderr.read())
-            code = stdout.channel.recv_exit_status()
-        finally:
-            client.close()
-        return Result(
-            out.getvalue(), err.getvalue(), code, time.monotonic() - started, out.truncated or err.truncated
-        )
+        with SshSession(self.ssh_target()) as session:
+            return session.run(command, timeout=timeout)
 
     # -- console and QMP -------------------------------------------------
 

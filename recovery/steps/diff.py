@@ -13,7 +13,14 @@ from typing import Any
 
 from recovery.engine.registry import Check, StepContext, StepKind, register
 from recovery.steps.triage_rules import TriageParams
-from recovery.steps.zfs_host import agent, agent_errors, golden_of, incident_snapshot, protected, triaged
+from recovery.steps.zfs_host import (
+    agent,
+    agent_errors,
+    golden_of,
+    incident_snapshot,
+    protected,
+    triaged,
+)
 from recovery.zfs.diff import display_name
 from recovery.zfs.triage import Finding, Verdict
 

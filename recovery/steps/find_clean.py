@@ -15,8 +15,20 @@ from pydantic import Field
 from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, register
 from recovery.steps.diff import LISTED, describe
 from recovery.steps.triage_rules import TriageParams
-from recovery.steps.zfs_host import agent, agent_errors, golden_of, incident_snapshot, protected, snapshots, triaged
-from recovery.zfs.find_clean import NonMonotonicHistory, find_newest_clean, lost_on_restore
+from recovery.steps.zfs_host import (
+    agent,
+    agent_errors,
+    golden_of,
+    incident_snapshot,
+    protected,
+    snapshots,
+    triaged,
+)
+from recovery.zfs.find_clean import (
+    NonMonotonicHistory,
+    find_newest_clean,
+    lost_on_restore,
+)
 from recovery.zfs.triage import indicators
 
 

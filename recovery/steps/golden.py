@@ -20,8 +20,15 @@ from pydantic import Field
 
 from recovery.config.base import Strict
 from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, register
-from recovery.steps.preserve import copy_stream
-from recovery.steps.zfs_host import GOLDEN_HOLD, GOLDEN_PREFIX, agent, agent_errors, protected, snapshots
+from recovery.steps.preserve import copy_stream, stream_name
+from recovery.steps.zfs_host import (
+    GOLDEN_HOLD,
+    GOLDEN_PREFIX,
+    agent,
+    agent_errors,
+    protected,
+    snapshots,
+)
 
 TOOLS = ("/usr/sbin/zfs", "/usr/sbin/zpool", "/usr/bin/python3",
          "/usr/lib/python3/dist-packages/libzfs_core")
@@ -70,7 +77,7 @@ class GoldenCaptureStep(StepKind):
             dataset = name.split("@")[0]
             (snap,) = [s for s in snapshots(client, dataset) if s.name == name]
             guid = client.get([dataset], ["guid"])[0]["value"]
-            stream = copy_stream(ctx, client, name, _host_dir(ctx))
+            stream = copy_stream(ctx, client, name, _host_dir(ctx) / stream_name(name))
             datasets[dataset] = {"guid": guid, "snapshot": name, "snapshot_guid": snap.guid,
                                  "createtxg": snap.createtxg, "stream": stream}
         pool = names[0].split("/")[0]

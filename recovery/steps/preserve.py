@@ -43,13 +43,12 @@ class PreserveStep(StepKind):
     def check(self, ctx: StepContext) -> Check:
         with agent_errors(ctx.host, "checking evidence"):
             client = agent(ctx)
-            for dataset in protected(ctx):
-                name = evidence_snapshot(client, ctx, dataset)
+            for dataset, name in _evidence(client, ctx).items():
                 if name not in {s.name for s in snapshots(client, name.split("@")[0])}:
                     return Check.NOT_DONE
                 if EVIDENCE_HOLD not in client.holds(name):
                     return Check.NOT_DONE
-                if ctx.params.copy_streams and not _stream_path(ctx, name).is_file():
+                if ctx.params.copy_streams and not _stream_path(ctx, dataset).is_file():
                     return Check.NOT_DONE
         return Check.DONE
 
@@ -59,34 +58,34 @@ class PreserveStep(StepKind):
             raise StepFailed(f"{ctx.host}: copying streams needs SSH, and the host is on its console: "
                              "set copy_streams = false here and preserve again after boot_normal")
         with agent_errors(ctx.host, "snapshotting evidence"):
-            names = [evidence_snapshot(client, ctx, d) for d in protected(ctx)]
-            existing = {s.name for n in names for s in snapshots(client, n.split("@")[0])}
-            missing = [n for n in names if n not in existing]
-            if missing:
+            names = _evidence(client, ctx)
+            existing = {s.name for n in names.values() for s in snapshots(client, n.split("@")[0])}
+            if missing := [n for n in names.values() if n not in existing]:
                 client.snapshot(missing)
-            client.hold({name: EVIDENCE_HOLD for name in names})
-        evidence = {}
-        for name in names:
-            evidence[name] = self._record(ctx, client, name)
-        return {"snapshots": evidence}
+            if unheld := {n: EVIDENCE_HOLD for n in names.values() if EVIDENCE_HOLD not in client.holds(n)}:
+                client.hold(unheld)
+        return {"snapshots": {name: self._record(ctx, client, dataset, name) for dataset, name in names.items()}}
 
-    def _record(self, ctx: StepContext, client: Any, name: str) -> dict[str, Any]:
+    def _record(self, ctx: StepContext, client: Any, dataset: str, name: str) -> dict[str, Any]:
         with agent_errors(ctx.host, f"describing {name}"):
             (row,) = [s for s in snapshots(client, name.split("@")[0]) if s.name == name]
         record: dict[str, Any] = {"guid": row.guid, "createtxg": row.createtxg, "held": EVIDENCE_HOLD}
         if ctx.params.copy_streams:
-            record.update(copy_stream(ctx, client, name, ctx.run_dir / "evidence" / str(ctx.host),
-                                      ctx.params.spool))
-            record["copy"] = str(Path(record["copy"]).relative_to(ctx.run_dir))  # the run dir may move
+            local = _stream_path(ctx, dataset)
+            record.update(copy_stream(ctx, client, name, local, ctx.params.spool))
+            record["copy"] = str(local.relative_to(ctx.run_dir))  # the run dir may move
         ctx.note(f"{name}: held" + (f", {record['bytes']} bytes copied, sha256 {record['sha256'][:16]}…"
                                     if "sha256" in record else ""))
         return record
 
 
-def copy_stream(ctx: StepContext, client: Any, snapshot: str, directory: Path,
+def _evidence(client: Any, ctx: StepContext) -> dict[str, str]:
+    return {dataset: evidence_snapshot(client, ctx, dataset) for dataset in protected(ctx)}
+
+
+def copy_stream(ctx: StepContext, client: Any, snapshot: str, local: Path,
                 spool: str = "/var/tmp") -> dict[str, Any]:
-    """Send ``snapshot`` to a file on the host (hashed there), fetch it, hash it here, compare."""
-    local = directory / stream_name(snapshot)
+    """Send ``snapshot`` to a file on the host (hashed there), fetch it to ``local``, hash, compare."""
     local.parent.mkdir(parents=True, exist_ok=True)
     remote = f"{spool}/recovery-{ctx.run_id}-{local.name}"
     session = ctx.session(ctx.host)
@@ -116,8 +115,9 @@ def stream_name(snapshot: str) -> str:
     return snapshot.replace("/", "_") + ".zfs"
 
 
-def _stream_path(ctx: StepContext, snapshot: str) -> Path:
-    return ctx.run_dir / "evidence" / str(ctx.host) / stream_name(snapshot)
+def _stream_path(ctx: StepContext, dataset: str) -> Path:
+    """Named after the evidence snapshot as taken, before a restore may move it into quarantine."""
+    return ctx.run_dir / "evidence" / str(ctx.host) / stream_name(incident_snapshot(ctx, dataset))
 
 
 def _sha256(path: Path) -> str:

@@ -31,6 +31,14 @@ class HostKeyRefused(TransportError):
     """The host offered no key or a key other than the pinned one."""
 
 
+class LoginRefused(TransportError):
+    """The host answered and refused the login (wrong key, or not allowed from here)."""
+
+
+class LoginRefused(TransportError):
+    """The host did not accept the operator's key."""
+
+
 @dataclass(frozen=True)
 class SshTarget:
     """Where and how to log in; ``host_keys`` are pinned 'TYPE BASE64' strings."""
@@ -141,7 +149,7 @@ class SshSession:
                 "(possible impersonation, or the host was rebuilt: update the pin)"
             ) from None
         except paramiko.AuthenticationException as exc:
-            raise TransportError(f"{self.target.name}: SSH login as {self.target.user} refused: {exc}") from None
+            raise LoginRefused(f"{self.target.name}: SSH login as {self.target.user} refused: {exc}") from None
         except (OSError, socket.timeout, paramiko.SSHException, EOFError) as exc:
             raise TransportError(
                 f"{self.target.name}: cannot connect to {self.target.address}:{self.target.port}: {exc}"
@@ -151,14 +159,9 @@ class SshSession:
 
     def run(self, command: str, timeout: float = 300.0, stdin: bytes | None = None) -> Result:
         """Run a shell command; output kept as bytes, capped; a timeout closes the channel."""
-        self.open()
         start = time.monotonic()
-        transport = self._conn.client.get_transport()
-        if transport is None or not transport.is_active():
-            raise TransportError(f"{self.target.name}: SSH connection is closed")
-        channel = transport.open_session(timeout=self.target.connect_timeout)
+        channel = self.channel(command)
         try:
-            channel.exec_command(command)
             if stdin is not None:
                 channel.sendall(stdin)
             channel.shutdown_write()
@@ -169,6 +172,20 @@ class SshSession:
             channel.close()
         return Result(out.getvalue(), err.getvalue(), code, time.monotonic() - start,
                       truncated=out.truncated or err.truncated)
+
+    def channel(self, command: str) -> paramiko.Channel:
+        """A channel running ``command``, for a caller that streams both ways (a console); it closes it."""
+        self.open()
+        transport = self._conn.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise TransportError(f"{self.target.name}: SSH connection is closed")
+        channel = transport.open_session(timeout=self.target.connect_timeout)
+        try:
+            channel.exec_command(command)
+        except BaseException:
+            channel.close()
+            raise
+        return channel
 
     def put(self, local: str, remote: str) -> None:
         self.open()
