@@ -20,8 +20,6 @@ Scope = Literal["host", "run"]
 #: Kinds of the recovery flow that a playbook may already name before they exist.
 #: `recover plan` shows them as "not available" and `recover` refuses to start them.
 PLANNED_KINDS: dict[str, tuple[Scope, str]] = {
-    "boot_single": ("host", "boot single-user through out-of-band control"),
-    "boot_normal": ("host", "boot multi-user and wait for SSH"),
 }
 
 

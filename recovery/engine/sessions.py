@@ -10,20 +10,23 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from recovery.config.inventory import Host, Inventory
+from recovery.config.inventory import Host, Inventory, Ssh
 from recovery.transport.ssh import SshSession, SshTarget, pinned_keys_from_known_hosts
+
+
+def ssh_pins(ssh: Ssh, address: str) -> tuple[str, ...]:
+    """The host keys an `ssh` table pins, given inline or in a known_hosts file."""
+    if ssh.host_key is not None:
+        return (ssh.host_key,)
+    assert ssh.known_hosts is not None  # the model requires one of the two
+    return pinned_keys_from_known_hosts(ssh.known_hosts, address, ssh.port)
 
 
 def ssh_target(inventory: Inventory, name: str) -> SshTarget:
     host: Host = inventory.hosts[name]
     ssh = host.ssh
-    if ssh.host_key is not None:
-        pins: tuple[str, ...] = (ssh.host_key,)
-    else:
-        assert ssh.known_hosts is not None  # the model requires one of the two
-        pins = pinned_keys_from_known_hosts(ssh.known_hosts, host.address, ssh.port)
     gateway = ssh_target(inventory, ssh.gateway) if ssh.gateway else None
-    return SshTarget(name, host.address, ssh.port, ssh.user, ssh.key, pins, gateway)
+    return SshTarget(name, host.address, ssh.port, ssh.user, ssh.key, ssh_pins(ssh, host.address), gateway)
 
 
 class SessionPool:
@@ -37,6 +40,11 @@ class SessionPool:
             if host not in self._sessions:
                 self._sessions[host] = SshSession(ssh_target(self.inventory, host))
             return self._sessions[host]
+
+    def attached(self, host: str) -> Any | None:
+        """The host's open session, if any, without opening one."""
+        with self._lock:
+            return self._sessions.get(host)
 
     def attach(self, host: str, session: Any) -> None:
         """Use ``session`` (e.g. a console) for ``host`` from now on; the previous one is closed."""

@@ -2,6 +2,7 @@
 
 from recovery.steps import (  # noqa: F401
     approval,
+    boot,
     contain,
     diff,
     find_clean,

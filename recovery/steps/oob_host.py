@@ -7,9 +7,11 @@ from urllib.parse import urlsplit
 from recovery import secrets
 from recovery.config.inventory import IpmiOob, RedfishOob
 from recovery.engine.registry import StepContext, StepFailed
+from recovery.engine.sessions import ssh_pins
 from recovery.oob.base import OobDriver
 from recovery.oob.ipmi import IpmiDriver
 from recovery.oob.ipmi_endpoint import IpmiEndpoint
+from recovery.oob.lab import LabBmcEndpoint, LabDriver
 from recovery.oob.redfish import RedfishDriver, RedfishEndpoint
 
 
@@ -28,4 +30,6 @@ def oob_driver(ctx: StepContext) -> OobDriver:
             host=name, address=url.hostname or "", port=url.port or (443 if url.scheme == "https" else 80),
             scheme=url.scheme, username=oob.username, password=secrets.resolve(oob.password, where),
             verify=oob.verify_tls, system_id=oob.system))
-    raise StepFailed(f"{name}: the '{oob.driver}' out-of-band driver cannot be used by this step yet")
+    pins = ssh_pins(oob.ssh, oob.address)
+    return LabDriver(LabBmcEndpoint(host=name, address=oob.address, port=oob.ssh.port, username=oob.ssh.user,
+                                    key_file=oob.ssh.key, host_key=pins[0], machine=oob.machine))

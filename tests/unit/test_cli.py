@@ -8,6 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from recovery.cli import main
+from recovery.engine import registry
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +28,7 @@ def test_plan_json_resolves_a_host_with_its_service():
     plan = json.loads(result.output)
     assert plan["target"] == {"name": "eu-web", "kind": "host", "hosts": ["eu-web"], "services": ["www"]}
     assert plan["destructive"] is True
-    assert "boot_single" in plan["unavailable"] and "restore" not in plan["unavailable"]
+    assert plan["unavailable"] == []
     divert = next(s for s in plan["steps"] if s["step"] == "divert")
     assert divert["host"] == "*" and divert["on_failure"] == "stop"
 
@@ -52,11 +53,16 @@ def test_config_error_names_file_and_key(tmp_path):
     assert f"{bad}: hosts.eu-web.oob.driver: unknown driver 'ipmii' (expected one of: lab, ipmi, redfish)" in result.stderr
 
 
-def test_run_with_unavailable_steps_is_refused(tmp_path):
-    result = CliRunner().invoke(main, config("eu-web", "--yes", "--runs-dir", str(tmp_path)))
+def test_run_with_unavailable_steps_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setitem(registry.PLANNED_KINDS, "teleport", ("host", "a kind not built yet"))
+    playbook = tmp_path / "pb.toml"
+    playbook.write_text('[[steps]]\nkind = "teleport"\n')
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(main, ["eu-web", "--yes", "--runs-dir", str(runs), "--inventory",
+                                       str(ROOT / "inventory.toml"), "--playbook", str(playbook)])
     assert result.exit_code == 3
     assert "refusing to start: steps not available yet:" in result.stderr
-    assert not any(tmp_path.iterdir())
+    assert not runs.exists()
 
 
 def test_schema_is_written(tmp_path):
