@@ -35,10 +35,6 @@ class LoginRefused(TransportError):
     """The host answered and refused the login (wrong key, or not allowed from here)."""
 
 
-class LoginRefused(TransportError):
-    """The host did not accept the operator's key."""
-
-
 @dataclass(frozen=True)
 class SshTarget:
     """Where and how to log in; ``host_keys`` are pinned 'TYPE BASE64' strings."""
