@@ -1,0 +1,106 @@
+"""A realistic timeline on the lab fleet: periodic snapshots with legitimate changes in between.
+
+The golden capture belongs to the product (``recover golden``) and comes
+first; this makes the weeks after it. Pages are written on the staging host
+and published by its scheduled rsync, the site owner uploads files to his
+home, and once the Apache configuration is tuned. After each round every
+host takes its periodic snapshot ``auto-N``.
+
+Snapshots are taken by the auto-snapshot job that cron runs hourly on every
+host; the commander triggers that same job so a timeline takes seconds rather
+than hours (a cron run in between only adds one more snapshot).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+from datetime import UTC, datetime
+from typing import Any
+
+from recovery.lab.fleet import Lab
+from recovery.lab.fleet_setup import (
+    FLEET,
+    STAGING,
+    WEB_HOSTS,
+    checked,
+    fleet_host,
+    www_sync_command,
+)
+from recovery.lab.ground_truth import now
+from recovery.lab.lab_inventory import SITE_MARK
+
+ROUNDS = 3
+TUNING = "/etc/apache2/conf-available/lab-tuning.conf"
+UPLOADS = "/home/webmaster/uploads"
+
+
+def make_history(lab: Lab, rounds: int = ROUNDS) -> list[dict[str, Any]]:
+    """``rounds`` rounds of legitimate changes, each followed by a snapshot on every host."""
+    lab.require_running()
+    events = []
+    for number in range(1, rounds + 1):
+        events.append(tick(lab, tune_config=number == 2))
+    log = lab.run_dir / "history.json"
+    earlier = json.loads(log.read_text()) if log.exists() else []
+    log.write_text(json.dumps(earlier + events, indent=2) + "\n")
+    return events
+
+
+def tick(lab: Lab, tune_config: bool = False) -> dict[str, Any]:
+    """One round of ordinary work (a page, uploads, maybe a config change), then the snapshots."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    changes = [publish_page(lab, f"news-{stamp}.html")]
+    for host in WEB_HOSTS:
+        changes.append(upload(lab, host.name, f"photo-{stamp}.jpg"))
+        if tune_config:
+            changes.append(tune_apache(lab, host.name))
+    return {"at": now(), "changes": changes, "snapshots": snapshot_fleet(lab)}
+
+
+def auto_snapshot(lab: Lab, host: str) -> str:
+    """Run the host's auto-snapshot job now; returns the new snapshot name (``auto-N``)."""
+    guest = lab.guest(host)
+    result = checked(guest, guest.run(fleet_host(host).snapshot_command), "auto-snapshot")
+    return result.stdout.decode().strip()
+
+
+def snapshot_fleet(lab: Lab) -> dict[str, str]:
+    return {host.name: auto_snapshot(lab, host.name) for host in FLEET}
+
+
+def publish_page(lab: Lab, name: str) -> dict[str, str]:
+    """A new page written on the staging host and carried to the web servers by www-sync."""
+    page = f"<!DOCTYPE html>\n<html><head><title>{SITE_MARK}</title></head><body><p>News {name}</p></body></html>\n"
+    path = f"/srv/www/htdocs/{name}"
+    _write(lab, STAGING.name, path, page.encode(), mode="664")
+    people = lab.guest(STAGING.name)
+    checked(people, people.run(www_sync_command(), timeout=300), "www-sync")
+    return {"at": now(), "host": STAGING.name, "path": path, "what": "page published (www-sync)"}
+
+
+def upload(lab: Lab, host: str, name: str) -> dict[str, str]:
+    """The site owner uploads a file into his home (on the ``tank/home`` dataset)."""
+    path = f"{UPLOADS}/{name}"
+    _write(lab, host, path, b"\xff\xd8\xff\xe0 lab photo " + name.encode() + b"\n", mode="644", owner="webmaster")
+    return {"at": now(), "host": host, "path": path, "what": "upload"}
+
+
+def tune_apache(lab: Lab, host: str) -> dict[str, str]:
+    """A configuration change on ``tank/apache``: hide version details, then reload Apache."""
+    text = "# Site tuning: say less about the server.\nServerTokens Prod\nServerSignature Off\n"
+    _write(lab, host, TUNING, text.encode(), mode="644")
+    guest = lab.guest(host)
+    checked(guest, guest.run("a2enconf -q lab-tuning && systemctl reload apache2"), "enabling lab-tuning")
+    return {"at": now(), "host": host, "path": TUNING, "what": "Apache configuration tuned"}
+
+
+def _write(lab: Lab, host: str, path: str, data: bytes, mode: str, owner: str = "") -> None:
+    guest = lab.guest(host)
+    encoded = base64.b64encode(data).decode()
+    target = shlex.quote(path)
+    command = f"printf %s {encoded} | base64 -d >{target} && chmod {mode} {target}"
+    if owner:
+        command += f" && chown {owner}:{owner} {target}"
+    checked(guest, guest.run(command), f"writing {path}")

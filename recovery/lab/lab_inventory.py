@@ -1,0 +1,119 @@
+"""The lab inventory: the repository's ``inventory.toml`` with the running lab's real values.
+
+The repository's inventory describes the lab fleet with placeholder ports and
+paths. ``recover lab up`` writes this one into the lab's run directory: the
+guests' forwarded ports and pinned host keys, the operator key, health checks
+on the forwarded HTTP ports, and the lab services' DNS port, TSIG secret file,
+HAProxy socket. The known-good mirror is a web server without SSH, so it is
+not an inventory host; its URL is in lab.json. Out-of-band blocks are added
+by the lab BMC.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from recovery.lab.fleet_setup import FLEET, STAGING, WEB_HOSTS, FleetHost
+from recovery.lab.ports import LOOPBACK
+
+#: What every page of the lab site says; the health checks look for it.
+SITE_MARK = "Lab web host"
+NOTICE = "We are restoring this site after a security incident. Service will return shortly."
+SERVICE = "www"
+
+
+@dataclass(frozen=True)
+class GuestFacts:
+    ssh_port: int
+    http_port: int
+    host_key: str
+
+
+@dataclass(frozen=True)
+class ServiceFacts:
+    dns_port: int
+    zone: str
+    record: str
+    tsig_name: str
+    tsig_algorithm: str
+    tsig_secret_file: str
+    mirror_address: str
+    haproxy_socket: str
+    haproxy_backend: str
+    mirror_server: str
+
+
+def inventory_text(
+    guests: dict[str, GuestFacts], services: ServiceFacts, operator_key: str, root_password_file: str
+) -> str:
+    """TOML text of the lab inventory (validated by the caller with ``load_inventory``)."""
+    header = (
+        "# Written by `recover lab up` for the running lab; rewritten at every `up`.\n"
+        "# Secrets are references; host keys are pinned.\n"
+    )
+    parts = [header]
+    for host in FLEET:
+        parts.append(_host(host, guests[host.name], operator_key, root_password_file))
+    parts.append(_groups())
+    parts.append(_service(services))
+    return "\n".join(parts)
+
+
+def _q(value: str) -> str:
+    """A TOML basic string (JSON's escapes are a subset of TOML's)."""
+    return json.dumps(value)
+
+
+def _host(host: FleetHost, facts: GuestFacts, operator_key: str, root_password_file: str) -> str:
+    key_type, key_b64 = facts.host_key.split()[:2]
+    text = f"""[hosts.{host.name}]
+address = {_q(LOOPBACK)}
+role = {_q(host.role)}
+datasets = {json.dumps(list(host.datasets))}
+root_password = {_q("file:" + root_password_file)}
+
+[hosts.{host.name}.ssh]
+port = {facts.ssh_port}
+user = "root"
+key = {_q(operator_key)}
+host_key = {_q(f"{key_type} {key_b64}")}
+"""
+    if host.role == "web":
+        text += f"""
+[[hosts.{host.name}.health]]
+url = {_q(f"http://{LOOPBACK}:{facts.http_port}/")}
+status = 200
+contains = {_q(SITE_MARK)}
+"""
+    return text
+
+
+def _groups() -> str:
+    return f"""[groups]
+web = {json.dumps([h.name for h in WEB_HOSTS])}
+fleet = ["web", {_q(STAGING.name)}]
+"""
+
+
+def _service(s: ServiceFacts) -> str:
+    return f"""[services.{SERVICE}]
+hosts = ["web"]
+notice = {_q(NOTICE)}
+
+[services.{SERVICE}.traffic.dns]
+server = {_q(LOOPBACK)}
+port = {s.dns_port}
+zone = {_q(s.zone)}
+record = {_q(s.record)}
+tsig_name = {_q(s.tsig_name)}
+tsig_algorithm = {_q(s.tsig_algorithm)}
+tsig_secret = {_q("file:" + s.tsig_secret_file)}
+mirror_address = {_q(s.mirror_address)}
+
+[services.{SERVICE}.traffic.haproxy]
+socket = {_q(s.haproxy_socket)}
+backend = {_q(s.haproxy_backend)}
+servers = {json.dumps([h.name for h in WEB_HOSTS])}
+mirror_server = {_q(s.mirror_server)}
+"""
