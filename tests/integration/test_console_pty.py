@@ -1,0 +1,81 @@
+"""Console sessions against a real interactive bash on a pseudo-terminal: the host side of the framing, fast.
+
+The lab tests prove the same over a QEMU serial line through the lab BMC;
+here every shell state a console can be found in is cheap to make.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+import pytest
+
+from recovery.transport.console import ConsoleSession
+from recovery.transport.result import TransportError
+from tests.support.pty_shell import PtyShell
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def shell() -> Iterator[PtyShell]:
+    pty = PtyShell()
+    try:
+        yield pty
+    finally:
+        pty.close()
+
+
+def _session(shell: PtyShell) -> ConsoleSession:
+    return ConsoleSession(shell, None, name="pty", login_timeout=30)
+
+
+def test_commands_binary_output_and_long_input(shell: PtyShell) -> None:
+    session = _session(shell).open()
+    result = session.run("echo out; echo err >&2; exit 4")
+    assert (result.stdout, result.stderr, result.exit_code) == (b"out\n", b"err\n", 4)
+    blob = session.run("head -c 300000 /dev/urandom | tee /run/pty-blob").stdout
+    on_host = session.run("sha256sum </run/pty-blob; rm /run/pty-blob").stdout[:64].decode()
+    assert hashlib.sha256(blob).hexdigest() == on_host
+    assert session.run(f"echo {'y' * 200_000} | wc -c").stdout == b"200001\n"
+
+
+def test_close_gives_the_terminal_back(shell: PtyShell) -> None:
+    session = _session(shell).open()
+    session.run("true")
+    session.stream = _Unclosed(shell)
+    session.close()
+    shell.write(b"echo back-to-normal\n")
+    shown = shell.settle(1.0)
+    assert b"echo back-to-normal\r\n" in shown  # the terminal echoes again
+    assert b"root@pty:~# " in shown  # and the prompt is back
+
+
+def test_a_shell_left_set_up_or_half_way_through_a_line_is_taken_over(shell: PtyShell) -> None:
+    _session(shell).open().run("true")  # never closed: empty prompt, no echo
+    shell.write(b"echo 'half a command\n")  # waiting for the closing quote
+    assert _session(shell).open().run("echo taken").stdout == b"taken\n"
+
+
+def test_a_command_over_its_timeout_is_interrupted(shell: PtyShell) -> None:
+    session = _session(shell).open()
+    with pytest.raises(TransportError, match="timeout"):
+        session.run("sleep 60", timeout=1)
+    assert session.run("echo next").stdout == b"next\n"
+
+
+class _Unclosed:
+    """The shell's stream, kept open when the session closes, so the test can look at the terminal after."""
+
+    def __init__(self, shell: PtyShell) -> None:
+        self.shell = shell
+
+    def read(self, timeout: float) -> bytes:
+        return self.shell.read(timeout)
+
+    def write(self, data: bytes) -> None:
+        self.shell.write(data)
+
+    def close(self) -> None:
+        pass
