@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from recovery.lab.bmc import LabBmc
 from recovery.lab.image import ImagePaths, build_image
+from recovery.lab.keys import generate_ed25519
 from recovery.lab.vm import BootMode, Guest, LanAddress, LanSwitch
+from recovery.oob.lab import LabDriver
 
 BOOT_TIMEOUT = 300.0
 
@@ -58,3 +61,38 @@ def guest(boot_guest: Callable[..., Guest], lan: LanSwitch) -> Guest:
     web = boot_guest("lab-web", lan=lan, lan_address=LanAddress.for_host_number(11))
     web.wait_for_ssh(BOOT_TIMEOUT)
     return web
+
+
+@pytest.fixture(scope="session")
+def bmc_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The orchestrator's BMC key; the lab BMC restricts it to its commands."""
+    path = tmp_path_factory.mktemp("bmc-key") / "id_ed25519"
+    generate_ed25519(path, "recovery-operator")
+    return path
+
+
+@pytest.fixture(scope="session")
+def lab_bmc(lab_run_dir: Path, bmc_key: Path) -> Iterator[LabBmc]:
+    """The lab BMC (sshd on 127.0.0.1), stopped by its PID at the end of the session."""
+    with LabBmc(lab_run_dir / "bmc", bmc_key.with_name(bmc_key.name + ".pub").read_text()) as bmc:
+        yield bmc
+
+
+@pytest.fixture(scope="session")
+def bmc_machine(lab_image: ImagePaths, lab_run_dir: Path, lab_bmc: LabBmc) -> Iterator[Guest]:
+    """A web host under the lab BMC, powered off; whoever started it, its recorded QEMU is stopped at the end."""
+    machine = Guest(lab_image, lab_run_dir, "bmc-web")
+    lab_bmc.add(machine)
+    try:
+        yield machine
+    finally:
+        Guest(lab_image, lab_run_dir, "bmc-web").stop()
+
+
+@pytest.fixture(scope="session")
+def bmc_driver(lab_bmc: LabBmc, bmc_machine: Guest, bmc_key: Path) -> Iterator[LabDriver]:
+    driver = LabDriver(lab_bmc.endpoint("eu-web", bmc_machine.name, bmc_key))
+    try:
+        yield driver
+    finally:
+        driver.close()
