@@ -33,6 +33,7 @@ from recovery.oob.base import (
     OobRefused,
     OobUnreachable,
     PowerState,
+    oob_error,
 )
 from recovery.transport.result import TransportError
 from recovery.transport.ssh import HostKeyRefused, LoginRefused, SshSession, SshTarget
@@ -42,6 +43,8 @@ EXIT_REFUSED = 2
 EXIT_UNSUPPORTED = 3
 #: A BMC command returns once the request is taken; a slow answer means the BMC is in trouble.
 COMMAND_TIMEOUT = 60.0
+#: How long a closed console's exit status and reason may trail its end of output, in seconds.
+STATUS_WAIT = 2.0
 _ERRORS = {EXIT_REFUSED: OobRefused, EXIT_UNSUPPORTED: OobNotSupported}
 
 
@@ -97,7 +100,7 @@ class LabDriver(OobDriver):
         except TransportError as exc:
             session.close()
             raise self._failure("open console", exc) from None
-        return BmcConsole(self, session, channel)
+        return BmcConsole(self.endpoint, session, channel)
 
     def close(self) -> None:
         self._session.close()
@@ -128,13 +131,13 @@ class LabDriver(OobDriver):
 class BmcConsole:
     """The serial line the BMC's ``console`` command relays, as a ConsoleStream on one SSH channel."""
 
-    def __init__(self, driver: LabDriver, session: SshSession, channel: paramiko.Channel) -> None:
-        self.driver = driver
+    def __init__(self, endpoint: LabBmcEndpoint, session: SshSession, channel: paramiko.Channel) -> None:
+        self.endpoint = endpoint
         self._session = session
         self._channel = channel
 
     def __repr__(self) -> str:
-        return f"BmcConsole({self.driver.host}, {self.driver.endpoint.where})"
+        return f"BmcConsole({self.endpoint.host}, {self.endpoint.where})"
 
     def __enter__(self) -> Self:
         return self
@@ -162,9 +165,12 @@ class BmcConsole:
         self._session.close()
 
     def _closed(self) -> OobError:
+        """The error for a console the BMC ended, with its reason and exit status (they trail the EOF)."""
+        self._channel.status_event.wait(STATUS_WAIT)
         reason = b""
         while self._channel.recv_stderr_ready():
             reason += self._channel.recv_stderr(4096)
         code = self._channel.recv_exit_status() if self._channel.exit_status_ready() else None
         detail = (reason.strip() or b"the BMC closed the console")[:500].decode(errors="replace")
-        return self.driver._error(_ERRORS.get(code or EXIT_FAILED, OobError), "console", detail)
+        kind = _ERRORS.get(code or EXIT_FAILED, OobError)
+        return oob_error(kind, self.endpoint, f"{LabDriver.protocol} at {self.endpoint.where}", "console", detail)
