@@ -120,13 +120,16 @@ class ConsoleSession:
 
         The shell must have read the whole restore line before the stream
         closes: a console server may drop what it has not delivered yet, and
-        half a line would wait in the shell for the next session.
+        half a line would wait in the shell for the next session. A console
+        that is already gone has nothing left to restore.
         """
         try:
             if self._ready:
                 line, done = restore_line(new_marker())
                 self._guarded(lambda: self.stream.write(line))
                 self._await(done, RESTORE_WAIT)
+        except TransportError:
+            pass
         finally:
             self._ready = False
             self.stream.close()

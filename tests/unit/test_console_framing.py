@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from recovery.oob.base import OobError
 from recovery.transport.console import ConsoleSession, setup_line
 from recovery.transport.console_frame import (
     LINE_WIDTH,
@@ -202,3 +203,21 @@ def test_a_silent_console_times_out_with_what_it_showed() -> None:
 
     with pytest.raises(TransportError, match="no root shell on the console within 1 s; it shows: .*nothing"):
         ConsoleSession(Silent(), PASSWORD, name="web", login_timeout=1).open()
+
+
+def test_closing_a_session_whose_console_is_gone_does_not_raise() -> None:
+    class Gone(FakeSulogin):
+        closed = False
+
+        def write(self, data: bytes) -> None:
+            if self.shell and data.startswith(b"stty"):
+                raise OobError("eu-web: console over lab BMC: the BMC closed the console")
+            super().write(data)
+
+        def close(self) -> None:
+            self.closed = True
+
+    console = Gone()
+    session = ConsoleSession(console, PASSWORD, name="web", login_timeout=30).open()
+    session.close()
+    assert console.closed
