@@ -10,6 +10,7 @@ from typing import Any, Callable
 import click
 
 import recovery.steps  # noqa: F401  (registers the step kinds)
+from recovery import ui
 from recovery.config.errors import ConfigError
 from recovery.config.schema import write_schemas
 from recovery.config.targets import UnknownTarget
@@ -17,9 +18,9 @@ from recovery.engine import control, runstore, state
 from recovery.engine.exit_codes import Exit
 from recovery.engine.runner import Outcome
 from recovery.engine.runstore import RunStoreError
-from recovery import ui
 from recovery.transport.result import TransportError
 from recovery.zfs.client import AgentError, AgentReplyError
+from recovery.zfs.salvage import SalvageError
 
 EPILOG = """\b
 Exit codes:
@@ -288,6 +289,30 @@ def undo(run_id: str, host: str, runs_dir: str | None, yes: bool) -> None:
         control.undo(run, host, lambda text: ui.console.print(ui.safe(text)))
     except (AgentError, AgentReplyError, TransportError) as exc:
         fail(f"{host}: undo stopped: {exc} (run `recover undo` again to continue)", Exit.FAILED)
+
+
+@main.command()
+@click.argument("run_id", metavar="RUN")
+@click.argument("host")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@runs_option
+@click.option("--force", is_flag=True, help="Also copy files triaged as indicators of compromise.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@guarded
+def salvage(run_id: str, host: str, paths: tuple[str, ...], runs_dir: str | None, force: bool, yes: bool) -> None:
+    """Copy legitimate files lost by RUN's restore from HOST's quarantine back into service.
+
+    Each file's triage class (from the run's diff) is shown first; indicators are refused
+    unless --force. Files are copied from the held evidence snapshot, read-only.
+    """
+    run = runstore.open_run(runstore.runs_root(runs_dir), run_id)
+    run.lock()
+    _confirm(host, True, yes, "copy files into the restored datasets")
+    try:
+        control.salvage(run, host, list(paths), force, lambda text: ui.console.print(ui.safe(text)))
+    except (AgentError, AgentReplyError, TransportError, SalvageError) as exc:
+        fail(f"{host}: salvage stopped: {exc}", Exit.FAILED)
+    ui.console.print(f"salvaged {len(paths)} file(s) on {host}")
 
 
 @main.command()

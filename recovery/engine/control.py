@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import getpass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from recovery import secrets
 from recovery.config.errors import ConfigError
@@ -21,6 +21,7 @@ from recovery.report import model as report_model
 from recovery.report import render
 from recovery.zfs import swap
 from recovery.zfs.client import AgentClient
+from recovery.zfs.salvage import copy_back
 from recovery.zfs.swap import SwapNames
 
 
@@ -89,9 +90,7 @@ def undo(run: Run, host: str, note: Callable[[str], None]) -> list[str]:
     nothing is destroyed. Journaled in the run.
     """
     inventory, plan = reopen(run)
-    pairs = state.fold(run.journal.records())
-    restores = [p for p in plan.steps if p.step.kind == "restore" and host in p.hosts]
-    datasets = [d for p in restores for d in pairs.get((p.id, host), state.PairState()).outputs.get("datasets", {})]
+    datasets = list(_step_outputs(run, plan, host, "restore").get("datasets", {}))
     if not datasets:
         raise ConfigError([f"run {run.id} restored nothing on host '{host}': nothing to undo"])
     run.journal.append("undo_started", None, host, datasets=datasets, operator=getpass.getuser())
@@ -108,6 +107,63 @@ def undo(run: Run, host: str, note: Callable[[str], None]) -> list[str]:
         pool.close()
     run.journal.append("undo_finished", None, host, datasets=datasets)
     return datasets
+
+
+def salvage(run: Run, host: str, paths: list[str], force: bool,
+            note: Callable[[str], None]) -> dict[str, str]:
+    """Copy legitimate files from the quarantine into the restored datasets, after showing their class.
+
+    Each path's triage class comes from this run's diff; an indicator is refused unless ``force``.
+    """
+    inventory, plan = reopen(run)
+    restored = _step_outputs(run, plan, host, "restore").get("datasets", {})
+    if not restored:
+        raise ConfigError([f"run {run.id} restored nothing on host '{host}': nothing to salvage from"])
+    classes = _triage_classes(run, plan, host)
+    pool = SessionPool(inventory)
+    try:
+        session = pool(host)
+        client = AgentClient(session)
+        plan_by_dataset = _salvage_plan(client, restored, paths)
+        for path in paths:
+            verdict = classes.get(path, "benign")
+            note(f"{path}: {verdict}")
+            if verdict == "indicator" and not force:
+                raise ConfigError([f"{host}: {path} is an indicator of compromise: not salvaged "
+                                   "(use --force if you have checked it by hand)"])
+        run.journal.append("salvage_started", None, host, paths={p: classes.get(p, "benign") for p in paths},
+                           forced=force, operator=getpass.getuser())
+        for dataset, chosen in plan_by_dataset.items():
+            copy_back(session, restored[dataset]["evidence"], chosen["mountpoint"], chosen["paths"])
+    finally:
+        pool.close()
+    run.journal.append("salvage_finished", None, host, paths=paths)
+    return {p: classes.get(p, "benign") for p in paths}
+
+
+def _step_outputs(run: Run, plan: Plan, host: str, kind: str) -> dict[str, Any]:
+    pairs = state.fold(run.journal.records())
+    for planned in plan.steps:
+        if planned.step.kind == kind and (planned.id, host) in pairs:
+            return pairs[(planned.id, host)].outputs
+    return {}
+
+
+def _triage_classes(run: Run, plan: Plan, host: str) -> dict[str, str]:
+    found = _step_outputs(run, plan, host, "diff").get("datasets", {})
+    return {f["path"]: f["verdict"] for d in found.values() for f in d.get("findings", [])}
+
+
+def _salvage_plan(client: AgentClient, restored: dict[str, Any], paths: list[str]) -> dict[str, Any]:
+    mounts = {row["name"]: row["value"] for row in client.get(list(restored), ["mountpoint"])}
+    chosen: dict[str, Any] = {}
+    for path in paths:
+        owner = max((d for d, m in mounts.items() if path.startswith(m.rstrip("/") + "/")),
+                    key=lambda d: len(mounts[d]), default=None)
+        if owner is None:
+            raise ConfigError([f"{path} is in none of the restored datasets ({', '.join(sorted(mounts.values()))})"])
+        chosen.setdefault(owner, {"mountpoint": mounts[owner], "paths": []})["paths"].append(path)
+    return chosen
 
 
 def reopen(run: Run) -> tuple[Inventory, Plan]:

@@ -44,7 +44,7 @@ echo photo > /srv/data/uploads/photo.jpg; snap auto-2
 printf '#!/bin/sh\\neval "$QUERY_STRING"\\n' > /srv/www/cgi-bin/shell.cgi
 chmod 755 /srv/www/cgi-bin/shell.cgi && touch -d 2004-01-01 /srv/www/cgi-bin/shell.cgi
 snap auto-3
-echo late > /srv/www/htdocs/late.html; snap auto-4
+echo late > /srv/www/htdocs/late.html; echo fresh > /srv/www/cgi-bin/notes.txt; snap auto-4
 echo later > /srv/data/uploads/later.txt
 """
 
@@ -158,6 +158,15 @@ def test_golden_then_restore_newest_clean(web: Guest, tmp_path: Path) -> None:
     moved = {n: n.replace("tank/www/cgi-bin@", f"{quarantine}@") for n in before}
     lost = [n for n, m in moved.items() if n not in after and m not in after]
     assert lost == [], "datasets or snapshots disappeared"
+
+    refused = recover("salvage", run_id, "zfs-web", "/srv/www/cgi-bin/shell.cgi", "--runs-dir", "runs",
+                      "--yes", cwd=tmp_path, timeout=300)
+    assert refused.returncode == 2 and "is an indicator of compromise: not salvaged" in refused.stderr
+    forced = recover("salvage", run_id, "zfs-web", "/srv/www/cgi-bin/notes.txt", "--force", "--runs-dir", "runs",
+                     "--yes", cwd=tmp_path, timeout=300)
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert web.run("cat /srv/www/cgi-bin/notes.txt").stdout == b"fresh\n"
+    assert "shell.cgi" not in web.run("ls /srv/www/cgi-bin").stdout.decode()
 
     undone = recover("undo", run_id, "zfs-web", "--runs-dir", "runs", "--yes", cwd=tmp_path, timeout=300)
     assert undone.returncode == 0, undone.stdout + undone.stderr
