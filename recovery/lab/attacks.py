@@ -24,7 +24,9 @@ import base64
 import re
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from recovery.hostile import for_terminal
 from recovery.lab.fleet import Lab
@@ -215,7 +217,10 @@ def rsync_2009(lab: Lab) -> Path:
     return truth.write(lab.ground_truth_dir)
 
 
-def _backup_login(lab: Lab, record: dict) -> SshTarget:
+ATTACKS: dict[str, Callable[[Lab], Path]] = {"awstats-2005": awstats_2005, "rsync-2009": rsync_2009}
+
+
+def _backup_login(lab: Lab, record: dict[str, Any]) -> SshTarget:
     """The intruder's way in: people's SSH as ``backup`` with the key stolen from the backup source."""
     state = record["guests"][STAGING.name]
     host_key = " ".join(state["host_key"].split()[:2])

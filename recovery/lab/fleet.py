@@ -173,7 +173,8 @@ class Lab:
             components.append(Component(name, "guest", self.guest(name).running(), detail))
         for name, service in record.get("services", {}).items():
             alive = RecordedProcess(service["pid"], service["workdir"]).alive()
-            components.append(Component(name, "service", alive, f"pid {service['pid']} {service.get('url', '')}".strip()))
+            where = service.get("url") or f"{service.get('host')}:{service.get('port')}"
+            components.append(Component(name, "service", alive, f"pid {service['pid']} {where}"))
         return LabStatus(self.run_dir, tuple(components))
 
     def record(self) -> dict[str, Any]:
@@ -190,9 +191,21 @@ class Lab:
             if state is None:
                 raise LabError(f"lab guest {name!r} is not recorded in {self.record_file}; run `recover lab up`")
             guest = self._new_guest(_image_from(self.record()), fleet_host(name))
-            guest.ssh_port, guest.http_port, guest.accel = state["ssh_port"], state["http_port"], state["accel"]
+            current = json.loads(guest.state_file.read_text())  # the guest's own record: a reboot may move ports
+            guest.ssh_port, guest.http_port, guest.accel = current["ssh_port"], current["http_port"], current["accel"]
             self._guests[name] = guest
         return self._guests[name]
+
+    def ssh_command(self, name: str, command: tuple[str, ...] = ()) -> list[str]:
+        """The system ``ssh`` command line for root on guest ``name``: pinned key, operator key, no user config."""
+        record = self.require_running()
+        state = record["guests"][name]
+        return [
+            "ssh", "-F", "/dev/null", "-i", record["operator_key"], "-o", "IdentitiesOnly=yes",
+            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={record['known_hosts']}",
+            "-o", "GlobalKnownHostsFile=/dev/null", "-p", str(state["ssh_port"]), f"root@{LOOPBACK}",
+            *command,
+        ]  # fmt: skip
 
     def fleet_keys(self) -> FleetKeys:
         return FleetKeys.ensure(self.keys_dir)
