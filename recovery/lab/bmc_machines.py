@@ -56,10 +56,17 @@ class MachineRecord:
         )  # fmt: skip
 
     def guest(self) -> Guest:
+        """The Guest, with the forwarded ports of its latest boot (whoever started it) when there was one."""
         image = ImagePaths(**{name: value if name == "key" else Path(value) for name, value in self.image.items()})
         lan = LanSwitch(Path(self.lan_run_dir)) if self.lan_run_dir else None
         address = LanAddress(self.lan_ip, self.lan_mac) if self.lan_ip and self.lan_mac else None
-        return Guest(image, Path(self.run_dir), self.name, lan, address, self.memory_mb, self.cpus)
+        guest = Guest(image, Path(self.run_dir), self.name, lan, address, self.memory_mb, self.cpus)
+        try:
+            booted = json.loads(guest.state_file.read_text())
+            guest.ssh_port, guest.http_port = int(booted["ssh_port"]), int(booted["http_port"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # never booted: no ports yet
+        return guest
 
     def with_next_boot(self, mode: str) -> MachineRecord:
         return dataclasses.replace(self, next_boot=mode)

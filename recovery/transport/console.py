@@ -69,7 +69,7 @@ def restore_line(marker: bytes) -> tuple[bytes, bytes]:
 
 
 class ConsoleSession:
-    """Commands as root over a serial console; the caller owns the stream and this session closes it."""
+    """Commands as root over a serial console; the session takes the stream over and closes it."""
 
     def __init__(
         self,

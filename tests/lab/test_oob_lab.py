@@ -18,7 +18,7 @@ from recovery.lab.keys import generate_ed25519
 from recovery.lab.vm import Guest
 from recovery.oob.base import BootMode, OobNotSupported, OobRefused, PowerState
 from recovery.oob.lab import EXIT_REFUSED, LabDriver
-from recovery.transport.ssh import SshSession, SshTarget
+from recovery.transport.ssh import SshSession
 
 pytestmark = pytest.mark.lab
 
@@ -49,17 +49,14 @@ def _qemu_pid(machine: Guest) -> int | None:
     return pid if str(machine.dir).encode() in cmdline else None
 
 
-def _guest_ssh(machine: Guest) -> SshSession:
-    """SSH to the guest on the port its latest boot recorded, host key pinned."""
-    state = json.loads(machine.state_file.read_text())
-    return SshSession(SshTarget(
-        name=machine.name, address="127.0.0.1", port=state["ssh_port"], user="root",
-        key_file=str(machine.image.operator_key), host_keys=(" ".join(state["host_key"].split()[:2]),),
-        connect_timeout=BOOT_TIMEOUT,
-    ))  # fmt: skip
+def _guest_ssh(bmc: LabBmc, machine: Guest) -> SshSession:
+    """SSH to the guest the BMC booted, once its sshd answers; host key pinned."""
+    booted = bmc.machines.load(machine.name).guest()
+    booted.wait_for_ssh(BOOT_TIMEOUT)
+    return SshSession(booted.ssh_target(timeout=30.0))
 
 
-def test_power_off_on_graceful_off_and_cycle(bmc_driver: LabDriver, bmc_machine: Guest) -> None:
+def test_power_off_on_graceful_off_and_cycle(bmc_driver: LabDriver, bmc_machine: Guest, lab_bmc: LabBmc) -> None:
     if bmc_driver.power_state() is PowerState.OFF:
         bmc_driver.power_on()
         bmc_driver.wait_power(PowerState.ON, POWER_TIMEOUT)
@@ -71,7 +68,7 @@ def test_power_off_on_graceful_off_and_cycle(bmc_driver: LabDriver, bmc_machine:
     bmc_driver.power_on()
     bmc_driver.wait_power(PowerState.ON, POWER_TIMEOUT)
     assert json.loads(bmc_machine.state_file.read_text())["mode"] == "normal"
-    with _guest_ssh(bmc_machine) as ssh:
+    with _guest_ssh(lab_bmc, bmc_machine) as ssh:
         assert ssh.run("systemctl is-system-running --wait || true", timeout=BOOT_TIMEOUT).ok
 
     bmc_driver.power_off(graceful=True)
