@@ -1,0 +1,87 @@
+"""The lab fleet's bookkeeping without VMs: the written inventory, ground truth, recorded processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from recovery.config.load import load_inventory
+from recovery.lab.fleet import Lab, LabError
+from recovery.lab.fleet_setup import FLEET, fleet_host
+from recovery.lab.ground_truth import ADDED, MODIFIED, GroundTruth, dataset_of
+from recovery.lab.lab_inventory import GuestFacts, ServiceFacts, inventory_text
+from recovery.lab.recorded import RecordedProcess
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMwC+RrwulInERe6AQ6mF6LE/4AUwR5tEvHgkDQTfEep"
+
+
+def test_the_lab_inventory_loads_with_pins_health_checks_and_secret_references(tmp_path: Path) -> None:
+    guests = {h.name: GuestFacts(2200 + h.number, 8000 + h.number, f"{KEY} root@{h.name}") for h in FLEET}
+    services = ServiceFacts(
+        dns_port=5353, zone="lab.test", record="www", tsig_name="recovery-lab-key", tsig_algorithm="hmac-sha256",
+        tsig_secret_file=str(tmp_path / "tsig.secret"), mirror_address="127.0.0.4",
+        haproxy_socket=str(tmp_path / "admin.sock"), haproxy_backend="web", mirror_server="mirror",
+    )  # fmt: skip
+    path = tmp_path / "inventory.toml"
+    path.write_text(inventory_text(guests, services, "/keys/operator", "/keys/root-password"))
+    inventory = load_inventory(path)
+    assert set(inventory.hosts) == {"eu-web", "us-web", "people"}
+    eu_web = inventory.hosts["eu-web"]
+    assert eu_web.ssh.host_key == KEY and eu_web.ssh.port == 2211 and eu_web.oob is None
+    assert eu_web.health[0].url == "http://127.0.0.1:8011/"
+    assert inventory.hosts["people"].datasets == list(fleet_host("people").datasets)
+    dns = inventory.services["www"].traffic.dns
+    assert dns is not None and dns.tsig_secret == f"file:{tmp_path / 'tsig.secret'}"
+
+
+def test_dataset_of_picks_the_deepest_protected_mountpoint() -> None:
+    assert dataset_of("eu-web", "/srv/www/cgi-bin/x.pl") == "tank/www/cgi-bin"
+    assert dataset_of("eu-web", "/srv/www/cgi-bin") == "tank/www/cgi-bin"
+    assert dataset_of("eu-web", "/etc/apache2/conf-available/a.conf") == "tank/apache"
+    assert dataset_of("people", "/etc/apache2/apache2.conf") is None  # not protected on the staging host
+    assert dataset_of("eu-web", "/srv/www/cgi-binary") is None
+    assert dataset_of("eu-web", "/usr/sbin/telnetd") is None
+
+
+def test_ground_truth_lists_the_directory_an_added_entry_modifies(tmp_path: Path) -> None:
+    truth = GroundTruth("demo", "seed.txt")
+    truth.changed("eu-web", "/srv/www/cgi-bin/a.pl", ADDED, "webshell")
+    truth.changed("eu-web", "/srv/www/cgi-bin/b.pl", ADDED, "webshell")
+    truth.changed("eu-web", "/home/webmaster/.ssh/authorized_keys", MODIFIED, "key")
+    written = json.loads(truth.write(tmp_path).read_text())
+    changes = [(c["path"], c["change"], c["type"], c["dataset"]) for c in written["hosts"]["eu-web"]["changes"]]
+    assert changes == [
+        ("/srv/www/cgi-bin/a.pl", "added", "file", "tank/www/cgi-bin"),
+        ("/srv/www/cgi-bin", "modified", "directory", "tank/www/cgi-bin"),
+        ("/srv/www/cgi-bin/b.pl", "added", "file", "tank/www/cgi-bin"),
+        ("/home/webmaster/.ssh/authorized_keys", "modified", "file", "tank/home"),
+    ]
+
+
+def test_a_recorded_process_is_signalled_only_while_its_proof_is_on_its_command_line(tmp_path: Path) -> None:
+    proof = str(tmp_path / "workdir")
+    process = subprocess.Popen(["sleep", "60", proof])
+    try:
+        assert not RecordedProcess(process.pid, "/somewhere/else").alive()
+        RecordedProcess(process.pid, "/somewhere/else").stop()
+        assert process.poll() is None  # not ours by the record: left alone
+        mine = RecordedProcess(process.pid, proof)
+        assert mine.alive()
+        mine.stop()
+        assert process.wait(5) is not None
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_lab_never_started_reports_nothing_and_refuses_guest_access(tmp_path: Path) -> None:
+    lab = Lab(tmp_path / "run")
+    assert lab.status().components == ()
+    lab.down()
+    with pytest.raises(LabError):
+        lab.guest("eu-web")
+    with pytest.raises(LabError):
+        lab.require_running()
