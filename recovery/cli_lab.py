@@ -15,10 +15,17 @@ from typing import TypeVar
 import click
 
 from recovery.lab import attacks, history, serial_attach
+from recovery.lab.attacks import AttackError
+from recovery.lab.daemon import LabError as ServiceError
 from recovery.lab.fleet import Lab, LabError, LabStatus
-from recovery.lab.fleet_setup import FLEET
+from recovery.lab.fleet_setup import FLEET, SetupError
+from recovery.lab.image import ImageBuildError
+from recovery.lab.vm import GuestError
+from recovery.transport.result import TransportError
 
 T = TypeVar("T")
+#: Failures with a message meant for the operator; anything else keeps its traceback.
+LAB_FAILURES = (LabError, AttackError, SetupError, ServiceError, ImageBuildError, GuestError, TransportError)
 HOSTS = click.Choice([host.name for host in FLEET])
 
 
@@ -110,10 +117,10 @@ def attack(fleet: Lab, scenario: str) -> None:
 
 
 def _guarded(action: Callable[[], T]) -> T:
-    """Lab state errors (e.g. not running) as a one-line message and exit status 1, not a traceback."""
+    """Lab failures as their message and exit status 1, not a traceback."""
     try:
         return action()
-    except LabError as exc:
+    except LAB_FAILURES as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -87,6 +87,7 @@ def awstats_2005(lab: Lab, host: str = "eu-web") -> Path:
     """Re-enact seed 1 on ``host`` through its stats CGI; returns the ground-truth file."""
     lab.require_running()
     guest = lab.guest(host)
+    _refuse_if_present(lab, host, (TELNETD, WEBSHELL, CRON_JOB))
     truth = GroundTruth("awstats-2005", SEED_2005)
     truth.host(host).snapshot_before = auto_snapshot(lab, host)
 
@@ -105,6 +106,18 @@ def awstats_2005(lab: Lab, host: str = "eu-web") -> Path:
     truth.host(host).snapshot_after = auto_snapshot(lab, host)
     tick(lab)
     return truth.write(lab.ground_truth_dir)
+
+
+def _refuse_if_present(lab: Lab, host: str, paths: tuple[str, ...]) -> None:
+    """A second run on a host that still holds the files would overwrite them and make the
+    ground truth wrong (they would not be new); recover the host or start a fresh lab first."""
+    guest = lab.guest(host)
+    found = checked(guest, guest.run(" ; ".join(f"test -e {p} && echo {p}" for p in paths) + " ; true"), "checking")
+    if found.stdout.strip():
+        raise AttackError(
+            f"{host} still holds files of this attack ({', '.join(for_terminal(found.stdout).split())}); "
+            "recover it, or start a fresh lab with `recover lab down --wipe` and `recover lab up`"
+        )
 
 
 def _cgi(guest: Guest, command: str) -> str:
@@ -189,6 +202,8 @@ def rsync_2009(lab: Lab) -> Path:
     record = lab.require_running()
     truth = GroundTruth("rsync-2009", SEED_2009)
     hosts = (STAGING.name, *(h.name for h in WEB_HOSTS))
+    for host in hosts:
+        _refuse_if_present(lab, host, tuple(STAGED_SCRIPTS))
     for host in hosts:
         truth.host(host).snapshot_before = auto_snapshot(lab, host)
 
