@@ -221,3 +221,27 @@ def test_closing_a_session_whose_console_is_gone_does_not_raise() -> None:
     session = ConsoleSession(console, PASSWORD, name="web", login_timeout=30).open()
     session.close()
     assert console.closed
+
+
+class FakeGetty(FakeSulogin):
+    """A console in multi-user mode: a getty asks for the user, then login for the password."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = [b"\r\nDebian GNU/Linux 12 web ttyS0\r\n\r\nweb login: "]
+        self.user = b""
+
+    def write(self, data: bytes) -> None:
+        if not self.user and not self.shell:
+            self.written.append(data)
+            self.user = data
+            self.out.append(data.replace(b"\n", b"\r\n") + b"Password: ")
+        else:
+            super().write(data)
+
+
+def test_a_getty_login_is_answered_as_root() -> None:
+    console = FakeGetty()
+    ConsoleSession(console, PASSWORD, name="web", login_timeout=30).open()
+    assert console.written[:2] == [b"root\n", PASSWORD.encode() + b"\n"]
+    assert console.written[2].startswith(b"set +o emacs")
