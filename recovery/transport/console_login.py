@@ -88,7 +88,7 @@ class ConsoleLogin:
             if data:
                 self.shown = (self.shown + data)[-SCREEN_MAX:]
                 self.last_activity = time.monotonic()
-                if ready in self.shown:
+                if ready in KERNEL_MESSAGE.sub(b"", self.shown):
                     return
             else:
                 self._answer(screen_of(self.shown), setup)

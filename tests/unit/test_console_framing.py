@@ -245,3 +245,17 @@ def test_a_getty_login_is_answered_as_root() -> None:
     ConsoleSession(console, PASSWORD, name="web", login_timeout=30).open()
     assert console.written[:2] == [b"root\n", PASSWORD.encode() + b"\n"]
     assert console.written[2].startswith(b"set +o emacs")
+
+
+def test_a_kernel_message_inside_the_ready_line_does_not_hide_it() -> None:
+    class Noisy(FakeSulogin):
+        def write(self, data: bytes) -> None:
+            super().write(data)
+            if self.out and b"RECOVERY-READY-" in self.out[-1]:
+                line = self.out.pop()
+                cut = line.index(b"READY-") + 8
+                self.out += [line[:cut], KMSG, line[cut:]]
+
+    console = Noisy()
+    ConsoleSession(console, PASSWORD, name="web", login_timeout=30).open()
+    assert len(console.written) == 2
