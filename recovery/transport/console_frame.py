@@ -52,7 +52,8 @@ _END = re.compile(rb"([0-9]{1,19}) ([0-9a-f]{64})(?:  -)?")
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 #: Defined once in the host's shell; ``recovery_run MARKER BASE64_COMMAND CAP``. Every process
-#: costs tens of milliseconds on a busy or emulated host, so an empty stream costs none.
+#: costs tens of milliseconds on a busy or emulated host, so an empty stream costs none. ``sed -u``
+#: writes each line with one write(2), which the tty never interleaves with another process's.
 HOST_FUNCTION = (
     "recovery_run() { local s n; "
     'printf %s "$2" | base64 -d >"$RECOVERY_DIR/c" || { printf \'%s garbled\\n\' "$1"; return; }; '
