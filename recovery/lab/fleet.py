@@ -128,6 +128,7 @@ class Lab:
         self.tsig_secret_file = self.run_dir / "tsig.secret"
         self.mirror_site = self.run_dir / "mirror-site"
         self.ground_truth_dir = self.run_dir / "ground-truth"
+        self.history_file = self.run_dir / "history.json"
         self.keys_dir = self.run_dir / "keys"
         self._guests: dict[str, Guest] = {}
         self._daemons: dict[str, LabDaemon] = {}
@@ -368,7 +369,7 @@ class Lab:
         for directory in (self.mirror_site, self.ground_truth_dir, self.keys_dir, self.run_dir / "lan"):
             shutil.rmtree(directory, ignore_errors=True)
         for path in (self.record_file, self.inventory_file, self.known_hosts_file, self.tsig_secret_file,
-                     self.run_dir / "lan.pid"):  # fmt: skip
+                     self.history_file, self.run_dir / "lan.pid"):  # fmt: skip
             path.unlink(missing_ok=True)
 
     # -- helpers -----------------------------------------------------------

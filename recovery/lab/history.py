@@ -42,9 +42,8 @@ def make_history(lab: Lab, rounds: int = ROUNDS) -> list[dict[str, Any]]:
     events = []
     for number in range(1, rounds + 1):
         events.append(tick(lab, tune_config=number == 2))
-    log = lab.run_dir / "history.json"
-    earlier = json.loads(log.read_text()) if log.exists() else []
-    log.write_text(json.dumps(earlier + events, indent=2) + "\n")
+    earlier = json.loads(lab.history_file.read_text()) if lab.history_file.exists() else []
+    lab.history_file.write_text(json.dumps(earlier + events, indent=2) + "\n")
     return events
 
 
