@@ -10,7 +10,8 @@ from typing import Any, Callable
 import click
 
 import recovery.steps  # noqa: F401  (registers the step kinds)
-from recovery import ui
+from recovery import rehearsal, ui
+from recovery.cli_lab import lab
 from recovery.config.errors import ConfigError
 from recovery.config.schema import write_schemas
 from recovery.config.targets import UnknownTarget
@@ -18,6 +19,8 @@ from recovery.engine import control, runstore, state
 from recovery.engine.exit_codes import Exit
 from recovery.engine.runner import Outcome
 from recovery.engine.runstore import RunStoreError
+from recovery.lab.fleet import Lab
+from recovery.rehearsal import SCENARIOS
 from recovery.transport.result import TransportError
 from recovery.zfs.client import AgentError, AgentReplyError
 from recovery.zfs.salvage import SalvageError
@@ -325,6 +328,28 @@ def report(run_id: str | None, runs_dir: str | None) -> None:
     _, the_plan = control.reopen(run)
     for path in control.write_report(run, the_plan):
         ui.console.print(f"wrote {path}")
+
+
+@main.command()
+@click.argument("target")
+@click.option("--scenario", type=click.Choice(sorted(SCENARIOS)), required=True,
+              help="Which seed incident the lab re-enacts before the recovery.")
+@click.option("--lab-dir", type=click.Path(path_type=Path), default=None,
+              help="The lab's run directory [default: $RECOVERY_LAB_RUN or ~/.cache/recovery-lab/run].")
+@click.option("--reuse-lab", is_flag=True, help="Keep a running lab instead of starting a fresh one.")
+def rehearse(target: str, scenario: str, lab_dir: Path | None, reuse_lab: bool) -> None:
+    """Rehearse the recovery of TARGET in the lab: attack, `recover TARGET --yes`, then grade it.
+
+    Brings the lab up (building its image on first use, about six minutes), captures golden
+    images, makes a history, runs the attack, recovers, and checks the result against the
+    attack's ground truth. Exit 0 only if every check passes.
+    """
+    result = rehearsal.rehearse(target, scenario, Lab(lab_dir, progress=ui.say), ui.say, fresh=not reuse_lab)
+    ui.show_rehearsal(result)
+    sys.exit(Exit.OK if result.passed else Exit.FAILED)
+
+
+main.add_command(lab)
 
 
 @main.group()

@@ -37,6 +37,11 @@ def safe(text: object) -> str:
     return escape(REDACTOR.text(for_terminal(str(text), 2000)))
 
 
+def say(line: str) -> None:
+    """A progress line from a long operation (lab build, boots, rehearsal phases)."""
+    console.print(safe(line))
+
+
 def plan_rows(plan: Plan) -> list[dict[str, Any]]:
     return [
         {"step": p.id, "kind": p.step.kind, "host": h, "description": p.description,
@@ -174,3 +179,19 @@ def show_status(run_id: str, target: str, run_status: str | None, rows: list[dic
                       str(row["attempts"]), "" if row["duration"] is None else f"{row['duration']:.2f}",
                       safe(row["error"] or ""))
     console.print(table)
+
+
+def show_rehearsal(result: Any) -> None:
+    """PASS/FAIL per check, then the time of each phase and the recovery's RTO."""
+    console.print(f"\nRehearsal of [bold]{safe(result.target)}[/] ({result.scenario}), run {result.run_id}")
+    for check in result.checks:
+        mark = "[green]PASS[/]" if check.passed else "[bold red]FAIL[/]"
+        console.print(f"  {mark} {safe(check.name)} — {safe(check.detail)}")
+    table = Table(title="time per phase (s)", title_justify="left")
+    table.add_column("phase")
+    table.add_column("seconds", justify="right")
+    for name, seconds in {**result.timings, **{f"  {k}": v for k, v in result.phases.items()}}.items():
+        table.add_row(safe(name), f"{seconds:.1f}")
+    console.print(table)
+    console.print(f"RTO (recover, start to finish): {result.timings.get('recover', 0):.1f} s — "
+                  + ("[green]all checks passed[/]" if result.passed else "[bold red]some checks failed[/]"))

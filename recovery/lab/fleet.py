@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from recovery.config.load import load_inventory
 from recovery.lab import keys
 from recovery.lab.bind import LabDns
+from recovery.lab.bmc import LabBmc
 from recovery.lab.daemon import LabDaemon
 from recovery.lab.fleet_setup import (
     FLEET,
@@ -44,7 +45,7 @@ from recovery.lab.fleet_setup import (
 )
 from recovery.lab.haproxy import MIRROR_SERVER, LabHaproxy
 from recovery.lab.image import ImagePaths, build_image, default_cache_dir
-from recovery.lab.lab_inventory import GuestFacts, ServiceFacts, inventory_text
+from recovery.lab.lab_inventory import GuestFacts, OobFacts, ServiceFacts, inventory_text
 from recovery.lab.mirror import NOTICE_FILE, Mirror
 from recovery.lab.ports import LOOPBACK
 from recovery.lab.recorded import RecordedProcess
@@ -60,7 +61,7 @@ BOOT_TIMEOUT = 400.0
 #: even a mistaken client cannot send a packet off this machine.
 DNS_ADDRESSES = {"eu-web": "127.0.0.11", "us-web": "127.0.0.12"}
 MIRROR_DNS_ADDRESS = "127.0.0.4"
-SERVICES = ("mirror", "dns", "haproxy")
+SERVICES = ("mirror", "dns", "haproxy", "bmc")
 
 Progress = Callable[[str], None]
 T = TypeVar("T")
@@ -303,7 +304,17 @@ class Lab:
             url=haproxy.url, socket=haproxy.socket.path, backend=haproxy.backend, servers=servers,
             mirror_server=MIRROR_SERVER,
         )  # fmt: skip
+        self._start_bmc(record)
         self._save(record)
+
+    def _start_bmc(self, record: dict[str, Any]) -> None:
+        """The lab BMC (sshd with a command-restricted key) in front of every guest."""
+        key = self.keys_dir / "bmc_ed25519"
+        public = keys.ensure_ed25519(key, "recovery-bmc")
+        bmc = self._start_daemon(record, "bmc", LabBmc(self.run_dir / "bmc", public))
+        for guest in self._guests.values():
+            bmc.add(guest)
+        record["services"]["bmc"].update(port=bmc.port, host_key=bmc.host_key, user=bmc.user, key=str(key))
 
     def _start_daemon(self, record: dict[str, Any], name: str, daemon: Any) -> Any:
         daemon.start()
@@ -333,7 +344,9 @@ class Lab:
             haproxy_backend=haproxy["backend"], mirror_server=haproxy["mirror_server"],
         )  # fmt: skip
         image = record["image"]
-        text = inventory_text(guests, services, image["operator_key"], image["root_password_file"])
+        bmc = record["services"]["bmc"]
+        oob = OobFacts(bmc["port"], bmc["user"], bmc["key"], bmc["host_key"])
+        text = inventory_text(guests, services, image["operator_key"], image["root_password_file"], oob)
         _write_atomic(self.inventory_file, text)
         load_inventory(self.inventory_file)
         known = "".join(

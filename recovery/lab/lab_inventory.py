@@ -31,6 +31,16 @@ class GuestFacts:
 
 
 @dataclass(frozen=True)
+class OobFacts:
+    """The lab BMC every guest sits behind (reached over SSH with a command-restricted key)."""
+
+    port: int
+    user: str
+    key: str
+    host_key: str
+
+
+@dataclass(frozen=True)
 class ServiceFacts:
     dns_port: int
     zone: str
@@ -45,7 +55,8 @@ class ServiceFacts:
 
 
 def inventory_text(
-    guests: dict[str, GuestFacts], services: ServiceFacts, operator_key: str, root_password_file: str
+    guests: dict[str, GuestFacts], services: ServiceFacts, operator_key: str, root_password_file: str,
+    oob: OobFacts,
 ) -> str:
     """TOML text of the lab inventory (validated by the caller with ``load_inventory``)."""
     header = (
@@ -55,6 +66,7 @@ def inventory_text(
     parts = [header]
     for host in FLEET:
         parts.append(_host(host, guests[host.name], operator_key, root_password_file))
+        parts.append(_oob(host, oob))
     parts.append(_groups())
     parts.append(_service(services))
     return "\n".join(parts)
@@ -87,6 +99,19 @@ status = 200
 contains = {_q(SITE_MARK)}
 """
     return text
+
+
+def _oob(host: FleetHost, oob: OobFacts) -> str:
+    return f"""[hosts.{host.name}.oob]
+driver = "lab"
+machine = {_q(host.name)}
+
+[hosts.{host.name}.oob.ssh]
+port = {oob.port}
+user = {_q(oob.user)}
+key = {_q(oob.key)}
+host_key = {_q(" ".join(oob.host_key.split()[:2]))}
+"""
 
 
 def _groups() -> str:

@@ -18,6 +18,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 from recovery import secrets
 from recovery.config.base import Strict
 from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, register
+from recovery.hostile import for_terminal
 from recovery.oob.base import BootMode, OobError, PowerState
 from recovery.steps.oob_host import oob_driver
 from recovery.transport.console import ConsoleSession
@@ -27,6 +28,11 @@ from recovery.transport.ssh import HostKeyRefused, SshSession
 
 class BootSingleParams(Strict):
     mode: Literal["single-user", "rescue"] = "single-user"
+    import_pools: bool = Field(True, description="Import and mount the ZFS pools (single-user mode does not).")
+
+#: Single-user mode starts no import service: load the module, import what the host knows, mount.
+IMPORT_POOLS = ("/sbin/modprobe zfs && { /usr/sbin/zpool import -a -N 2>&1 | grep -v 'no pools available' >&2; "
+                "/usr/sbin/zfs mount -a && /usr/sbin/zpool list -H -o name; }")
 
 
 @register
@@ -61,10 +67,18 @@ class BootSingleStep(StepKind):
             session.close()
             raise StepFailed(f"{host}: no root shell on the console after the {ctx.params.mode} boot: {exc}") from None
         ctx.session.attach(host, session)
+        pools = self._import_pools(ctx, session) if ctx.params.import_pools else []
         state = probe.stdout.decode(errors="replace").split()
         ctx.note(f"{host}: {ctx.params.mode} root shell on the console after {time.monotonic() - started:.1f} s")
-        return {"mode": ctx.params.mode, "system": state[0] if state else "?",
+        return {"mode": ctx.params.mode, "system": state[0] if state else "?", "pools": pools,
                 "seconds": round(time.monotonic() - started, 1)}
+
+    def _import_pools(self, ctx: StepContext, session: ConsoleSession) -> list[str]:
+        result = session.run(IMPORT_POOLS, timeout=ctx.timeout)
+        if result.exit_code != 0:
+            raise StepFailed(f"{ctx.host}: importing the ZFS pools on the console failed "
+                             f"(exit {result.exit_code}): {for_terminal(result.stderr, 300)}")
+        return result.stdout.decode(errors="replace").split()
 
 
 def _root_password(ctx: StepContext) -> str | None:

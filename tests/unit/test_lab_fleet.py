@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from recovery.config.load import load_inventory
 from recovery.lab.fleet import Lab, LabError
 from recovery.lab.fleet_setup import FLEET, fleet_host
 from recovery.lab.ground_truth import ADDED, MODIFIED, GroundTruth, dataset_of
-from recovery.lab.lab_inventory import GuestFacts, ServiceFacts, inventory_text
+from recovery.lab.lab_inventory import GuestFacts, OobFacts, ServiceFacts, inventory_text
 from recovery.lab.recorded import RecordedProcess
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMwC+RrwulInERe6AQ6mF6LE/4AUwR5tEvHgkDQTfEep"
@@ -26,11 +28,14 @@ def test_the_lab_inventory_loads_with_pins_health_checks_and_secret_references(t
         haproxy_socket=str(tmp_path / "admin.sock"), haproxy_backend="web", mirror_server="mirror",
     )  # fmt: skip
     path = tmp_path / "inventory.toml"
-    path.write_text(inventory_text(guests, services, "/keys/operator", "/keys/root-password"))
+    oob = OobFacts(2299, "root", "/keys/bmc", f"{KEY} bmc")
+    path.write_text(inventory_text(guests, services, "/keys/operator", "/keys/root-password", oob))
     inventory = load_inventory(path)
     assert set(inventory.hosts) == {"eu-web", "us-web", "people"}
     eu_web = inventory.hosts["eu-web"]
-    assert eu_web.ssh.host_key == KEY and eu_web.ssh.port == 2211 and eu_web.oob is None
+    assert eu_web.ssh.host_key == KEY and eu_web.ssh.port == 2211
+    assert eu_web.oob is not None and eu_web.oob.driver == "lab" and eu_web.oob.machine == "eu-web"
+    assert eu_web.oob.ssh.port == 2299 and eu_web.oob.ssh.host_key == KEY
     assert eu_web.health[0].url == "http://127.0.0.1:8011/"
     assert inventory.hosts["people"].datasets == list(fleet_host("people").datasets)
     dns = inventory.services["www"].traffic.dns
@@ -63,7 +68,10 @@ def test_ground_truth_lists_the_directory_an_added_entry_modifies(tmp_path: Path
 
 def test_a_recorded_process_is_signalled_only_while_its_proof_is_on_its_command_line(tmp_path: Path) -> None:
     proof = str(tmp_path / "workdir")
-    process = subprocess.Popen(["sleep", "60", proof])
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", proof])
+    deadline = time.monotonic() + 5
+    while proof.encode() not in Path(f"/proc/{process.pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.01)  # Popen returns before the child has exec'd sleep
     try:
         assert not RecordedProcess(process.pid, "/somewhere/else").alive()
         RecordedProcess(process.pid, "/somewhere/else").stop()

@@ -1,0 +1,189 @@
+"""`recover rehearse TARGET --scenario S`: the whole incident, in the lab, graded.
+
+Lab up (building the image on first use), golden capture, a history of
+ordinary work, the scenario's attack, then the real `recover TARGET --yes`
+against the lab while DNS answers for the service are watched; last, checks
+against the attack's ground truth. The recovery itself never reads the ground
+truth: only the grading here does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import dns.exception
+import dns.message
+import dns.query
+
+from recovery.config.load import load_inventory
+from recovery.engine import runstore, state
+from recovery.lab import attacks, history
+from recovery.lab.fleet import Lab
+
+SCENARIOS = attacks.ATTACKS
+PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class Rehearsal:
+    target: str
+    scenario: str
+    run_id: str = ""
+    checks: list[Check] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+
+class DnsWatch:
+    """Asks the authoritative server for the service's record twice a second, in the background."""
+
+    def __init__(self, server: str, port: int, name: str) -> None:
+        self.server, self.port, self.name = server, port, name
+        self.seen: list[tuple[float, frozenset[str]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def answer(self) -> frozenset[str]:
+        reply = dns.query.udp(dns.message.make_query(self.name, "A"), self.server, port=self.port, timeout=2)
+        return frozenset(r.to_text() for rrset in reply.answer for r in rrset)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.seen.append((time.monotonic(), self.answer()))
+            except (OSError, dns.exception.DNSException):
+                pass
+            self._stop.wait(0.5)
+
+    def __enter__(self) -> "DnsWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def rehearse(target: str, scenario: str, lab: Lab, say: Callable[[str], None], fresh: bool = True) -> Rehearsal:
+    """``fresh`` wipes an existing lab first: an attack's ground truth assumes an untouched fleet."""
+    result = Rehearsal(target, scenario)
+    timed = _stopwatch(result, say)
+    if fresh:
+        timed("lab down --wipe", lambda: lab.down(wipe=True))
+    timed("lab up", lambda: lab.up())
+    env = {"RECOVERY_GOLDEN_STORE": str(lab.run_dir / "golden-store"), "RECOVERY_RUNS": str(lab.run_dir / "runs")}
+    timed("golden capture", lambda: _recover(["golden", target], lab, env, PLAYBOOKS / "golden.toml"))
+    timed("history", lambda: history.make_history(lab))
+    truth_file = timed("attack", lambda: SCENARIOS[scenario](lab))
+    service = load_inventory(lab.inventory_file).services["www"].traffic.dns
+    assert service is not None, "the lab inventory has the www DNS block"
+    watch = DnsWatch(service.server, service.port, f"{service.record}.{service.zone}.")
+    before = watch.answer()
+    with watch:
+        code = timed("recover", lambda: _recover([target], lab, env, PLAYBOOKS / "recover.toml"))
+    run = runstore.open_run(lab.run_dir / "runs", None)
+    result.run_id = run.id
+    result.phases = _phases(run)
+    truth = json.loads(Path(truth_file).read_text())
+    result.checks = _grade(lab, run, truth, target, code, watch, before, service.mirror_address)
+    return result
+
+
+def _stopwatch(result: Rehearsal, say: Callable[[str], None]) -> Callable[[str, Callable[[], Any]], Any]:
+    def timed(label: str, action: Callable[[], Any]) -> Any:
+        say(f"== {label}")
+        start = time.monotonic()
+        value = action()
+        result.timings[label] = round(time.monotonic() - start, 1)
+        say(f"== {label}: {result.timings[label]:.1f} s")
+        return value
+    return timed
+
+
+def _recover(args: list[str], lab: Lab, env: dict[str, str], playbook: Path) -> int:
+    """The real `recover` command, as an operator would type it, output passed through."""
+    command = [sys.executable, "-m", "recovery", *args, "--inventory", str(lab.inventory_file),
+               "--playbook", str(playbook), "--yes"]
+    return subprocess.run(command, env={**os.environ, **env}, stdin=subprocess.DEVNULL).returncode
+
+
+def _phases(run: runstore.Run) -> dict[str, float]:
+    spans: dict[str, list[float]] = {}
+    for rec in run.journal.records():
+        if rec.step and rec.event in ("step_started", "step_succeeded", "step_failed"):
+            spans.setdefault(rec.step, []).append(rec.ts)
+    return {step: round(max(ts) - min(ts), 1) for step, ts in spans.items()}
+
+
+def _grade(lab: Lab, run: runstore.Run, truth: dict[str, Any], target: str, code: int,
+           watch: DnsWatch, before: frozenset[str], mirror: str) -> list[Check]:
+    pairs = state.fold(run.journal.records())
+    checks = [Check("recover exit code", code == 0, f"exit {code}")]
+    for host, host_truth in truth["hosts"].items():
+        if host != target:
+            continue
+        checks += _host_checks(lab, run, pairs, host, host_truth)
+    diverted = [t for t, seen in watch.seen if seen == frozenset({mirror})]
+    checks.append(Check("mirror answered during the run", bool(diverted),
+                        f"{len(diverted)} of {len(watch.seen)} DNS answers named the mirror {mirror}"))
+    final = watch.answer()
+    checks.append(Check("traffic returned", final == before, f"www now {sorted(final)}, before {sorted(before)}"))
+    problems = run.journal.verify()
+    checks.append(Check("journal verify", not problems, "; ".join(problems) or "chain intact"))
+    return checks
+
+
+def _host_checks(lab: Lab, run: runstore.Run, pairs: dict[tuple[str, str], state.PairState],
+                 host: str, host_truth: dict[str, Any]) -> list[Check]:
+    guest = lab.guest(host)
+    planted = [c for c in host_truth["changes"] if c["dataset"] and c["type"] == "file" and c["change"] == "added"]
+    restored = pairs.get(("restore", host), state.PairState()).outputs.get("datasets", {})
+    left = [c["path"] for c in planted if guest.run(f"test -e '{c['path']}'").exit_code == 0]
+    checks = [Check(f"{host}: attack files gone from the live datasets", not left and bool(planted),
+                    f"{len(planted) - len(left)} of {len(planted)} gone" + (f"; left: {left}" if left else ""))]
+    kept = _in_quarantine(guest, planted, restored)
+    checks.append(Check(f"{host}: the quarantine holds them", kept == len(planted),
+                        f"{kept} of {len(planted)} found in the held evidence snapshots"))
+    held = [r["evidence"] for r in restored.values()
+            if "recovery-evidence" in guest.run(f"zfs holds -H {r['evidence']}").stdout.decode()]
+    checks.append(Check(f"{host}: evidence snapshots held", bool(restored) and len(held) == len(restored),
+                        f"{len(held)} of {len(restored)} held"))
+    outside = [c["path"] for c in host_truth["changes"] if not c["dataset"] and c["change"] != "modified"]
+    if outside:
+        checks.append(Check(f"{host}: changes outside the protected datasets (not covered by snapshots)",
+                            True, ", ".join(outside) + " — reinstall or rescue-image territory"))
+    return checks
+
+
+def _in_quarantine(guest: Any, planted: list[dict[str, Any]], restored: dict[str, Any]) -> int:
+    """Mount each evidence snapshot read-only (no property changes) and look for the planted files."""
+    found = 0
+    for dataset, record in restored.items():
+        mountpoint = guest.run(f"zfs get -H -o value mountpoint {dataset}").stdout.decode().strip()
+        mine = [c for c in planted if c["dataset"] == dataset]
+        if not mine:
+            continue
+        script = ["d=$(mktemp -d)", f"mount -t zfs '{record['evidence']}' \"$d\""]
+        script += [f"test -e \"$d{c['path'][len(mountpoint):]}\" && echo FOUND" for c in mine]
+        script += ['umount "$d"; rmdir "$d"']
+        found += guest.run("\n".join(script)).stdout.count(b"FOUND")
+    return found
