@@ -337,14 +337,17 @@ def report(run_id: str | None, runs_dir: str | None) -> None:
 @click.option("--lab-dir", type=click.Path(path_type=Path), default=None,
               help="The lab's run directory [default: $RECOVERY_LAB_RUN or ~/.cache/recovery-lab/run].")
 @click.option("--reuse-lab", is_flag=True, help="Keep a running lab instead of starting a fresh one.")
-def rehearse(target: str, scenario: str, lab_dir: Path | None, reuse_lab: bool) -> None:
+@click.option("--unbootable", metavar="HOST", default=None,
+              help="Failure rehearsal: HOST never comes back from its single-user boot.")
+def rehearse(target: str, scenario: str, lab_dir: Path | None, reuse_lab: bool, unbootable: str | None) -> None:
     """Rehearse the recovery of TARGET in the lab: attack, `recover TARGET --yes`, then grade it.
 
     Brings the lab up (building its image on first use, about six minutes), captures golden
     images, makes a history, runs the attack, recovers, and checks the result against the
     attack's ground truth. Exit 0 only if every check passes.
     """
-    result = rehearsal.rehearse(target, scenario, Lab(lab_dir, progress=ui.say), ui.say, fresh=not reuse_lab)
+    result = rehearsal.rehearse(target, scenario, Lab(lab_dir, progress=ui.say), ui.say, fresh=not reuse_lab,
+                                unbootable=unbootable)
     ui.show_rehearsal(result)
     sys.exit(Exit.OK if result.passed else Exit.FAILED)
 

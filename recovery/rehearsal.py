@@ -37,6 +37,7 @@ class Check:
     name: str
     passed: bool
     detail: str
+    note: bool = False  # reported for a person, not graded
 
 
 @dataclass
@@ -83,28 +84,34 @@ class DnsWatch:
         self._thread.join(5)
 
 
-def rehearse(target: str, scenario: str, lab: Lab, say: Callable[[str], None], fresh: bool = True) -> Rehearsal:
-    """``fresh`` wipes an existing lab first: an attack's ground truth assumes an untouched fleet."""
+def rehearse(target: str, scenario: str, lab: Lab, say: Callable[[str], None], fresh: bool = True,
+             unbootable: str | None = None) -> Rehearsal:
+    """``fresh`` wipes an existing lab first: an attack's ground truth assumes an untouched fleet.
+
+    ``unbootable`` names a host that never comes back from its single-user boot (its
+    console password is wrong in the inventory the recovery uses): the failure rehearsal.
+    """
     result = Rehearsal(target, scenario)
     timed = _stopwatch(result, say)
     if fresh:
         timed("lab down --wipe", lambda: lab.down(wipe=True))
     timed("lab up", lambda: lab.up())
     env = {"RECOVERY_GOLDEN_STORE": str(lab.run_dir / "golden-store"), "RECOVERY_RUNS": str(lab.run_dir / "runs")}
-    timed("golden capture", lambda: _recover(["golden", target], lab, env, PLAYBOOKS / "golden.toml"))
+    timed("golden capture", lambda: _recover(["golden", target], lab.inventory_file, env, PLAYBOOKS / "golden.toml"))
     timed("history", lambda: history.make_history(lab))
     truth_file = timed("attack", lambda: SCENARIOS[scenario](lab))
     service = load_inventory(lab.inventory_file).services["www"].traffic.dns
     assert service is not None, "the lab inventory has the www DNS block"
     watch = DnsWatch(service.server, service.port, f"{service.record}.{service.zone}.")
     before = watch.answer()
+    inventory = _broken_inventory(lab, unbootable) if unbootable else lab.inventory_file
     with watch:
-        code = timed("recover", lambda: _recover([target], lab, env, PLAYBOOKS / "recover.toml"))
+        code = timed("recover", lambda: _recover([target], inventory, env, PLAYBOOKS / "recover.toml"))
     run = runstore.open_run(lab.run_dir / "runs", None)
     result.run_id = run.id
     result.phases = _phases(run)
     truth = json.loads(Path(truth_file).read_text())
-    result.checks = _grade(lab, run, truth, target, code, watch, before, service.mirror_address)
+    result.checks = _grade(lab, run, truth, code, watch, before, service.mirror_address, unbootable)
     return result
 
 
@@ -119,9 +126,25 @@ def _stopwatch(result: Rehearsal, say: Callable[[str], None]) -> Callable[[str, 
     return timed
 
 
-def _recover(args: list[str], lab: Lab, env: dict[str, str], playbook: Path) -> int:
+def _broken_inventory(lab: Lab, host: str) -> Path:
+    """The lab inventory, except that ``host``'s root password reference names a wrong password."""
+    wrong = lab.run_dir / "wrong-root-password"
+    wrong.write_text("not-the-root-password\n")
+    lines, in_host, done = [], False, False
+    for line in lab.inventory_file.read_text().splitlines():
+        if line.startswith("["):
+            in_host = line.strip() == f"[hosts.{host}]"
+        if in_host and not done and line.startswith("root_password"):
+            line, done = f'root_password = "file:{wrong}"', True
+        lines.append(line)
+    broken = lab.run_dir / f"inventory-{host}-unbootable.toml"
+    broken.write_text("\n".join(lines) + "\n")
+    return broken
+
+
+def _recover(args: list[str], inventory: Path, env: dict[str, str], playbook: Path) -> int:
     """The real `recover` command, as an operator would type it, output passed through."""
-    command = [sys.executable, "-m", "recovery", *args, "--inventory", str(lab.inventory_file),
+    command = [sys.executable, "-m", "recovery", *args, "--inventory", str(inventory),
                "--playbook", str(playbook), "--yes"]
     return subprocess.run(command, env={**os.environ, **env}, stdin=subprocess.DEVNULL).returncode
 
@@ -134,25 +157,44 @@ def _phases(run: runstore.Run) -> dict[str, float]:
     return {step: round(max(ts) - min(ts), 1) for step, ts in spans.items()}
 
 
-def _grade(lab: Lab, run: runstore.Run, truth: dict[str, Any], target: str, code: int,
-           watch: DnsWatch, before: frozenset[str], mirror: str) -> list[Check]:
+def _grade(lab: Lab, run: runstore.Run, truth: dict[str, Any], code: int, watch: DnsWatch,
+           before: frozenset[str], mirror: str, unbootable: str | None) -> list[Check]:
     pairs = state.fold(run.journal.records())
-    checks = [Check("recover exit code", code == 0, f"exit {code}")]
-    for host, host_truth in truth["hosts"].items():
-        if host != target:
-            continue
-        checks += _host_checks(lab, run, pairs, host, host_truth)
+    inventory = load_inventory(run.inventory_path)
+    targeted = [h for h in inventory.hosts if h in _hosts_of(run)]
+    expected_code = 1 if unbootable else 0
+    checks = [Check("recover exit code", code == expected_code, f"exit {code} (expected {expected_code})")]
+    for host in targeted:
+        if host == unbootable:
+            checks.append(_failed_check(pairs, host))
+        elif host in truth["hosts"]:
+            checks += _host_checks(lab, pairs, host, truth["hosts"][host])
     diverted = [t for t, seen in watch.seen if seen == frozenset({mirror})]
     checks.append(Check("mirror answered during the run", bool(diverted),
                         f"{len(diverted)} of {len(watch.seen)} DNS answers named the mirror {mirror}"))
-    final = watch.answer()
-    checks.append(Check("traffic returned", final == before, f"www now {sorted(final)}, before {sorted(before)}"))
+    kept_out = {inventory.hosts[unbootable].public_address} if unbootable else set()
+    final, wanted = watch.answer(), before - kept_out
+    checks.append(Check("traffic returned (healthy hosts only)", final == wanted,
+                        f"www now {sorted(final)}, expected {sorted(wanted)}"))
     problems = run.journal.verify()
     checks.append(Check("journal verify", not problems, "; ".join(problems) or "chain intact"))
     return checks
 
 
-def _host_checks(lab: Lab, run: runstore.Run, pairs: dict[tuple[str, str], state.PairState],
+def _hosts_of(run: runstore.Run) -> list[str]:
+    for rec in run.journal.records():
+        if rec.event == "run_started":
+            return list(rec.data.get("hosts", []))
+    return []
+
+
+def _failed_check(pairs: dict[tuple[str, str], state.PairState], host: str) -> Check:
+    failed = [(step, p.error) for (step, h), p in pairs.items() if h == host and p.state == state.FAILED]
+    return Check(f"{host}: reported failed, left out", bool(failed) and failed[0][0] == "boot_single",
+                 f"failed at {failed[0][0]}: {failed[0][1]}" if failed else "not reported failed")
+
+
+def _host_checks(lab: Lab, pairs: dict[tuple[str, str], state.PairState],
                  host: str, host_truth: dict[str, Any]) -> list[Check]:
     guest = lab.guest(host)
     planted = [c for c in host_truth["changes"] if c["dataset"] and c["type"] == "file" and c["change"] == "added"]
@@ -170,7 +212,7 @@ def _host_checks(lab: Lab, run: runstore.Run, pairs: dict[tuple[str, str], state
     outside = [c["path"] for c in host_truth["changes"] if not c["dataset"] and c["change"] != "modified"]
     if outside:
         checks.append(Check(f"{host}: changes outside the protected datasets (not covered by snapshots)",
-                            True, ", ".join(outside) + " — reinstall or rescue-image territory"))
+                            True, ", ".join(outside) + " — reinstall or rescue-image territory", note=True))
     return checks
 
 

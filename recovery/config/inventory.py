@@ -69,6 +69,8 @@ class HealthCheck(Strict):
 
 class Host(Strict):
     address: str
+    public_address: str | None = Field(
+        None, description="The address the service's DNS record names for this host (default: address).")
     role: Literal["web", "staging", "mirror", "other"] = "other"
     ssh: Ssh
     oob: Oob | None = None

@@ -333,7 +333,7 @@ class Lab:
 
     def _write_inventory(self, record: dict[str, Any]) -> None:
         guests = {
-            name: GuestFacts(state["ssh_port"], state["http_port"], state["host_key"])
+            name: GuestFacts(state["ssh_port"], state["http_port"], state["host_key"], DNS_ADDRESSES.get(name))
             for name, state in record["guests"].items()
         }
         dns, haproxy = record["services"]["dns"], record["services"]["haproxy"]

@@ -28,6 +28,7 @@ class GuestFacts:
     ssh_port: int
     http_port: int
     host_key: str
+    public_address: str | None = None  # what the service's DNS record names for this host
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,10 @@ def _q(value: str) -> str:
 
 def _host(host: FleetHost, facts: GuestFacts, operator_key: str, root_password_file: str) -> str:
     key_type, key_b64 = facts.host_key.split()[:2]
+    public = f"public_address = {_q(facts.public_address)}\n" if facts.public_address else ""
     text = f"""[hosts.{host.name}]
 address = {_q(LOOPBACK)}
-role = {_q(host.role)}
+{public}role = {_q(host.role)}
 datasets = {json.dumps(list(host.datasets))}
 root_password = {_q("file:" + root_password_file)}
 

@@ -130,7 +130,7 @@ def _unhealthy_hosts(ctx: StepContext, service: Service) -> list[str]:
 def _destinations_of(inventory: Inventory, hosts: list[str], state: TrafficState) -> list[str]:
     """A host appears in DNS by its address and in HAProxy by its name."""
     names = set(hosts)
-    addresses = {inventory.hosts[h].address for h in hosts}
+    addresses = {inventory.hosts[h].public_address or inventory.hosts[h].address for h in hosts}
     return [d for d in state.destinations if d in names or d in addresses]
 
 

@@ -21,7 +21,8 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMwC+RrwulInERe6AQ6mF6LE/4AUwR5tEvHgk
 
 
 def test_the_lab_inventory_loads_with_pins_health_checks_and_secret_references(tmp_path: Path) -> None:
-    guests = {h.name: GuestFacts(2200 + h.number, 8000 + h.number, f"{KEY} root@{h.name}") for h in FLEET}
+    guests = {h.name: GuestFacts(2200 + h.number, 8000 + h.number, f"{KEY} root@{h.name}",
+                                 "127.0.0.11" if h.name == "eu-web" else None) for h in FLEET}
     services = ServiceFacts(
         dns_port=5353, zone="lab.test", record="www", tsig_name="recovery-lab-key", tsig_algorithm="hmac-sha256",
         tsig_secret_file=str(tmp_path / "tsig.secret"), mirror_address="127.0.0.4",
@@ -37,6 +38,7 @@ def test_the_lab_inventory_loads_with_pins_health_checks_and_secret_references(t
     assert eu_web.oob is not None and eu_web.oob.driver == "lab" and eu_web.oob.machine == "eu-web"
     assert eu_web.oob.ssh.port == 2299 and eu_web.oob.ssh.host_key == KEY
     assert eu_web.health[0].url == "http://127.0.0.1:8011/"
+    assert eu_web.public_address == "127.0.0.11" and inventory.hosts["people"].public_address is None
     assert inventory.hosts["people"].datasets == list(fleet_host("people").datasets)
     dns = inventory.services["www"].traffic.dns
     assert dns is not None and dns.tsig_secret == f"file:{tmp_path / 'tsig.secret'}"
