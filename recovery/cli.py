@@ -64,14 +64,14 @@ def main() -> None:
     """
 
 
-def config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--playbook", "playbook", type=click.Path(path_type=Path),
-                      default=Path("playbooks/recover.toml"), show_default=True,
-                      help="Playbook file.")(fn)
-    fn = click.option("--inventory", "inventory", type=click.Path(path_type=Path),
-                      default=Path("inventory.toml"), show_default=True,
-                      help="Inventory file.")(fn)
-    return fn
+def config_options(playbook: str = "playbooks/recover.toml") -> Callable[..., Any]:
+    """--inventory and --playbook, with the playbook a command uses by default."""
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn = click.option("--playbook", "playbook", type=click.Path(path_type=Path), default=Path(playbook),
+                          show_default=True, help="Playbook file.")(fn)
+        return click.option("--inventory", "inventory", type=click.Path(path_type=Path),
+                            default=Path("inventory.toml"), show_default=True, help="Inventory file.")(fn)
+    return decorate
 
 
 def runs_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -103,7 +103,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @main.command()
 @click.argument("target")
-@config_options
+@config_options()
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @guarded
 def plan(target: str, inventory: Path, playbook: Path, as_json: bool) -> None:
@@ -120,7 +120,7 @@ def plan(target: str, inventory: Path, playbook: Path, as_json: bool) -> None:
 
 @main.command("run")
 @click.argument("target")
-@config_options
+@config_options()
 @runs_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (automation, rehearsals).")
 @click.option("--json", "as_json", is_flag=True, help="Progress as JSON lines, then a JSON summary.")
@@ -133,10 +133,7 @@ def run_cmd(target: str, inventory: Path, playbook: Path, runs_dir: str | None, 
 
 @main.command()
 @click.argument("target")
-@click.option("--inventory", type=click.Path(path_type=Path), default=Path("inventory.toml"),
-              show_default=True, help="Inventory file.")
-@click.option("--playbook", type=click.Path(path_type=Path), default=Path("playbooks/golden.toml"),
-              show_default=True, help="Golden-capture playbook.")
+@config_options("playbooks/golden.toml")
 @runs_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="Progress as JSON lines, then a JSON summary.")

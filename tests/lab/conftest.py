@@ -79,14 +79,27 @@ def lab_bmc(lab_run_dir: Path, bmc_key: Path) -> Iterator[LabBmc]:
 
 
 @pytest.fixture(scope="session")
-def bmc_machine(lab_image: ImagePaths, lab_run_dir: Path, lab_bmc: LabBmc) -> Iterator[Guest]:
-    """A web host under the lab BMC, powered off; whoever started it, its recorded QEMU is stopped at the end."""
-    machine = Guest(lab_image, lab_run_dir, "bmc-web")
-    lab_bmc.add(machine)
+def bmc_guest(lab_image: ImagePaths, lab_run_dir: Path, lab_bmc: LabBmc) -> Iterator[Callable[[str], Guest]]:
+    """Factory of hosts under the lab BMC, powered off; whoever started them, their QEMUs stop at the end."""
+    names: list[str] = []
+
+    def make(name: str) -> Guest:
+        machine = Guest(lab_image, lab_run_dir, name)
+        lab_bmc.add(machine)
+        names.append(name)
+        return machine
+
     try:
-        yield machine
+        yield make
     finally:
-        Guest(lab_image, lab_run_dir, "bmc-web").stop()
+        for name in names:
+            Guest(lab_image, lab_run_dir, name).stop()
+
+
+@pytest.fixture(scope="session")
+def bmc_machine(bmc_guest: Callable[[str], Guest]) -> Guest:
+    """A web host under the lab BMC, powered off."""
+    return bmc_guest("bmc-web")
 
 
 @pytest.fixture(scope="session")

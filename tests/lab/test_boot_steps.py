@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Callable
 
 import pytest
 
 from recovery.lab.bmc import LabBmc
-from recovery.lab.image import ImagePaths
 from recovery.lab.vm import Guest
 from recovery.oob.base import PowerState
 from recovery.oob.lab import LabDriver
@@ -46,14 +45,8 @@ name = "evidence-copy"
 
 
 @pytest.fixture(scope="module")
-def machine(lab_image: ImagePaths, lab_run_dir: Path, lab_bmc: LabBmc) -> Iterator[Guest]:
-    """A web host of its own under the lab BMC; its QEMU is stopped at the end, whoever started it."""
-    guest = Guest(lab_image, lab_run_dir, "boot-web")
-    lab_bmc.add(guest)
-    try:
-        yield guest
-    finally:
-        Guest(lab_image, lab_run_dir, "boot-web").stop()
+def machine(bmc_guest: Callable[[str], Guest]) -> Guest:
+    return bmc_guest("boot-web")
 
 
 def test_single_user_recovery_over_the_console(lab_bmc: LabBmc, machine: Guest, bmc_key: Path,
