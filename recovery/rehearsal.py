@@ -48,6 +48,16 @@ class Rehearsal:
     checks: list[Check] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds of each `recover` process
+
+    @property
+    def overhead_share(self) -> float:
+        """The orchestrator's own work (CPU time of `recover`) as a share of the recovery's RTO.
+
+        The rest of the RTO is waiting: on guests (boots, zfs, the console), BMCs and servers.
+        """
+        rto = self.timings.get("recover", 0.0)
+        return self.cpu.get("recover", 0.0) / rto if rto else 0.0
 
     @property
     def passed(self) -> bool:
@@ -97,7 +107,8 @@ def rehearse(target: str, scenario: str, lab: Lab, say: Callable[[str], None], f
         timed("lab down --wipe", lambda: lab.down(wipe=True))
     timed("lab up", lambda: lab.up())
     env = {"RECOVERY_GOLDEN_STORE": str(lab.run_dir / "golden-store"), "RECOVERY_RUNS": str(lab.run_dir / "runs")}
-    timed("golden capture", lambda: _recover(["golden", target], lab.inventory_file, env, PLAYBOOKS / "golden.toml"))
+    timed("golden capture", lambda: _recover(result, "golden", ["golden", target], lab.inventory_file, env,
+                                             PLAYBOOKS / "golden.toml"))
     timed("history", lambda: history.make_history(lab))
     truth_file = timed("attack", lambda: SCENARIOS[scenario](lab))
     service = load_inventory(lab.inventory_file).services["www"].traffic.dns
@@ -106,7 +117,8 @@ def rehearse(target: str, scenario: str, lab: Lab, say: Callable[[str], None], f
     before = watch.answer()
     inventory = _broken_inventory(lab, unbootable) if unbootable else lab.inventory_file
     with watch:
-        code = timed("recover", lambda: _recover([target], inventory, env, PLAYBOOKS / "recover.toml"))
+        code = timed("recover", lambda: _recover(result, "recover", [target], inventory, env,
+                                                 PLAYBOOKS / "recover.toml"))
     run = runstore.open_run(lab.run_dir / "runs", None)
     result.run_id = run.id
     result.phases = _phases(run)
@@ -142,11 +154,19 @@ def _broken_inventory(lab: Lab, host: str) -> Path:
     return broken
 
 
-def _recover(args: list[str], inventory: Path, env: dict[str, str], playbook: Path) -> int:
-    """The real `recover` command, as an operator would type it, output passed through."""
+def _recover(result: Rehearsal, label: str, args: list[str], inventory: Path, env: dict[str, str],
+             playbook: Path) -> int:
+    """The real `recover` command, as an operator would type it, output passed through.
+
+    Its CPU time (from wait4) is what the orchestrator itself spent, waiting excluded.
+    """
     command = [sys.executable, "-m", "recovery", *args, "--inventory", str(inventory),
                "--playbook", str(playbook), "--yes"]
-    return subprocess.run(command, env={**os.environ, **env}, stdin=subprocess.DEVNULL).returncode
+    process = subprocess.Popen(command, env={**os.environ, **env}, stdin=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    result.cpu[label] = round(usage.ru_utime + usage.ru_stime, 2)
+    return process.returncode
 
 
 def _phases(run: runstore.Run) -> dict[str, float]:

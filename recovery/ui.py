@@ -193,5 +193,7 @@ def show_rehearsal(result: Any) -> None:
     for name, seconds in {**result.timings, **{f"  {k}": v for k, v in result.phases.items()}}.items():
         table.add_row(safe(name), f"{seconds:.1f}")
     console.print(table)
+    console.print(f"orchestrator CPU during the recovery: {result.cpu.get('recover', 0):.1f} s "
+                  f"({result.overhead_share:.1%} of the RTO; the rest is waiting on guests, BMCs and servers)")
     console.print(f"RTO (recover, start to finish): {result.timings.get('recover', 0):.1f} s — "
                   + ("[green]all checks passed[/]" if result.passed else "[bold red]some checks failed[/]"))

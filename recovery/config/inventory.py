@@ -107,6 +107,8 @@ class Service(Strict):
     hosts: list[Name]
     mirror: Name | None = None
     notice: str = ""
+    notice_file: str | None = Field(
+        None, description="File the mirror serves as its security notice while diverted (divert writes it).")
     traffic: Traffic = Field(default_factory=Traffic)
 
 

@@ -342,6 +342,7 @@ class Lab:
             tsig_algorithm=dns["algorithm"], tsig_secret_file=dns["secret_file"],
             mirror_address=MIRROR_DNS_ADDRESS, haproxy_socket=haproxy["socket"],
             haproxy_backend=haproxy["backend"], mirror_server=haproxy["mirror_server"],
+            notice_file=record["services"]["mirror"]["notice_file"],
         )  # fmt: skip
         image = record["image"]
         bmc = record["services"]["bmc"]

@@ -53,6 +53,7 @@ class ServiceFacts:
     haproxy_socket: str
     haproxy_backend: str
     mirror_server: str
+    notice_file: str | None = None
 
 
 def inventory_text(
@@ -127,6 +128,7 @@ def _service(s: ServiceFacts) -> str:
     return f"""[services.{SERVICE}]
 hosts = ["web"]
 notice = {_q(NOTICE)}
+{f"notice_file = {_q(s.notice_file)}" if s.notice_file else ""}
 
 [services.{SERVICE}.traffic.dns]
 server = {_q(LOOPBACK)}

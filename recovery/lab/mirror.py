@@ -8,7 +8,6 @@ temp dir, read on every request, so turning it on needs no restart.
 from __future__ import annotations
 
 import argparse
-import html
 import shutil
 import sys
 import urllib.error
@@ -20,16 +19,10 @@ from typing import Sequence
 
 from recovery.lab.daemon import LabDaemon
 from recovery.lab.ports import LOOPBACK, free_port
+from recovery.traffic import notice
 
 NOTICE_FILE = "notice.html"
 RETRY_AFTER = "3600"
-
-_NOTICE_PAGE = """\
-<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Security notice</title></head>
-<body><h1>Security notice</h1><p>{text}</p></body></html>
-"""
-
 
 class Mirror(LabDaemon):
     """Serves a copy of ``site`` on 127.0.0.1; :meth:`show_notice` replaces every page by a notice.
@@ -55,13 +48,10 @@ class Mirror(LabDaemon):
 
     def show_notice(self, text: str) -> None:
         """From now on every request gets the security notice (``text`` is escaped)."""
-        page = _NOTICE_PAGE.format(text=html.escape(text))
-        staged = self._notice_path().with_suffix(".tmp")
-        staged.write_text(page)
-        staged.replace(self._notice_path())
+        notice.publish(self._notice_path(), text)
 
     def hide_notice(self) -> None:
-        self._notice_path().unlink(missing_ok=True)
+        notice.withdraw(self._notice_path())
 
     def _notice_path(self) -> Path:
         assert self.workdir is not None, "mirror is not started"

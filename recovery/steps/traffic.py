@@ -10,12 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator
 
+from pydantic import Field
+
 from recovery import secrets
 from recovery.config.base import Strict
 from recovery.config.inventory import Inventory, Service
 from recovery.config.targets import expand
 from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, register
 from recovery.steps.http_check import probe
+from recovery.traffic import notice
 from recovery.traffic.base import TrafficError, TrafficState
 from recovery.traffic.dns import DnsDriver, DnsRecord, DnsServer, TsigKey
 from recovery.traffic.haproxy import HaproxyBackend, HaproxyDriver, HaproxySocket
@@ -49,12 +52,21 @@ class NoParams(Strict):
     pass
 
 
+class DivertParams(Strict):
+    notice: str | None = Field(None, description="Security notice text (default: the service's `notice`).")
+
+
+def _notice_file(inventory: Inventory, name: str) -> Path | None:
+    path = inventory.services[name].notice_file
+    return Path(path).expanduser() if path else None
+
+
 @register
 class DivertStep(StepKind):
     kind = "divert"
     scope = "run"
-    summary = "point the service's traffic at the known-good mirror (DNS, HAProxy)"
-    Params = NoParams
+    summary = "point the service's traffic at the known-good mirror (DNS, HAProxy) with a security notice"
+    Params = DivertParams
 
     def check(self, ctx: StepContext) -> Check:
         for _, driver, service in self._all(ctx):
@@ -64,6 +76,10 @@ class DivertStep(StepKind):
 
     def apply(self, ctx: StepContext) -> dict[str, Any]:
         outputs: dict[str, Any] = {}
+        for name in _services(ctx):
+            if path := _notice_file(ctx.inventory, name):
+                notice.publish(path, ctx.params.notice or ctx.inventory.services[name].notice)
+                ctx.note(f"{name}: the mirror shows the security notice")
         for label, driver, service in self._all(ctx):
             before = _read(label, driver, service)
             after = _act(label, lambda: driver.divert(service, before))
@@ -97,6 +113,8 @@ class ReturnStep(StepKind):
             unhealthy = _unhealthy_hosts(ctx, ctx.inventory.services[name])
             for label, driver, service in channels(ctx.inventory, name):
                 outputs[label] = self._return(ctx, label, driver, service, diverted, unhealthy)
+            if path := _notice_file(ctx.inventory, name):
+                notice.withdraw(path)
         return outputs
 
     def _return(self, ctx: StepContext, label: str, driver: Any, service: Any,

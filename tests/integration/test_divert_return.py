@@ -11,6 +11,7 @@ import dns.query
 import pytest
 
 from recovery.engine.journal import Journal
+from recovery.lab.mirror import NOTICE_FILE
 from tests.integration.conftest import WEB_ADDRESSES
 from tests.support.project import recover
 
@@ -23,7 +24,7 @@ on_failure = "stop"
 [[steps]]
 kind = "http_check"
 name = "mirror-answers"
-params = { url = "HAPROXY_URL", contains = "known-good copy" }
+params = { url = "HAPROXY_URL", status = 503, contains = "Security notice" }
 [[steps]]
 kind = "return"
 """
@@ -46,6 +47,8 @@ contains = "served by {name}"
     (tmp_path / "inventory.toml").write_text(hosts + f"""
 [services.www]
 hosts = ["eu-web", "us-web"]
+notice = "Restoring after a security incident <b>soon</b>"
+notice_file = "{web_sites['mirror'].workdir / NOTICE_FILE}"
 [services.www.traffic.dns]
 server = "127.0.0.1"
 port = {lab_dns.port}
@@ -96,6 +99,7 @@ def test_divert_serves_the_mirror_then_return_restores(tmp_path, lab_dns, lab_ha
     assert addresses(lab_dns) == set(WEB_ADDRESSES)  # returned
     pages = {served(lab_haproxy.url) for _ in range(6)}
     assert pages == {"served by eu-web\n", "served by us-web\n"}
+    assert not (web_sites["mirror"].workdir / NOTICE_FILE).exists()  # withdrawn on return
     for path in (tmp_path / "runs").rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
