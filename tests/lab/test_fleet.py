@@ -71,7 +71,7 @@ def test_a_second_up_only_reports(fleet: Lab) -> None:
     before = fleet.record()
     status = fleet.up()
     assert status.running
-    assert {c.name for c in status.components} == {"lan", "eu-web", "us-web", "people", "mirror", "dns", "haproxy"}
+    assert {c.name for c in status.components} == {"lan", "eu-web", "us-web", "people", "mirror", "dns", "haproxy", "bmc"}
     assert fleet.record()["services"] == before["services"]
     assert fleet.record()["started_at"] == before["started_at"]
 
