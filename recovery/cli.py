@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -40,12 +41,19 @@ Exit codes:
 
 
 class TargetGroup(click.Group):
-    """`recover eu-web` is short for `recover run eu-web`."""
+    """`recover eu-web` is short for `recover run eu-web` (and `recover golden eu-web` for
+    `recover golden capture eu-web`): a first word that is no command is a target."""
+
+    default_command = "run"
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
         if args and args[0] not in self.commands and not args[0].startswith("-"):
-            args = ["run", *args]
+            args = [self.default_command, *args]
         return super().resolve_command(ctx, args)
+
+
+class GoldenGroup(TargetGroup):
+    default_command = "capture"
 
 
 @click.group(cls=TargetGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,6 +67,9 @@ def main() -> None:
     recover status             the state of the newest run (or `recover status RUN`)
     recover resume RUN         continue a run after a crash or Ctrl-C; done steps are not redone
     recover retry RUN --host H --step S / recover skip ...   deal with one failed step
+    recover golden eu-web      capture the known-good state before a host goes live
+    recover rehearse eu-web --scenario awstats-2005   the whole incident, in the lab, graded
+    recover lab up             the QEMU lab fleet with real OpenZFS
 
     TARGET may name a host, a group or a service of the inventory.
     """
@@ -131,17 +142,42 @@ def run_cmd(target: str, inventory: Path, playbook: Path, runs_dir: str | None, 
     _start(target, inventory, playbook, runs_dir, yes, as_json)
 
 
-@main.command()
+@main.group(cls=GoldenGroup)
+def golden() -> None:
+    """Golden images: `recover golden TARGET` captures, `recover golden verify TARGET` checks."""
+
+
+@golden.command("capture")
 @click.argument("target")
 @config_options("playbooks/golden.toml")
 @runs_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="Progress as JSON lines, then a JSON summary.")
 @guarded
-def golden(target: str, inventory: Path, playbook: Path, runs_dir: str | None, yes: bool,
-           as_json: bool) -> None:
+def golden_capture(target: str, inventory: Path, playbook: Path, runs_dir: str | None, yes: bool,
+                   as_json: bool) -> None:
     """Capture the known-good (golden) state of TARGET before it goes live."""
     _start(target, inventory, playbook, runs_dir, yes, as_json)
+
+
+@golden.command("verify")
+@click.argument("target")
+@click.option("--inventory", type=click.Path(path_type=Path), default=Path("inventory.toml"), show_default=True,
+              help="Inventory file.")
+@click.option("--store", type=click.Path(path_type=Path), default=None,
+              help="Golden store [default: $RECOVERY_GOLDEN_STORE or ./golden-store].")
+@guarded
+def golden_verify(target: str, inventory: Path, store: Path | None) -> None:
+    """Check TARGET's golden snapshots (guid, createtxg, hold) and their stored streams (sha256)."""
+    store = (store or Path(os.environ.get("RECOVERY_GOLDEN_STORE") or "golden-store")).absolute()
+    results = control.golden_verify(inventory, target, store)
+    bad = 0
+    for host, findings in results.items():
+        for finding in findings:
+            bad += not finding.ok
+            mark = "[green]PASS[/]" if finding.ok else "[bold red]FAIL[/]"
+            ui.console.print(f"{mark} {ui.safe(host)}: {ui.safe(finding.what)} — {ui.safe(finding.detail)}")
+    sys.exit(Exit.FAILED if bad else Exit.OK)
 
 
 def _start(target: str, inventory: Path, playbook: Path, runs_dir: str | None, yes: bool,

@@ -19,7 +19,7 @@ from recovery.engine.runstore import Run
 from recovery.engine.sessions import SessionPool
 from recovery.report import model as report_model
 from recovery.report import render
-from recovery.zfs import swap
+from recovery.zfs import manifest, swap
 from recovery.zfs.client import AgentClient
 from recovery.zfs.salvage import copy_back
 from recovery.zfs.swap import SwapNames
@@ -164,6 +164,25 @@ def _salvage_plan(client: AgentClient, restored: dict[str, Any], paths: list[str
             raise ConfigError([f"{path} is in none of the restored datasets ({', '.join(sorted(mounts.values()))})"])
         chosen.setdefault(owner, {"mountpoint": mounts[owner], "paths": []})["paths"].append(path)
     return chosen
+
+
+def golden_verify(inventory_path: Path, target: str, store: Path) -> dict[str, list[manifest.Finding]]:
+    """Each host's golden snapshots and stored streams against its newest manifest."""
+    inventory = load_inventory(inventory_path)
+    hosts = resolve(inventory, target).hosts
+    pool = SessionPool(inventory)
+    results: dict[str, list[manifest.Finding]] = {}
+    try:
+        for host in hosts:
+            try:
+                golden = manifest.newest(store, host)
+            except manifest.ManifestMissing as exc:
+                results[host] = [manifest.Finding("golden manifest", False, str(exc))]
+                continue
+            results[host] = manifest.check(AgentClient(pool(host)), golden)
+    finally:
+        pool.close()
+    return results
 
 
 def reopen(run: Run) -> tuple[Inventory, Plan]:

@@ -42,7 +42,7 @@ class GoldenParams(Strict):
 
 
 def store_dir(params: GoldenParams) -> Path:
-    return Path(params.store or os.environ.get("RECOVERY_GOLDEN_STORE") or "golden-store")
+    return Path(params.store or os.environ.get("RECOVERY_GOLDEN_STORE") or "golden-store").absolute()
 
 
 @register

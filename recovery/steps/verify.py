@@ -12,7 +12,6 @@ about file contents is not caught here: that is what the rescue image is for.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from pydantic import Field
 from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, register
 from recovery.steps.golden import GoldenParams, store_dir
 from recovery.steps.zfs_host import agent, agent_errors
+from recovery.zfs import manifest
 
 
 class VerifyParams(GoldenParams):
@@ -28,10 +28,10 @@ class VerifyParams(GoldenParams):
 
 
 def newest_manifest(store: Path, host: str) -> dict[str, Any]:
-    manifests = sorted((store / host).glob("golden-*.json"))
-    if not manifests:
-        raise StepFailed(f"{host}: no golden manifest in {store / host}: capture one with `recover golden {host}`")
-    return json.loads(manifests[-1].read_text())
+    try:
+        return manifest.newest(store, host)
+    except manifest.ManifestMissing as exc:
+        raise StepFailed(str(exc)) from None
 
 
 def differences(expected: dict[str, str], found: dict[bytes, str]) -> list[str]:
@@ -51,21 +51,21 @@ class VerifyStep(StepKind):
         return Check.NOT_DONE  # read-only
 
     def apply(self, ctx: StepContext) -> dict[str, Any]:
-        manifest = newest_manifest(store_dir(ctx.params), str(ctx.host))
+        golden = newest_manifest(store_dir(ctx.params), str(ctx.host))
         client = agent(ctx)
         with agent_errors(ctx.host, "hashing tools and critical files"):
-            tools, _ = client.hashes([p.encode() for p in manifest["tools"]])
-            files, _ = client.hashes([p.encode() for p in manifest["files"]])
-        bad_tools = differences(manifest["tools"], tools)
+            tools, _ = client.hashes([p.encode() for p in golden["tools"]])
+            files, _ = client.hashes([p.encode() for p in golden["files"]])
+        bad_tools = differences(golden["tools"], tools)
         if bad_tools:
             raise StepFailed(f"{ctx.host}: tools differ from the golden manifest ({'; '.join(bad_tools)}): "
                              "do not trust this system's tools; recover it from a trusted rescue image "
                              "(boot = \"rescue\")")
-        bad_files = differences(manifest["files"], files)
+        bad_files = differences(golden["files"], files)
         if bad_files and ctx.params.strict:
             raise StepFailed(f"{ctx.host}: {len(bad_files)} critical files differ from golden: "
                              + "; ".join(bad_files[:20]))
-        ctx.note(f"{ctx.host}: tools match golden {manifest['captured']}; "
-                 f"{len(bad_files)} of {len(manifest['files'])} critical files differ")
-        return {"golden": manifest["captured"], "tools": len(manifest["tools"]),
+        ctx.note(f"{ctx.host}: tools match golden {golden['captured']}; "
+                 f"{len(bad_files)} of {len(golden['files'])} critical files differ")
+        return {"golden": golden["captured"], "tools": len(golden["tools"]),
                 "files_differing": bad_files[:200]}

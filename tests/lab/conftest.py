@@ -37,9 +37,10 @@ def lan(lab_run_dir: Path) -> Iterator[LanSwitch]:
         switch.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def boot_guest(lab_image: ImagePaths, lab_run_dir: Path) -> Iterator[Callable[..., Guest]]:
-    """Factory that boots guests and stops every one of them at the end of the session."""
+    """Factory that boots guests and stops every one of them when the module is done (TCG guests left
+    running would starve the next module's guests of CPU)."""
     started: list[Guest] = []
 
     def boot(name: str, mode: BootMode = BootMode.NORMAL, **options: object) -> Guest:
@@ -55,7 +56,7 @@ def boot_guest(lab_image: ImagePaths, lab_run_dir: Path) -> Iterator[Callable[..
             guest.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def guest(boot_guest: Callable[..., Guest], lan: LanSwitch) -> Guest:
     """One web host in normal mode, on the lab LAN as 10.77.0.11, reachable over SSH."""
     web = boot_guest("lab-web", lan=lan, lan_address=LanAddress.for_host_number(11))
@@ -78,7 +79,7 @@ def lab_bmc(lab_run_dir: Path, bmc_key: Path) -> Iterator[LabBmc]:
         yield bmc
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def bmc_guest(lab_image: ImagePaths, lab_run_dir: Path, lab_bmc: LabBmc) -> Iterator[Callable[[str], Guest]]:
     """Factory of hosts under the lab BMC, powered off; whoever started them, their QEMUs stop at the end."""
     names: list[str] = []
@@ -96,13 +97,13 @@ def bmc_guest(lab_image: ImagePaths, lab_run_dir: Path, lab_bmc: LabBmc) -> Iter
             Guest(lab_image, lab_run_dir, name).stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def bmc_machine(bmc_guest: Callable[[str], Guest]) -> Guest:
     """A web host under the lab BMC, powered off."""
     return bmc_guest("bmc-web")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def bmc_driver(lab_bmc: LabBmc, bmc_machine: Guest, bmc_key: Path) -> Iterator[LabDriver]:
     driver = LabDriver(lab_bmc.endpoint("eu-web", bmc_machine.name, bmc_key))
     try:

@@ -63,6 +63,14 @@ def test_golden_then_restore_newest_clean(web: Guest, tmp_path: Path) -> None:
     assert set(manifest["datasets"]) == set(DATASETS)
     assert "/srv/www/cgi-bin/stats.cgi" in manifest["files"]
     assert "/usr/sbin/zfs" in manifest["tools"]
+    verified = recover("golden", "verify", "zfs-web", "--inventory", "inventory.toml", cwd=tmp_path, env=env)
+    assert verified.returncode == 0 and verified.stdout.count("PASS") == 3 * len(DATASETS), verified.stdout
+    stream = Path(manifest["datasets"]["tank/data/uploads"]["stream"]["copy"])
+    original = stream.read_bytes()
+    stream.write_bytes(original + b"x")
+    tampered = recover("golden", "verify", "zfs-web", "--inventory", "inventory.toml", cwd=tmp_path, env=env)
+    assert tampered.returncode == 1 and "differs from the manifest" in tampered.stdout
+    stream.write_bytes(original)
     golden_snap = manifest["datasets"]["tank/www/cgi-bin"]["snapshot"]
     assert "recovery-golden" in zfs(web, f"holds -H {golden_snap}")
 

@@ -1,0 +1,62 @@
+"""Golden manifests in the golden store, and checking a host against one.
+
+A manifest (written by the `golden_capture` step) records, per dataset, the
+golden snapshot's name, guid and createtxg and its stream's sha256 in the
+store; and the sha256 of the host's tools and critical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from recovery.zfs.client import AgentClient
+
+
+class ManifestMissing(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Finding:
+    what: str
+    ok: bool
+    detail: str
+
+
+def newest(store: Path, host: str) -> dict[str, Any]:
+    manifests = sorted((store / host).glob("golden-*.json"))
+    if not manifests:
+        raise ManifestMissing(f"{host}: no golden manifest in {store / host}: capture one with `recover golden {host}`")
+    return json.loads(manifests[-1].read_text())
+
+
+def check(client: AgentClient, manifest: dict[str, Any]) -> list[Finding]:
+    """Do the golden snapshots still exist as captured, held, and do their stored streams still hash right?"""
+    findings = []
+    for dataset, golden in manifest["datasets"].items():
+        snapshot = golden["snapshot"]
+        rows = [r for r in client.list_datasets(dataset, types=("snapshot",)) if r.name == snapshot]
+        same = bool(rows) and rows[0].guid == golden["snapshot_guid"] and rows[0].createtxg == golden["createtxg"]
+        findings.append(Finding(f"{snapshot} as captured", same,
+                                "guid and createtxg match" if same else "missing, or its guid/createtxg differ"))
+        if rows:
+            held = "recovery-golden" in client.holds(snapshot)
+            findings.append(Finding(f"{snapshot} held", held, "recovery-golden hold" if held else "no golden hold"))
+        findings.append(_stream(golden["stream"], snapshot))
+    return findings
+
+
+def _stream(stream: dict[str, Any], snapshot: str) -> Finding:
+    path = Path(stream["copy"])
+    if not path.is_file():
+        return Finding(f"{snapshot} stream", False, f"{path} is missing from the golden store")
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    ok = digest.hexdigest() == stream["sha256"]
+    return Finding(f"{snapshot} stream", ok, "sha256 matches" if ok else f"sha256 of {path} differs from the manifest")
