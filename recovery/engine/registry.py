@@ -60,18 +60,21 @@ class StepKind:
     """Base of every step kind: ``check`` the host, then ``apply`` only if needed.
 
     ``apply`` returns outputs (JSON-able, no secrets) stored in the journal.
+    A ``repeatable`` kind changes nothing that matters when applied again (a
+    read-only look, a probe, a question): it needs no check, it simply runs again.
     """
 
     kind: ClassVar[str]
     scope: ClassVar[Scope] = "host"
     summary: ClassVar[str] = ""
     Params: ClassVar[type[BaseModel]]
+    repeatable: ClassVar[bool] = False
 
     def describe(self, params: Any) -> str:
         return self.summary
 
     def check(self, ctx: StepContext) -> Check:
-        return Check.UNKNOWN
+        return Check.NOT_DONE if self.repeatable else Check.UNKNOWN
 
     def apply(self, ctx: StepContext) -> dict[str, Any]:
         raise NotImplementedError
@@ -87,10 +90,6 @@ def register(cls: type[StepKind]) -> type[StepKind]:
 
 def get(kind: str) -> StepKind | None:
     return _KINDS.get(kind)
-
-
-def available() -> list[str]:
-    return sorted(_KINDS)
 
 
 def known() -> list[str]:

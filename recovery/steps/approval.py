@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field
 
 from recovery.config.base import Strict
-from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, register
+from recovery.engine.registry import StepContext, StepFailed, StepKind, register
 
 
 class ApprovalParams(Strict):
@@ -20,12 +20,10 @@ class ApprovalStep(StepKind):
     scope = "run"
     summary = "wait for the operator's approval"
     Params = ApprovalParams
+    repeatable = True  # asking again is always safe
 
     def describe(self, params: ApprovalParams) -> str:
         return f"approval: {params.text[:60]}"
-
-    def check(self, ctx: StepContext) -> Check:
-        return Check.NOT_DONE  # asking again is always safe
 
     def apply(self, ctx: StepContext) -> dict[str, Any]:
         if not ctx.acknowledge(ctx.params.text):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from recovery.engine.registry import Check, StepContext, StepKind, register
+from recovery.engine.registry import StepContext, StepKind, register
 from recovery.steps.triage_rules import TriageParams
 from recovery.steps.zfs_host import (
     agent,
@@ -33,9 +33,7 @@ class DiffStep(StepKind):
     kind = "diff"
     summary = "diff @golden -> @incident and triage the changes into indicators"
     Params = TriageParams
-
-    def check(self, ctx: StepContext) -> Check:
-        return Check.NOT_DONE  # read-only: always look afresh
+    repeatable = True  # read-only: always look afresh
 
     def apply(self, ctx: StepContext) -> dict[str, Any]:
         client = agent(ctx)

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
-from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, register
+from recovery.engine.registry import StepContext, StepFailed, StepKind, register
 from recovery.steps.diff import LISTED, describe
 from recovery.steps.triage_rules import TriageParams
 from recovery.steps.zfs_host import (
@@ -41,9 +41,7 @@ class FindCleanStep(StepKind):
     kind = "find_clean"
     summary = "find the newest snapshot without indicators (bisection)"
     Params = FindCleanParams
-
-    def check(self, ctx: StepContext) -> Check:
-        return Check.NOT_DONE  # read-only
+    repeatable = True  # read-only
 
     def apply(self, ctx: StepContext) -> dict[str, Any]:
         client = agent(ctx)

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from recovery.config.base import Strict
 from recovery.config.inventory import HealthCheck
-from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, register
+from recovery.engine.registry import StepContext, StepFailed, StepKind, register
 from recovery.hostile import for_terminal
 
 BODY_CAP = 1024 * 1024
@@ -45,6 +45,7 @@ class HttpCheckStep(StepKind):
     kind = "http_check"
     summary = "probe the host's health checks over HTTP"
     Params = HttpCheckParams
+    repeatable = True  # a probe changes nothing: always probe afresh
 
     def describe(self, params: HttpCheckParams) -> str:
         return f"http_check: {params.url}" if params.url else self.summary
@@ -57,9 +58,6 @@ class HttpCheckStep(StepKind):
         if not checks:
             raise StepFailed(f"{ctx.host}: no health checks in the inventory and no 'url' given")
         return checks
-
-    def check(self, ctx: StepContext) -> Check:
-        return Check.NOT_DONE  # a probe changes nothing: always probe afresh
 
     def apply(self, ctx: StepContext) -> dict[str, Any]:
         start = time.monotonic()

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field
 
 from recovery.config.base import Strict
-from recovery.engine.registry import Check, StepContext, StepKind, register
+from recovery.engine.registry import StepContext, StepKind, register
 
 
 class MessageParams(Strict):
@@ -20,12 +20,10 @@ class MessageStep(StepKind):
     scope = "run"
     summary = "show a message to the operator"
     Params = MessageParams
+    repeatable = True
 
     def describe(self, params: MessageParams) -> str:
         return f"message: {params.text[:60]}"
-
-    def check(self, ctx: StepContext) -> Check:
-        return Check.NOT_DONE
 
     def apply(self, ctx: StepContext) -> dict[str, Any]:
         ctx.note(ctx.params.text)

@@ -100,9 +100,7 @@ class ReturnStep(StepKind):
     scope = "run"
     summary = "put healthy hosts back into rotation; failed hosts stay out"
     Params = NoParams
-
-    def check(self, ctx: StepContext) -> Check:
-        return Check.NOT_DONE  # health is probed afresh; the drivers skip what is already so
+    repeatable = True  # health is probed afresh; the drivers skip what is already so
 
     def apply(self, ctx: StepContext) -> dict[str, Any]:
         diverted = ctx.outputs.get("divert")

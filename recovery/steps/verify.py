@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import Field
 
-from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, register
+from recovery.engine.registry import StepContext, StepFailed, StepKind, register
 from recovery.steps.golden import GoldenParams, store_dir
 from recovery.steps.zfs_host import agent, agent_errors
 from recovery.zfs import manifest
@@ -46,9 +46,7 @@ class VerifyStep(StepKind):
     kind = "verify"
     summary = "check the host's tools and critical files against the golden manifest"
     Params = VerifyParams
-
-    def check(self, ctx: StepContext) -> Check:
-        return Check.NOT_DONE  # read-only
+    repeatable = True  # read-only
 
     def apply(self, ctx: StepContext) -> dict[str, Any]:
         golden = newest_manifest(store_dir(ctx.params), str(ctx.host))
