@@ -27,6 +27,7 @@ from recovery.config.load import load_inventory
 from recovery.engine import runstore, state
 from recovery.lab import attacks, history
 from recovery.lab.fleet import Lab
+from recovery.report import model as report_model
 
 SCENARIOS = attacks.ATTACKS
 PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
@@ -121,7 +122,7 @@ def rehearse(target: str, scenario: str, lab: Lab, say: Callable[[str], None], f
                                                  PLAYBOOKS / "recover.toml"))
     run = runstore.open_run(lab.run_dir / "runs", None)
     result.run_id = run.id
-    result.phases = _phases(run)
+    result.phases = report_model.phases(run.journal.records())
     truth = json.loads(Path(truth_file).read_text())
     result.checks = _grade(lab, run, truth, code, watch, before, service.mirror_address, unbootable)
     return result
@@ -167,14 +168,6 @@ def _recover(result: Rehearsal, label: str, args: list[str], inventory: Path, en
     process.returncode = os.waitstatus_to_exitcode(status)
     result.cpu[label] = round(usage.ru_utime + usage.ru_stime, 2)
     return process.returncode
-
-
-def _phases(run: runstore.Run) -> dict[str, float]:
-    spans: dict[str, list[float]] = {}
-    for rec in run.journal.records():
-        if rec.step and rec.event in ("step_started", "step_succeeded", "step_failed"):
-            spans.setdefault(rec.step, []).append(rec.ts)
-    return {step: round(max(ts) - min(ts), 1) for step, ts in spans.items()}
 
 
 def _grade(lab: Lab, run: runstore.Run, truth: dict[str, Any], code: int, watch: DnsWatch,

@@ -52,7 +52,7 @@ def build(run_id: str, target: str, plan: Plan, records: list[Record], problems:
                     records[-1].ts if records and records[-1].event == "run_finished" else None,
                     records[-1].hash if records else "", not problems)
     report.bars = _bars(records)
-    report.phases = _phases(report.bars)
+    report.phases = _spans(report.bars)
     report.timeline = [(r.ts, _narrate(r)) for r in records if _narrate(r)]
     for (step_id, host), pair in sorted(pairs.items()):
         kind = next((p.step.kind for p in plan.steps if p.id == step_id), step_id)
@@ -75,7 +75,12 @@ def _bars(records: list[Record]) -> list[Bar]:
     return bars
 
 
-def _phases(bars: list[Bar]) -> dict[str, float]:
+def phases(records: list[Record]) -> dict[str, float]:
+    """Seconds per step, from its first start on any host to its last end (the RTO of each phase)."""
+    return _spans(_bars(records))
+
+
+def _spans(bars: list[Bar]) -> dict[str, float]:
     spans: dict[str, tuple[float, float]] = {}
     for bar in bars:
         start, end = spans.get(bar.step, (bar.start, bar.end))
