@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +22,7 @@ from recovery.engine.runstore import RunStoreError
 from recovery.lab.fleet import Lab
 from recovery.rehearsal import SCENARIOS
 from recovery.transport.result import TransportError
+from recovery.zfs import manifest
 from recovery.zfs.client import AgentError, AgentReplyError
 from recovery.zfs.salvage import SalvageError
 
@@ -169,8 +169,7 @@ def golden_capture(target: str, inventory: Path, playbook: Path, runs_dir: str |
 @guarded
 def golden_verify(target: str, inventory: Path, store: Path | None) -> None:
     """Check TARGET's golden snapshots (guid, createtxg, hold) and their stored streams (sha256)."""
-    store = (store or Path(os.environ.get("RECOVERY_GOLDEN_STORE") or "golden-store")).absolute()
-    results = control.golden_verify(inventory, target, store)
+    results = control.golden_verify(inventory, target, manifest.store_path(store))
     bad = 0
     for host, findings in results.items():
         for finding in findings:

@@ -11,7 +11,6 @@ recovery will later trust on that host (zfs, zpool, python3, libzfs_core).
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from recovery.steps.zfs_host import (
     protected,
     snapshots,
 )
+from recovery.zfs import manifest
 
 TOOLS = ("/usr/sbin/zfs", "/usr/sbin/zpool", "/usr/bin/python3",
          "/usr/lib/python3/dist-packages/libzfs_core")
@@ -42,7 +42,7 @@ class GoldenParams(Strict):
 
 
 def store_dir(params: GoldenParams) -> Path:
-    return Path(params.store or os.environ.get("RECOVERY_GOLDEN_STORE") or "golden-store").absolute()
+    return manifest.store_path(params.store)
 
 
 @register
@@ -63,13 +63,13 @@ class GoldenCaptureStep(StepKind):
             if missing := [n for n in names if n not in existing]:
                 client.snapshot(missing)
             client.hold({n: GOLDEN_HOLD for n in names})
-            manifest = self._manifest(ctx, client, names)
+            captured = self._manifest(ctx, client, names)
         path = _manifest_path(ctx)
         tmp = path.with_suffix(".partial")
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(captured, indent=2, sort_keys=True) + "\n")
         tmp.replace(path)
-        ctx.note(f"golden {tag}: {len(names)} datasets, {len(manifest['files'])} files, manifest {path}")
-        return {"snapshot": tag, "manifest": str(path), "datasets": list(manifest["datasets"])}
+        ctx.note(f"golden {tag}: {len(names)} datasets, {len(captured['files'])} files, manifest {path}")
+        return {"snapshot": tag, "manifest": str(path), "datasets": list(captured["datasets"])}
 
     def _manifest(self, ctx: StepContext, client: Any, names: list[str]) -> dict[str, Any]:
         datasets = {}

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from recovery.zfs.client import AgentClient
+
+
+def store_path(explicit: str | Path | None = None) -> Path:
+    """The golden store: as given, else ``$RECOVERY_GOLDEN_STORE``, else ``./golden-store`` (absolute)."""
+    return Path(explicit or os.environ.get("RECOVERY_GOLDEN_STORE") or "golden-store").absolute()
 
 
 class ManifestMissing(Exception):
