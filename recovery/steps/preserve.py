@@ -107,7 +107,7 @@ def evidence_snapshot(client: Any, ctx: StepContext, dataset: str) -> str:
     """``D@incident-<run>``, or its name after a restore moved it with ``D`` into quarantine."""
     names = SwapNames.for_run(dataset, ctx.run_id)
     if names.quarantine in filesystems(client, dataset):
-        return incident_snapshot(ctx, dataset).replace(dataset, names.quarantine, 1)
+        return incident_snapshot(ctx, names.quarantine)
     return incident_snapshot(ctx, dataset)
 
 

@@ -39,7 +39,7 @@ class RestoreStep(StepKind):
             with agent_errors(ctx.host, f"restoring {dataset} from {clean}"):
                 swap.restore(client, names, clean)
                 client.set(names.quarantine, {"recovery:restored-from": clean})
-            evidence = incident_snapshot(ctx, dataset).replace(dataset, names.quarantine, 1)
+            evidence = incident_snapshot(ctx, names.quarantine)  # moved there with the compromised state
             restored[dataset] = {"clean": clean, "quarantine": names.quarantine, "evidence": evidence}
             ctx.note(f"{dataset}: now {clean.split('@')[1]}; compromised state kept as "
                      f"{names.quarantine} (read-only)")
