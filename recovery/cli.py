@@ -90,6 +90,15 @@ def runs_option(fn: Callable[..., Any]) -> Callable[..., Any]:
                         help="Where runs are stored [default: ./runs].")(fn)
 
 
+def bundle(*decorators: Callable[..., Any]) -> Callable[..., Any]:
+    """Several click decorators as one, applied in the order written."""
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            fn = decorator(fn)
+        return fn
+    return decorate
+
+
 def fail(messages: list[str] | str, code: Exit = Exit.USAGE) -> None:
     for message in [messages] if isinstance(messages, str) else messages:
         ui.errors.print(f"[bold red]error:[/] {ui.safe(message)}")
@@ -129,12 +138,18 @@ def plan(target: str, inventory: Path, playbook: Path, as_json: bool) -> None:
             ui.console.print(f"[red]not available yet:[/] {names}: `recover` refuses to start this plan")
 
 
+#: What every command that starts a run takes: where runs go, --yes and --json.
+start_options = bundle(
+    runs_option,
+    click.option("--yes", is_flag=True, help="Do not ask for confirmation (automation, rehearsals)."),
+    click.option("--json", "as_json", is_flag=True, help="Progress as JSON lines, then a JSON summary."),
+)
+
+
 @main.command("run")
 @click.argument("target")
 @config_options()
-@runs_option
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation (automation, rehearsals).")
-@click.option("--json", "as_json", is_flag=True, help="Progress as JSON lines, then a JSON summary.")
+@start_options
 @guarded
 def run_cmd(target: str, inventory: Path, playbook: Path, runs_dir: str | None, yes: bool,
             as_json: bool) -> None:
@@ -150,9 +165,7 @@ def golden() -> None:
 @golden.command("capture")
 @click.argument("target")
 @config_options("playbooks/golden.toml")
-@runs_option
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--json", "as_json", is_flag=True, help="Progress as JSON lines, then a JSON summary.")
+@start_options
 @guarded
 def golden_capture(target: str, inventory: Path, playbook: Path, runs_dir: str | None, yes: bool,
                    as_json: bool) -> None:
@@ -244,17 +257,14 @@ def resume(run_id: str, runs_dir: str | None, yes: bool) -> None:
     _continue(run_id, runs_dir, yes, None)
 
 
-def one_step(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The options that name one step of a run: RUN --host H --step S."""
-    for decorator in reversed([
-        click.argument("run_id", metavar="RUN"),
-        click.option("--host", required=True, help="Host of the failed step."),
-        click.option("--step", "step_id", required=True, help="Name of the failed step."),
-        runs_option,
-        click.option("--yes", is_flag=True, help="Do not ask for confirmation."),
-    ]):
-        fn = decorator(fn)
-    return fn
+#: The options that name one step of a run: RUN --host H --step S.
+one_step = bundle(
+    click.argument("run_id", metavar="RUN"),
+    click.option("--host", required=True, help="Host of the failed step."),
+    click.option("--step", "step_id", required=True, help="Name of the failed step."),
+    runs_option,
+    click.option("--yes", is_flag=True, help="Do not ask for confirmation."),
+)
 
 
 @main.command()
