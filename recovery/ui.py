@@ -88,13 +88,15 @@ class LiveProgress:
     """Per-host progress: a line per event (terminal and CI logs alike), plus, on a terminal,
     a live table at the bottom with each host's current step."""
 
+    live_table = True
+
     def __init__(self, assume_yes: bool) -> None:
         self.assume_yes = assume_yes
         self._lock = threading.RLock()
         self._start = time.monotonic()
         self._hosts: dict[str, tuple[str, str, float]] = {}
         self._live = Live(self._table(), console=console, refresh_per_second=4,
-                          transient=True) if console.is_terminal else None
+                          transient=True) if self.live_table and console.is_terminal else None
 
     def __enter__(self) -> "LiveProgress":
         if self._live:
@@ -144,9 +146,7 @@ class LiveProgress:
 class JsonProgress(LiveProgress):
     """One JSON object per line on stdout, for automation (`--json`)."""
 
-    def __init__(self, assume_yes: bool) -> None:
-        super().__init__(assume_yes)
-        self._live = None
+    live_table = False
 
     def event(self, step: str, host: str, status: str, detail: str = "") -> None:
         record = {"t": round(time.monotonic() - self._start, 3), "host": host, "step": step,
