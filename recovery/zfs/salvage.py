@@ -2,7 +2,8 @@
 
 The evidence snapshot is mounted read-only in a temporary directory (no
 property of the quarantine changes), each file is copied with its mode and
-times, and the snapshot is unmounted again.
+times, and the snapshot is unmounted again. The same read-only mount serves
+anyone who must look inside evidence without touching it.
 """
 
 from __future__ import annotations
@@ -29,17 +30,21 @@ def relative(path: str, mountpoint: str) -> str:
     return path[len(mountpoint.rstrip("/")) + 1:]
 
 
+def with_snapshot_mounted(snapshot: str, commands: list[str]) -> str:
+    """A shell script that runs ``commands`` with ``snapshot`` mounted read-only at ``$d``."""
+    return "\n".join([
+        "set -e",
+        'd=$(mktemp -d /run/recovery-snapshot.XXXXXX)',
+        f"mount -t zfs -o ro {shlex.quote(snapshot)} \"$d\"",
+        'trap \'umount "$d" && rmdir "$d"\' EXIT',
+        *commands,
+    ])
+
+
 def copy_back(transport: Transport, evidence: str, mountpoint: str, paths: list[str]) -> None:
     """Copy ``paths`` (absolute, under ``mountpoint``) from ``evidence`` to where they were."""
     copies = [f"cp -a -- \"$d\"/{shlex.quote(relative(p, mountpoint))} {shlex.quote(p)}" for p in paths]
-    script = "\n".join([
-        "set -e",
-        'd=$(mktemp -d /run/recovery-salvage.XXXXXX)',
-        f"mount -t zfs -o ro {shlex.quote(evidence)} \"$d\"",
-        'trap \'umount "$d" && rmdir "$d"\' EXIT',
-        *copies,
-    ])
-    result = transport.run(script, timeout=600)
+    result = transport.run(with_snapshot_mounted(evidence, copies), timeout=600)
     if result.exit_code != 0:
         raise SalvageError(f"copy from {evidence} failed (exit {result.exit_code}): "
                            f"{for_terminal(result.stderr, 400)}")
