@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import threading
@@ -28,6 +29,8 @@ from recovery.engine import runstore, state
 from recovery.lab import attacks, history
 from recovery.lab.fleet import Lab
 from recovery.report import model as report_model
+from recovery.transport.result import TransportError
+from recovery.zfs.salvage import relative, with_snapshot_mounted
 
 SCENARIOS = attacks.ATTACKS
 PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
@@ -181,7 +184,10 @@ def _grade(lab: Lab, run: runstore.Run, truth: dict[str, Any], code: int, watch:
         if host == unbootable:
             checks.append(_failed_check(pairs, host))
         elif host in truth["hosts"]:
-            checks += _host_checks(lab, pairs, host, truth["hosts"][host])
+            try:
+                checks += _host_checks(lab, pairs, host, truth["hosts"][host])
+            except TransportError as exc:
+                checks.append(Check(f"{host}: reachable for grading", False, str(exc)))
     diverted = [t for t, seen in watch.seen if seen == frozenset({mirror})]
     checks.append(Check("mirror answered during the run", bool(diverted),
                         f"{len(diverted)} of {len(watch.seen)} DNS answers named the mirror {mirror}"))
@@ -237,8 +243,6 @@ def _in_quarantine(guest: Any, planted: list[dict[str, Any]], restored: dict[str
         mine = [c for c in planted if c["dataset"] == dataset]
         if not mine:
             continue
-        script = ["d=$(mktemp -d)", f"mount -t zfs '{record['evidence']}' \"$d\""]
-        script += [f"test -e \"$d{c['path'][len(mountpoint):]}\" && echo FOUND" for c in mine]
-        script += ['umount "$d"; rmdir "$d"']
-        found += guest.run("\n".join(script)).stdout.count(b"FOUND")
+        probes = [f"test -e \"$d\"/{shlex.quote(relative(c['path'], mountpoint))} && echo FOUND" for c in mine]
+        found += guest.run(with_snapshot_mounted(record["evidence"], probes)).stdout.count(b"FOUND")
     return found

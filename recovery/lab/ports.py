@@ -28,8 +28,13 @@ def free_port() -> int:
 
 
 def is_free(port: int) -> bool:
-    """Whether nothing listens on 127.0.0.1:``port`` (TCP) right now."""
+    """Whether nothing listens on 127.0.0.1:``port`` (TCP) right now.
+
+    SO_REUSEADDR, as QEMU's user networking binds its forwards: connections of
+    the previous boot left in TIME_WAIT do not keep a rebooted guest off its port.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             tcp.bind((LOOPBACK, port))
         except OSError:
