@@ -13,11 +13,19 @@ the marker and this call's nonce count, so shell banners, bracketed-paste
 escapes and kernel messages around or between them are ignored. A frame that
 is incomplete, too large, duplicated, or fails its sha256 is an error, never
 a guess.
+
+Every number and field in a reply is the intruder's choice on a compromised
+host: the frame's declared size and chunk count are checked against each
+other and the cap before anything is allocated for them, each operation's
+result is validated against a model (a wrong shape is an
+:class:`AgentReplyError` naming host, operation and field, never a
+``KeyError``), and a diff is parsed as it inflates, within byte and line caps.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import hashlib
 import json
@@ -25,13 +33,18 @@ import re
 import secrets
 import shlex
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from recovery.hostile import for_terminal
 from recovery.transport.result import Result
+from recovery.zfs.agent import CHUNK
+from recovery.zfs.diff import MAX_DIFF_BYTES, MAX_DIFF_LINES, DiffLimitExceeded, DiffResult, parse_diff_stream
 
 MARK = b"RECOVERY-AGENT-REPLY"
 VERSION = 1
@@ -41,11 +54,17 @@ MAX_REPLY = 64 * 1024 * 1024
 MAX_REQUEST = 100_000
 #: Base64 bytes of paths per ``lstat`` call, well under MAX_REQUEST.
 LSTAT_BATCH = 64_000
-#: Largest ``zfs diff`` output accepted once inflated (a diff of 100k changes is ~10 MB).
-MAX_DIFF = 512 * 1024 * 1024
+#: Largest ``zfs diff`` output accepted once inflated (a diff of 100k changes is ~10 MB); see also MAX_DIFF_LINES.
+MAX_DIFF = MAX_DIFF_BYTES
+#: Inflated bytes handed to the diff parser at a time.
+INFLATE_PIECE = 1024 * 1024
 
+# One whole line of a frame (CRs before its newline allowed, as a console adds them). Numbers are at
+# most 20 digits: no honest reply needs more, and int() of a long one is slow or refused.
 _LINE = re.compile(
-    re.escape(MARK) + rb" v1 ([0-9a-f]{16,64}) (begin [0-9]+ [0-9]+ [0-9a-f]{64}|[0-9]+ [A-Za-z0-9+/=]*|end)"
+    rb"^" + re.escape(MARK)
+    + rb" v1 ([0-9a-f]{16,64}) (begin [0-9]{1,20} [0-9]{1,20} [0-9a-f]{64}|[0-9]{1,20} [A-Za-z0-9+/=]*|end)\r*$",
+    re.MULTILINE,
 )
 
 
@@ -131,24 +150,29 @@ def extract_reply(output: bytes, nonce: str, max_reply: int = MAX_REPLY) -> dict
 
 
 def _frame_lines(output: bytes) -> list[tuple[str, bytes]]:
-    found = []
-    for line in output.split(b"\n"):
-        match = _LINE.fullmatch(line.rstrip(b"\r"))
-        if match:
-            found.append((match.group(1).decode("ascii"), match.group(2)))
-    return found
+    """(nonce, body) of every frame line; found in place, so the output is never copied line by line."""
+    return [(match.group(1).decode("ascii"), match.group(2)) for match in _LINE.finditer(output)]
+
+
+def expected_chunks(size: int) -> int:
+    """How many chunk lines the agent writes for a payload of ``size`` bytes (at least one)."""
+    encoded = 4 * ((size + 2) // 3)
+    return max(1, -(-encoded // CHUNK))
 
 
 def _assemble(bodies: list[bytes], max_reply: int) -> bytes:
     begins = [b for b in bodies if b.startswith(b"begin ")]
     if len(begins) != 1 or b"end" not in bodies:
         raise AgentReplyError(f"reply frame incomplete or repeated ({len(begins)} begin lines)")
-    _, count, size, digest = begins[0].split(b" ")
-    if int(size) > max_reply:
-        raise AgentReplyError(f"reply of {int(size)} bytes exceeds the cap of {max_reply}")
-    chunks = _chunks(bodies, int(count))
-    payload = base64.b64decode(b"".join(chunks[i] for i in range(int(count))), validate=True)
-    if len(payload) != int(size) or hashlib.sha256(payload).hexdigest().encode() != digest:
+    _, count_field, size_field, digest = begins[0].split(b" ")
+    count, size = int(count_field), int(size_field)
+    if size > max_reply:
+        raise AgentReplyError(f"reply of {size} bytes exceeds the cap of {max_reply}")
+    if count != expected_chunks(size):
+        raise AgentReplyError(f"reply declares {count} chunks for {size} bytes (the agent writes {expected_chunks(size)})")
+    chunks = _chunks(bodies, count)
+    payload = base64.b64decode(b"".join(chunks[i] for i in range(count)), validate=True)
+    if len(payload) != size or hashlib.sha256(payload).hexdigest().encode() != digest:
         raise AgentReplyError("reply failed its length or sha256 check (output corrupted in transit)")
     return payload
 
@@ -167,8 +191,94 @@ def _chunks(bodies: list[bytes], count: int) -> dict[int, bytes]:
     return chunks
 
 
+class _Model(BaseModel):
+    """A reply part as the agent writes it: exact JSON types (no "42" for 42), extra keys ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class _ErrorBody(_Model):
+    message: str
+    dataset: str | None = None
+    errno: int | None = None
+    errname: str | None = None
+
+
+class _Envelope(_Model):
+    ok: bool
+    result: dict[str, Any] = Field(default_factory=dict)
+    error: _ErrorBody | None = None
+
+
+class _Ping(_Model):
+    agent: int
+    python: str
+    libzfs_core: bool
+    uid: int
+
+
+class _DatasetRow(_Model):
+    name: str
+    type: str
+    guid: int
+    createtxg: int
+    creation: int
+    used: int | None
+    origin: str | None
+    mountpoint: str | None
+
+
+class _Listed(_Model):
+    datasets: list[_DatasetRow]
+
+
+class _Missing(_Model):
+    missing: list[str]
+
+
+class _Holds(_Model):
+    holds: dict[str, int]
+
+
+class _PropertyRow(_Model):
+    name: str
+    property: str
+    value: str
+    source: str
+
+
+class _Got(_Model):
+    values: list[_PropertyRow]
+
+
+class _Sent(_Model):
+    path: str
+    bytes: Annotated[int, Field(ge=0)]
+    sha256: Annotated[str, Field(pattern="^[0-9a-f]{64}$")]
+
+
+class _Diffed(_Model):
+    output_zlib: str
+
+
+class _Modes(_Model):
+    modes: list[int | None]
+
+
+class _Hashed(_Model):
+    files: dict[str, str]
+    complete: bool
+
+
+_M = TypeVar("_M", bound=_Model)
+
+
 class AgentClient:
-    """ZFS operations on one host through the shipped agent."""
+    """ZFS operations on one host through the shipped agent.
+
+    Every reply is checked against a model of its operation: a compromised
+    host can make a call fail, never make it crash or return a wrong type.
+    """
 
     def __init__(
         self,
@@ -178,6 +288,8 @@ class AgentClient:
         timeout: float = 600.0,
         max_reply: int = MAX_REPLY,
         max_diff: int = MAX_DIFF,
+        max_diff_lines: int = MAX_DIFF_LINES,
+        host: str | None = None,
     ) -> None:
         self.transport = transport
         self.python = python
@@ -185,6 +297,8 @@ class AgentClient:
         self.timeout = timeout
         self.max_reply = max_reply
         self.max_diff = max_diff
+        self.max_diff_lines = max_diff_lines
+        self.host = host or _host_name(transport)
 
     def call(self, op: str, **args: Any) -> dict[str, Any]:
         """Run one operation; its result, or :class:`AgentError` / :class:`AgentReplyError`."""
@@ -194,23 +308,36 @@ class AgentClient:
         try:
             reply = extract_reply(result.stdout, nonce, self.max_reply)
         except AgentReplyError as exc:
-            raise AgentReplyError(f"{op}: {exc}{_context(result)}") from None
-        if not reply.get("ok"):
-            error = reply.get("error") or {}
-            raise AgentError(op, str(error.get("message")), error.get("dataset"), error.get("errno"), error.get("errname"))
-        return dict(reply.get("result") or {})
+            raise AgentReplyError(f"{self.host}: {op}: {exc}{_context(result)}") from None
+        envelope = self._checked(op, _Envelope, reply)
+        if not envelope.ok:
+            error = envelope.error or _ErrorBody(message="the agent reported a failure without saying why")
+            raise AgentError(op, error.message, error.dataset, error.errno, error.errname)
+        return envelope.result
+
+    def _checked(self, op: str, model: type[_M], data: Any) -> _M:
+        """``data`` as ``model``; a wrong shape names host, operation and the first bad field."""
+        with self._reply_errors(op):
+            return model.model_validate(data)
+
+    @contextmanager
+    def _reply_errors(self, op: str) -> Iterator[None]:
+        """Anything wrong with what the host sent becomes one AgentReplyError naming host and operation."""
+        try:
+            yield
+        except ValidationError as exc:
+            raise AgentReplyError(f"{self.host}: {op}: reply {_first_problem(exc)}") from None
+        except (AgentReplyError, DiffLimitExceeded, binascii.Error) as exc:
+            raise AgentReplyError(f"{self.host}: {op}: {for_terminal(str(exc), 300)}") from None
 
     def ping(self) -> dict[str, Any]:
-        return self.call("ping")
+        return self._checked("ping", _Ping, self.call("ping")).model_dump()
 
     def list_datasets(
         self, root: str | None = None, types: Sequence[str] = ("filesystem", "volume", "snapshot")
     ) -> list[Dataset]:
-        rows = self.call("list", root=root, types=list(types))["datasets"]
-        try:
-            return [Dataset(**row) for row in rows]
-        except TypeError as exc:
-            raise AgentReplyError(f"list: unexpected row shape: {exc}") from None
+        rows = self._checked("list", _Listed, self.call("list", root=root, types=list(types))).datasets
+        return [Dataset(**row.model_dump()) for row in rows]
 
     def snapshot(self, names: Sequence[str]) -> None:
         """Atomic: all snapshots in one transaction group, or none."""
@@ -218,13 +345,14 @@ class AgentClient:
 
     def hold(self, holds: Mapping[str, str]) -> list[str]:
         """Place ``{snapshot: tag}`` holds; returns snapshots that do not exist."""
-        return list(self.call("hold", holds=dict(holds))["missing"])
+        return self._checked("hold", _Missing, self.call("hold", holds=dict(holds))).missing
 
     def release(self, holds: Mapping[str, Sequence[str]]) -> list[str]:
-        return list(self.call("release", holds={s: list(t) for s, t in holds.items()})["missing"])
+        result = self.call("release", holds={s: list(t) for s, t in holds.items()})
+        return self._checked("release", _Missing, result).missing
 
     def holds(self, snapshot: str) -> dict[str, int]:
-        return dict(self.call("holds", snapshot=snapshot)["holds"])
+        return self._checked("holds", _Holds, self.call("holds", snapshot=snapshot)).holds
 
     def clone(self, name: str, origin: str) -> None:
         self.call("clone", name=name, origin=origin)
@@ -239,35 +367,65 @@ class AgentClient:
         self.call("mount", name=name)
 
     def get(self, datasets: Sequence[str], properties: Sequence[str]) -> list[dict[str, str]]:
-        return list(self.call("get", datasets=list(datasets), properties=list(properties))["values"])
+        result = self.call("get", datasets=list(datasets), properties=list(properties))
+        return [row.model_dump() for row in self._checked("get", _Got, result).values]
 
     def set(self, dataset: str, properties: Mapping[str, str]) -> None:
         self.call("set", dataset=dataset, properties=dict(properties))
 
     def send(self, snapshot: str, path: str, incremental_from: str | None = None, raw: bool = False) -> SentStream:
         result = self.call("send", snapshot=snapshot, path=path, raw=raw, **{"from": incremental_from})
-        return SentStream(result["path"], result["bytes"], result["sha256"])
+        sent = self._checked("send", _Sent, result)
+        return SentStream(sent.path, sent.bytes, sent.sha256)
 
     def diff(self, origin: str, target: str) -> bytes:
-        """Raw ``zfs diff -FHt`` output, for :func:`recovery.zfs.diff.parse_diff`."""
-        result = self.call("diff", **{"from": origin, "to": target})
-        return inflate(base64.b64decode(result["output_zlib"]), self.max_diff)
+        """Raw ``zfs diff -FHt`` output, within :attr:`max_diff` bytes and :attr:`max_diff_lines` lines."""
+        compressed = self._diff_zlib(origin, target)
+        with self._reply_errors("diff"):
+            output = inflate(compressed, self.max_diff)
+            if output.count(b"\n") + (output[-1:] not in (b"", b"\n")) > self.max_diff_lines:
+                raise DiffLimitExceeded(f"diff output has more than {self.max_diff_lines} lines")
+        return output
+
+    def diff_changes(self, origin: str, target: str) -> DiffResult:
+        """``zfs diff`` parsed as it inflates: the inflated output is never held whole.
+
+        Over :attr:`max_diff` bytes or :attr:`max_diff_lines` lines is an
+        :class:`AgentReplyError` (a diff judged in part could hide an indicator).
+        Malformed lines are in the result's ``malformed`` / ``malformed_count``.
+        """
+        compressed = self._diff_zlib(origin, target)
+        with self._reply_errors("diff"):
+            return parse_diff_stream(inflate_pieces(compressed, self.max_diff), self.max_diff, self.max_diff_lines)
+
+    def _diff_zlib(self, origin: str, target: str) -> bytes:
+        encoded = self._checked("diff", _Diffed, self.call("diff", **{"from": origin, "to": target})).output_zlib
+        with self._reply_errors("diff"):
+            return base64.b64decode(encoded, validate=True)
 
     def modes(self, paths: Sequence[bytes]) -> dict[bytes, int]:
-        """st_mode of existing paths on the host (absent paths are left out), in batches."""
+        """st_mode of existing paths on the host (absent paths are left out), in batches.
+
+        A reply with fewer or more modes than paths is refused: pairing them up
+        anyway would give a file another file's mode, or none (and so hide it).
+        """
         found: dict[bytes, int] = {}
         for batch in _batches(paths, LSTAT_BATCH):
             encoded = [base64.b64encode(p).decode("ascii") for p in batch]
-            modes = self.call("lstat", paths=encoded)["modes"]
+            modes = self._checked("lstat", _Modes, self.call("lstat", paths=encoded)).modes
+            if len(modes) != len(batch):
+                raise AgentReplyError(f"{self.host}: lstat: reply field modes has {len(modes)} entries "
+                                      f"for {len(batch)} paths")
             found.update((path, mode) for path, mode in zip(batch, modes) if mode is not None)
         return found
 
     def hashes(self, paths: Sequence[bytes], limit: int = 100000) -> tuple[dict[bytes, str], bool]:
         """sha256 of regular files under ``paths`` on the host, and whether the walk was complete."""
         encoded = [base64.b64encode(p).decode("ascii") for p in paths]
-        result = self.call("hash", paths=encoded, limit=limit)
-        files = {base64.b64decode(k): v for k, v in result["files"].items()}
-        return files, bool(result["complete"])
+        hashed = self._checked("hash", _Hashed, self.call("hash", paths=encoded, limit=limit))
+        with self._reply_errors("hash"):
+            files = {base64.b64decode(k, validate=True): v for k, v in hashed.files.items()}
+        return files, hashed.complete
 
     def modes_in_snapshot(self, mountpoint: bytes, snapshot: str, paths: Sequence[bytes]) -> dict[bytes, int]:
         """Modes of mountpoint-absolute ``paths`` as they are in ``snapshot``, keyed by those paths.
@@ -277,6 +435,20 @@ class AgentClient:
         """
         views = {snapshot_view(mountpoint, snapshot, path): path for path in paths}
         return {views[view]: mode for view, mode in self.modes(list(views)).items()}
+
+
+def _host_name(transport: Transport) -> str:
+    """The name a transport goes by (an SSH session's target, a console's name), for error messages."""
+    name = getattr(transport, "name", None) or getattr(getattr(transport, "target", None), "name", None)
+    return name if isinstance(name, str) else "host"
+
+
+def _first_problem(exc: ValidationError) -> str:
+    """``field a.0.b: what is wrong`` for the first error; field names may be the host's, so made inert."""
+    first = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(whole result)"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"field {for_terminal(where, 120)}: {first['msg']}{more}"
 
 
 def _batches(paths: Sequence[bytes], budget: int) -> list[list[bytes]]:
@@ -295,14 +467,28 @@ def _batches(paths: Sequence[bytes], budget: int) -> list[list[bytes]]:
 
 def inflate(data: bytes, limit: int) -> bytes:
     """zlib-decompress at most ``limit`` bytes: a hostile host may send a decompression bomb."""
+    return b"".join(inflate_pieces(data, limit))
+
+
+def inflate_pieces(data: bytes, limit: int, piece: int = INFLATE_PIECE) -> Iterator[bytes]:
+    """zlib-decompress ``piece`` bytes at a time, refusing to go past ``limit`` in all.
+
+    A bomb costs one piece of memory before it is refused, whatever it would inflate to.
+    """
     inflater = zlib.decompressobj()
+    produced = 0
+    pending = data
     try:
-        output = inflater.decompress(data, limit)
+        while chunk := inflater.decompress(pending, min(piece, limit - produced + 1)):
+            produced += len(chunk)
+            if produced > limit:
+                raise AgentReplyError(f"compressed output inflates beyond {limit} bytes")
+            yield chunk
+            pending = inflater.unconsumed_tail
     except zlib.error as exc:
         raise AgentReplyError(f"compressed output is corrupt: {exc}") from None
-    if inflater.unconsumed_tail or not inflater.eof:
-        raise AgentReplyError(f"compressed output is truncated or inflates beyond {limit} bytes")
-    return output
+    if not inflater.eof:
+        raise AgentReplyError("compressed output is truncated")
 
 
 def snapshot_view(mountpoint: bytes, snapshot: str, path: bytes) -> bytes:

@@ -17,12 +17,20 @@ Shape (OpenZFS ``libzfs_diff.c``), one change per line, fields split by TAB::
   space and backslash themselves, is written as ``\\0NNN`` (a backslash and four
   octal digits, OpenZFS since 2015; the older three-digit form was ambiguous).
   So a path never holds a raw TAB or newline, and splitting is safe.
+
+The host decides how long the output is, so it is parsed as a stream of
+pieces: at most ``max_bytes`` bytes and ``max_lines`` lines are accepted (more
+raises :class:`DiffLimitExceeded`: a diff cut short could hide an indicator
+past the cut, so it is refused, never judged in part), an overlong line is
+malformed without being buffered, and malformed lines are all counted but
+only the first :data:`MALFORMED_KEPT` are kept.
 """
 
 from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TypeVar
@@ -31,6 +39,15 @@ from recovery.hostile import for_terminal
 
 #: Longest excerpt of a malformed line kept for the operator.
 EXCERPT_LIMIT = 200
+#: Default caps on one diff: an ordinary web tree's 100k changes are about 10 MB.
+MAX_DIFF_BYTES = 64 * 1024 * 1024
+MAX_DIFF_LINES = 1_000_000
+#: Longest line OpenZFS can print: two PATH_MAX (4096 byte) names, every byte escaped (5 bytes), and fields.
+MAX_LINE = 2 * 4096 * 5 + 64
+#: Malformed lines kept with an excerpt (all of them are counted).
+MALFORMED_KEPT = 100
+#: Bytes handed to the line splitter at a time when the whole output is already in memory.
+PIECE = 1024 * 1024
 
 
 class ChangeKind(enum.Enum):
@@ -96,10 +113,15 @@ class MalformedLine:
 
 @dataclass(frozen=True)
 class DiffResult:
-    """Everything one ``zfs diff`` output held: the changes and the lines that were not."""
+    """Everything one ``zfs diff`` output held: the changes and the lines that were not.
+
+    ``malformed`` keeps the first :data:`MALFORMED_KEPT` bad lines;
+    ``malformed_count`` counts all of them, so a caller can say how many it did not show.
+    """
 
     changes: tuple[Change, ...]
     malformed: tuple[MalformedLine, ...]
+    malformed_count: int = 0
 
 
 _Code = TypeVar("_Code", ChangeKind, FileType)
@@ -109,7 +131,11 @@ class DiffFormatError(ValueError):
     """Why one line is not ``zfs diff -FHt`` output."""
 
 
-_CTIME = re.compile(rb" *(-?[0-9]+)\.([0-9]{9})")
+class DiffLimitExceeded(ValueError):
+    """The output is larger than the caller accepts: refused whole, never judged in part."""
+
+
+_CTIME = re.compile(rb" *(-?[0-9]{1,19})\.([0-9]{9})")  # %10lld: at most 19 digits
 # Raw bytes zfs prints unescaped: printable ASCII except space and backslash.
 _ESCAPED_NAME = re.compile(rb"(?:[\x21-\x5b\x5d-\x7e]|\\0[0-3][0-7]{2})*")
 _ESCAPE = re.compile(rb"\\(0[0-3][0-7]{2})")
@@ -118,19 +144,51 @@ _CHANGE_KINDS = {kind.value.encode(): kind for kind in ChangeKind}
 _FILE_TYPES = {ftype.value.encode(): ftype for ftype in FileType}
 
 
-def parse_diff(output: bytes) -> DiffResult:
-    """Parse the whole stdout of ``zfs diff -FHt``; never raises on content."""
+def parse_diff(output: bytes, max_bytes: int = MAX_DIFF_BYTES, max_lines: int = MAX_DIFF_LINES) -> DiffResult:
+    """Parse the whole stdout of ``zfs diff -FHt``; raises only :class:`DiffLimitExceeded`."""
+    return parse_diff_stream((output[i : i + PIECE] for i in range(0, len(output), PIECE)), max_bytes, max_lines)
+
+
+def parse_diff_stream(
+    pieces: Iterable[bytes], max_bytes: int = MAX_DIFF_BYTES, max_lines: int = MAX_DIFF_LINES
+) -> DiffResult:
+    """Parse ``zfs diff -FHt`` output arriving in pieces (e.g. as it inflates), within the caps."""
     changes: list[Change] = []
     malformed: list[MalformedLine] = []
-    lines = output.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    for line_no, line in enumerate(lines, start=1):
+    bad = 0
+    for line_no, (line, overlong) in enumerate(_lines(pieces, max_bytes), start=1):
+        if line_no > max_lines:
+            raise DiffLimitExceeded(f"diff output has more than {max_lines} lines")
         try:
+            if overlong:
+                raise DiffFormatError(f"line longer than {MAX_LINE} bytes")
             changes.append(parse_line(line, line_no))
         except DiffFormatError as problem:
-            malformed.append(MalformedLine(line_no, _excerpt(line), str(problem)))
-    return DiffResult(tuple(changes), tuple(malformed))
+            bad += 1
+            if len(malformed) < MALFORMED_KEPT:
+                malformed.append(MalformedLine(line_no, _excerpt(line), str(problem)))
+    return DiffResult(tuple(changes), tuple(malformed), bad)
+
+
+def _lines(pieces: Iterable[bytes], max_bytes: int) -> Iterator[tuple[bytes, bool]]:
+    """The stream's lines without newlines, each with whether it was overlong.
+
+    Of an overlong line only its head is held (and returned), so one endless
+    line costs :data:`MAX_LINE` bytes, not the size of the stream.
+    """
+    pending, overlong, seen = b"", False, 0
+    for piece in pieces:
+        seen += len(piece)
+        if seen > max_bytes:
+            raise DiffLimitExceeded(f"diff output exceeds {max_bytes} bytes")
+        *complete, rest = (pending + piece).split(b"\n")
+        for line in complete:
+            yield line[:MAX_LINE], overlong or len(line) > MAX_LINE
+            overlong = False
+        overlong = overlong or len(rest) > MAX_LINE
+        pending = rest[:MAX_LINE]
+    if pending or overlong:
+        yield pending, overlong
 
 
 def parse_line(line: bytes, line_no: int) -> Change:
