@@ -13,12 +13,16 @@ trusting the path, change and file type keeps that guarantee.
 Paths are mountpoint-absolute (``/srv/www/cgi-bin/x.cgi``), as ``zfs diff``
 prints them. Mode bits are optional knowledge (``zfs diff`` does not print
 them; the host agent can stat the newer state): a rule with ``mode_any``
-matches only when the mode is known.
+matches only when the mode is known. Symlink targets are optional knowledge
+too, and a rule with ``link_outside`` fails closed: it matches a symlink whose
+target is unknown, or resolves outside the given directory.
 """
 
 from __future__ import annotations
 
+import base64
 import enum
+import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -42,7 +46,8 @@ class Verdict(enum.Enum):
 
 ALL_KINDS = frozenset(ChangeKind)
 WRITES = frozenset({ChangeKind.CREATED, ChangeKind.MODIFIED, ChangeKind.RENAMED})
-_RULE_KEYS = {"name", "verdict", "paths", "changes", "file_types", "mode_any", "ignore_case", "reason"}
+_RULE_KEYS = {"name", "verdict", "paths", "changes", "file_types", "mode_any", "ignore_case", "reason",
+              "link_outside"}
 
 
 class RuleError(ValueError):
@@ -61,19 +66,25 @@ class Rule:
     mode_any: int = 0
     ignore_case: bool = False
     reason: str = ""
+    link_outside: str | None = None  # only symlinks whose target is unknown or outside this directory
     _pattern: re.Pattern[bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.paths:
             raise RuleError(f"rule {self.name!r} has no paths")
+        if self.link_outside is not None and not self.link_outside.startswith("/"):
+            raise RuleError(f"rule {self.name!r}: link_outside must be an absolute directory")
         object.__setattr__(self, "_pattern", _compile(self.paths, self.ignore_case))
 
-    def matches(self, change: Change, path: bytes, mode: int | None) -> bool:
+    def matches(self, change: Change, path: bytes, mode: int | None, link: bytes | None = None) -> bool:
+        """Whether the rule covers ``path`` (one end of ``change``) with that mode and symlink target."""
         if change.kind not in self.changes:
             return False
         if self.file_types is not None and change.file_type not in self.file_types:
             return False
         if self.mode_any and (mode is None or not mode & self.mode_any):
+            return False
+        if self.link_outside is not None and not _link_escapes(change, path, link, self.link_outside):
             return False
         return self._pattern.fullmatch(path) is not None
 
@@ -95,6 +106,7 @@ class Rule:
             mode_any=_mode(data.get("mode_any", 0)),
             ignore_case=_typed(data, "ignore_case", bool, False),
             reason=_typed(data, "reason", str, ""),
+            link_outside=_typed(data, "link_outside", str) if "link_outside" in data else None,
         )
 
 
@@ -112,6 +124,15 @@ class Finding:
         """The path that identifies the finding across snapshots (new name after a rename)."""
         return self.change.current_path
 
+    @property
+    def path_b64(self) -> str:
+        """The exact bytes of :attr:`path` as base64: what a journal keeps to match paths later.
+
+        The display form is escaped and may be cut, so two different names can
+        look alike in it; this form is exact and safe in JSON.
+        """
+        return base64.b64encode(self.path).decode("ascii")
+
 
 def playbook_rules(tables: Iterable[Mapping[str, Any]], defaults: bool = True) -> tuple[Rule, ...]:
     """A playbook's rules first (so they can carve exceptions), then the defaults unless turned off."""
@@ -124,12 +145,12 @@ def playbook_rules(tables: Iterable[Mapping[str, Any]], defaults: bool = True) -
     return (*rules, *DEFAULT_RULES) if defaults else tuple(rules)
 
 
-def classify(change: Change, rules: Iterable[Rule], mode: int | None = None) -> Finding:
+def classify(change: Change, rules: Iterable[Rule], mode: int | None = None, link: bytes | None = None) -> Finding:
     """The first matching rule's verdict; a rename is judged by its worse end."""
     rules = tuple(rules)
-    candidates = [_first_match(change, change.path, mode, rules)]
+    candidates = [_first_match(change, change.path, mode, link, rules)]
     if change.new_path is not None:
-        candidates.append(_first_match(change, change.new_path, mode, rules))
+        candidates.append(_first_match(change, change.new_path, mode, link, rules))
     return max(candidates, key=lambda finding: finding.verdict.severity)
 
 
@@ -137,22 +158,40 @@ def triage(
     changes: Iterable[Change],
     rules: Iterable[Rule] | None = None,
     modes: Mapping[bytes, int] | None = None,
+    links: Mapping[bytes, bytes] | None = None,
 ) -> list[Finding]:
-    """Classify every change; ``modes`` maps a change's current path to its st_mode."""
+    """Classify every change; ``modes`` and ``links`` map a change's current path to its st_mode
+    and symlink target (as ``readlink`` gives it) in the newer state."""
     rules = DEFAULT_RULES if rules is None else tuple(rules)
-    modes = modes or {}
-    return [classify(c, rules, modes.get(c.current_path)) for c in changes]
+    modes, links = modes or {}, links or {}
+    return [classify(c, rules, modes.get(c.current_path), links.get(c.current_path)) for c in changes]
 
 
 def indicators(findings: Iterable[Finding]) -> list[Finding]:
     return [f for f in findings if f.verdict is Verdict.INDICATOR]
 
 
-def _first_match(change: Change, path: bytes, mode: int | None, rules: tuple[Rule, ...]) -> Finding:
+def _first_match(change: Change, path: bytes, mode: int | None, link: bytes | None,
+                 rules: tuple[Rule, ...]) -> Finding:
     for rule in rules:
-        if rule.matches(change, path, mode):
+        if rule.matches(change, path, mode, link):
             return Finding(change, rule.verdict, rule.name, rule.reason)
     return Finding(change, Verdict.BENIGN, None, "no rule matched")
+
+
+def _link_escapes(change: Change, path: bytes, link: bytes | None, root: str) -> bool:
+    """Whether a symlink at ``path`` may lead outside ``root``: yes when its target is unknown.
+
+    The target is resolved lexically ('..' folded); a target through another
+    symlink could still escape, which the rules on that other link judge.
+    """
+    if change.file_type is not FileType.SYMLINK:
+        return False
+    if link is None:
+        return True
+    top = root.rstrip("/").encode("utf-8", errors="surrogateescape")
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), link))
+    return resolved != top and not resolved.startswith(top + b"/")
 
 
 def _compile(globs: tuple[str, ...], ignore_case: bool) -> re.Pattern[bytes]:
@@ -228,7 +267,10 @@ def _mode(value: Any) -> int:
 # --- default rules for web servers ------------------------------------------
 
 WEB_ROOTS = ("/srv/www", "/var/www", "/srv/http")
-SCRIPT_NAMES = ("*.php*", "*.phtml", "*.pl", "*.cgi", "*.py", "*.sh", "*.rb", "*.jsp", "*.asp*", "*.lua", ".htaccess")
+#: What a web server may run or obey in a web root: PHP in all its extensions (and "x.php.jpg", which
+#: some handlers still run), server-side includes, JSP, ASP, CGI scripts, and per-directory configuration.
+SCRIPT_NAMES = ("*.php*", "*.phtml", "*.pht", "*.phar", "*.shtml", "*.jsp", "*.jspx", "*.asp", "*.aspx", "*.cgi",
+                "*.pl", "*.py", "*.sh", "*.rb", "*.lua", ".htaccess", ".user.ini")
 TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 FILES_AND_LINKS = frozenset({FileType.FILE, FileType.SYMLINK})
 EXECUTE_BITS = 0o111
@@ -269,6 +311,9 @@ DEFAULT_RULES: tuple[Rule, ...] = (
           file_types=FILES_AND_LINKS),
     _rule("web-script", _I, _under(WEB_ROOTS, *SCRIPT_NAMES), "script or handler config written in a web root",
           changes=WRITES, file_types=FILES_AND_LINKS, ignore_case=True),
+    *(_rule("web-symlink-out", _I, [f"{root}/**"], "symlink in a web root leading outside it (or to an "
+             "unknown target)", changes=WRITES, file_types=frozenset({FileType.SYMLINK}), link_outside=root)
+      for root in WEB_ROOTS),
     _rule("web-executable", _I, [f"{root}/**" for root in WEB_ROOTS], "executable written in a web root",
           changes=WRITES, file_types=frozenset({FileType.FILE}), mode_any=EXECUTE_BITS),
     _rule("system-binary", _I, ["/usr/local/bin/**", "/usr/local/sbin/**", "/usr/bin/**", "/usr/sbin/**",
