@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import recovery.steps  # noqa: E402,F401
 from recovery.engine import control, runstore  # noqa: E402
-from recovery.engine.sessions import ssh_target  # noqa: E402
+from recovery.engine.access import ssh_target  # noqa: E402
 from recovery.transport.ssh import SshSession  # noqa: E402
 from tests.support.project import write_inventory  # noqa: E402
 from tests.support.sshd import keygen, start_sshd  # noqa: E402

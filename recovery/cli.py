@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -10,8 +11,10 @@ from typing import Any, Callable
 import click
 
 import recovery.steps  # noqa: F401  (registers the step kinds)
-from recovery import rehearsal, ui
-from recovery.cli_lab import lab
+from recovery import ui
+from recovery.actions import golden_verify
+from recovery.actions import salvage as salvage_action
+from recovery.actions import undo as undo_action
 from recovery.config.errors import ConfigError
 from recovery.config.schema import write_schemas
 from recovery.config.targets import UnknownTarget
@@ -19,8 +22,6 @@ from recovery.engine import control, runstore, state
 from recovery.engine.exit_codes import Exit
 from recovery.engine.runner import Outcome
 from recovery.engine.runstore import RunStoreError
-from recovery.lab.fleet import Lab
-from recovery.rehearsal import SCENARIOS
 from recovery.transport.result import TransportError
 from recovery.zfs import manifest
 from recovery.zfs.client import AgentError, AgentReplyError
@@ -31,32 +32,62 @@ Exit codes:
   0    every step done (or skipped by the operator) on every host
   1    the run finished, but some steps failed on some hosts
   2    bad command line, config error, unknown target or run
-  3    not started: confirmation declined/impossible, or steps not available
+  3    not started: confirmation declined or impossible
   4    a step with on_failure = "stop" failed; the run stopped early
   5    a step was in flight at a crash and cannot be re-checked:
        `recover retry` or `recover skip` it
   6    `recover journal verify` found a broken hash chain
+  7    the journal could not be written (disk full?): the run stopped
+       at once; free space, then `recover resume RUN`
   130  interrupted; `recover resume RUN` continues
 """
 
 
 class TargetGroup(click.Group):
     """`recover eu-web` is short for `recover run eu-web` (and `recover golden eu-web` for
-    `recover golden capture eu-web`): a first word that is no command is a target."""
+    `recover golden capture eu-web`): a first word that is no command is a target.
+
+    ``lazy`` commands live in modules imported only when the command is used:
+    the lab is most of the code and only `lab` and `rehearse` need it.
+    """
 
     default_command = "run"
+    lazy: dict[str, tuple[str, str]] = {}  # name -> (module:attribute, short help)
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
+        if args and args[0] not in self.list_commands(ctx) and not args[0].startswith("-"):
             args = [self.default_command, *args]
         return super().resolve_command(ctx, args)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*self.commands, *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy and name not in self.commands:
+            module, attribute = self.lazy[name][0].split(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), name)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list without importing lazy commands for their help line."""
+        rows = [(name, self.commands[name].get_short_help_str(limit=70)) for name in sorted(self.commands)]
+        rows += [(name, short) for name, (_, short) in self.lazy.items() if name not in self.commands]
+        with formatter.section("Commands"):
+            formatter.write_dl(sorted(rows))
 
 
 class GoldenGroup(TargetGroup):
     default_command = "capture"
 
 
-@click.group(cls=TargetGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+class MainGroup(TargetGroup):
+    lazy = {
+        "lab": ("recovery.cli_lab:lab", "The QEMU lab fleet: up, down, status, ssh, console, history, attack."),
+        "rehearse": ("recovery.cli_lab:rehearse", "Rehearse the recovery of TARGET in the lab: attack, recover, grade."),
+    }
+
+
+@click.group(cls=MainGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="recovery")
 def main() -> None:
     """Recover a compromised web fleet from known-good ZFS snapshots.
@@ -133,9 +164,6 @@ def plan(target: str, inventory: Path, playbook: Path, as_json: bool) -> None:
         click.echo(json.dumps(ui.plan_json(the_plan), indent=2))
     else:
         ui.show_plan(the_plan)
-        if the_plan.unavailable:
-            names = ", ".join(p.id for p in the_plan.unavailable)
-            ui.console.print(f"[red]not available yet:[/] {names}: `recover` refuses to start this plan")
 
 
 #: What every command that starts a run takes: where runs go, --yes and --json.
@@ -182,7 +210,7 @@ def golden_capture(target: str, inventory: Path, playbook: Path, runs_dir: str |
 @guarded
 def golden_verify(target: str, inventory: Path, store: Path | None) -> None:
     """Check TARGET's golden snapshots (guid, createtxg, hold) and their stored streams (sha256)."""
-    results = control.golden_verify(inventory, target, manifest.store_path(store))
+    results = golden_verify.golden_verify(inventory, target, manifest.store_path(store))
     bad = 0
     for host, findings in results.items():
         for finding in findings:
@@ -197,9 +225,6 @@ def _start(target: str, inventory: Path, playbook: Path, runs_dir: str | None, y
     inv, the_plan = control.prepare(inventory, playbook, target)
     if not as_json:
         ui.show_plan(the_plan)
-    if the_plan.unavailable:
-        names = ", ".join(f"{p.id} ({p.step.kind})" for p in the_plan.unavailable)
-        fail(f"refusing to start: steps not available yet: {names}", Exit.REFUSED)
     control.resolve_secrets(inv, the_plan, inventory)
     _confirm(target, the_plan.destructive, yes, "start")
     run = runstore.create(runstore.runs_root(runs_dir), target, inventory, playbook)
@@ -233,7 +258,7 @@ def _confirm(target: str, destructive: bool, yes: bool, verb: str) -> None:
 
 def _finish(run_id: str, outcome: Outcome, as_json: bool = False) -> None:
     codes = {"done": Exit.OK, "failed": Exit.FAILED, "stopped": Exit.STOPPED,
-             "needs-operator": Exit.NEEDS_OPERATOR}
+             "needs-operator": Exit.NEEDS_OPERATOR, "journal-failed": Exit.JOURNAL_FAILED}
     if as_json:
         click.echo(json.dumps({"run": run_id, "status": outcome.status, "done": outcome.done,
                                "failed": outcome.failed, "skipped": outcome.skipped,
@@ -241,6 +266,8 @@ def _finish(run_id: str, outcome: Outcome, as_json: bool = False) -> None:
         sys.exit(codes[outcome.status])
     ui.console.print(f"run {run_id}: [bold]{outcome.status}[/] — {outcome.done} done, "
                      f"{outcome.failed} failed, {outcome.skipped} skipped")
+    if outcome.journal_error:
+        ui.errors.print(f"[bold red]error:[/] {ui.safe(outcome.journal_error)}")
     if outcome.status != "done":
         ui.console.print(f"see `recover status {run_id}`; fix the cause, then `recover retry` / "
                          f"`recover skip` / `recover resume {run_id}`")
@@ -331,7 +358,7 @@ def undo(run_id: str, host: str, runs_dir: str | None, yes: bool) -> None:
     run.lock()
     _confirm(host, True, yes, "undo the restore")
     try:
-        control.undo(run, host, lambda text: ui.console.print(ui.safe(text)))
+        undo_action.undo(run, host, lambda text: ui.console.print(ui.safe(text)))
     except (AgentError, AgentReplyError, TransportError) as exc:
         fail(f"{host}: undo stopped: {exc} (run `recover undo` again to continue)", Exit.FAILED)
 
@@ -354,7 +381,7 @@ def salvage(run_id: str, host: str, paths: tuple[str, ...], runs_dir: str | None
     run.lock()
     _confirm(host, True, yes, "copy files into the restored datasets")
     try:
-        control.salvage(run, host, list(paths), force, lambda text: ui.console.print(ui.safe(text)))
+        salvage_action.salvage(run, host, list(paths), force, lambda text: ui.console.print(ui.safe(text)))
     except (AgentError, AgentReplyError, TransportError, SalvageError) as exc:
         fail(f"{host}: salvage stopped: {exc}", Exit.FAILED)
     ui.console.print(f"salvaged {len(paths)} file(s) on {host}")
@@ -372,29 +399,6 @@ def report(run_id: str | None, runs_dir: str | None) -> None:
         ui.console.print(f"wrote {path}")
 
 
-@main.command()
-@click.argument("target")
-@click.option("--scenario", type=click.Choice(sorted(SCENARIOS)), required=True,
-              help="Which seed incident the lab re-enacts before the recovery.")
-@click.option("--lab-dir", type=click.Path(path_type=Path), default=None,
-              help="The lab's run directory [default: $RECOVERY_LAB_RUN or ~/.cache/recovery-lab/run].")
-@click.option("--reuse-lab", is_flag=True, help="Keep a running lab instead of starting a fresh one.")
-@click.option("--unbootable", metavar="HOST", default=None,
-              help="Failure rehearsal: HOST never comes back from its single-user boot.")
-def rehearse(target: str, scenario: str, lab_dir: Path | None, reuse_lab: bool, unbootable: str | None) -> None:
-    """Rehearse the recovery of TARGET in the lab: attack, `recover TARGET --yes`, then grade it.
-
-    Brings the lab up (building its image on first use, about six minutes), captures golden
-    images, makes a history, runs the attack, recovers, and checks the result against the
-    attack's ground truth. Exit 0 only if every check passes.
-    """
-    result = rehearsal.rehearse(target, scenario, Lab(lab_dir, progress=ui.say), ui.say, fresh=not reuse_lab,
-                                unbootable=unbootable)
-    ui.show_rehearsal(result)
-    sys.exit(Exit.OK if result.passed else Exit.FAILED)
-
-
-main.add_command(lab)
 
 
 @main.group()

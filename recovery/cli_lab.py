@@ -1,4 +1,4 @@
-"""`recover lab`: the QEMU lab fleet, its services, its history and the seed attacks.
+"""`recover lab` and `recover rehearse`: the QEMU lab fleet, its services, its history, the seed attacks.
 
 Parses and calls :mod:`recovery.lab.fleet`, :mod:`recovery.lab.history` and
 :mod:`recovery.lab.attacks`; nothing else lives here.
@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import click
 
+from recovery import rehearsal, ui
+from recovery.engine.exit_codes import Exit
 from recovery.lab import attacks, history, serial_attach
 from recovery.lab.attacks import AttackError
 from recovery.lab.daemon import LabError as ServiceError
@@ -131,3 +134,25 @@ def _show(found: LabStatus) -> None:
     for part in found.components:
         state = "running" if part.running else "stopped"
         click.echo(f"{part.name:<8} {part.kind:<8} {state:<8} {part.detail}")
+
+
+@click.command()
+@click.argument("target")
+@click.option("--scenario", type=click.Choice(sorted(rehearsal.SCENARIOS)), required=True,
+              help="Which seed incident the lab re-enacts before the recovery.")
+@click.option("--lab-dir", type=click.Path(path_type=Path), default=None,
+              help="The lab's run directory [default: $RECOVERY_LAB_RUN or ~/.cache/recovery-lab/run].")
+@click.option("--reuse-lab", is_flag=True, help="Keep a running lab instead of starting a fresh one.")
+@click.option("--unbootable", metavar="HOST", default=None,
+              help="Failure rehearsal: HOST never comes back from its single-user boot.")
+def rehearse(target: str, scenario: str, lab_dir: Path | None, reuse_lab: bool, unbootable: str | None) -> None:
+    """Rehearse the recovery of TARGET in the lab: attack, `recover TARGET --yes`, then grade it.
+
+    Brings the lab up (building its image on first use, about six minutes), captures golden
+    images, makes a history, runs the attack, recovers, and checks the result against the
+    attack's ground truth. Exit 0 only if every check passes.
+    """
+    result = rehearsal.rehearse(target, scenario, Lab(lab_dir, progress=ui.say), ui.say, fresh=not reuse_lab,
+                                unbootable=unbootable)
+    ui.show_rehearsal(result)
+    sys.exit(Exit.OK if result.passed else Exit.FAILED)

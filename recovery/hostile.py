@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from recovery.secrets import REDACTOR
+
 #: Default cap on output kept from one command.
 OUTPUT_CAP = 4 * 1024 * 1024
 
@@ -19,17 +21,32 @@ _ESCAPES = re.compile(
     r"|\x1b[@-Z\\-_]"  # two-character escapes
     r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
 )
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 and C1 controls but TAB and LF; bidirectional overrides and line/paragraph separators (they
+# reorder or break what a person reads); lone surrogates (they cannot even be written as UTF-8).
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+_LINE_BREAKS = re.compile(r"[\n\t]")
 
 
-def for_terminal(data: bytes | str, limit: int = 2000) -> str:
-    """Text safe to show a person: decoded, escapes removed, controls made visible, capped."""
+def for_terminal(data: bytes | str, limit: int = 2000, *, newlines: bool = True) -> str:
+    """Text safe to show a person: decoded, secrets masked, escapes removed, controls made visible, capped.
+
+    Secrets are masked first, so neither escaping nor the cut can leave part of
+    one readable. With ``newlines=False`` TAB and LF are made visible too, so no
+    newline from a host can start a line of its own (a table cell, a log line).
+    """
     text = data.decode("utf-8", errors="backslashreplace") if isinstance(data, bytes) else data
-    text = _ESCAPES.sub("", text)
-    text = _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    text = _ESCAPES.sub("", REDACTOR.text(text))
+    text = _CONTROLS.sub(_visible, text)
+    if not newlines:
+        text = _LINE_BREAKS.sub(_visible, text)
     if len(text) > limit:
         text = text[:limit] + f"... [{len(text) - limit} more characters]"
     return text
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 class CappedBuffer:

@@ -25,10 +25,11 @@ import dns.message
 import dns.query
 
 from recovery.config.load import load_inventory
-from recovery.engine import runstore, state
+from recovery.engine import control, runstore, state
 from recovery.lab import attacks, history
 from recovery.lab.fleet import Lab
 from recovery.report import model as report_model
+from recovery.steps.restore import Restored, RestoreOutputs
 from recovery.transport.result import TransportError
 from recovery.zfs.salvage import relative, with_snapshot_mounted
 
@@ -176,6 +177,7 @@ def _recover(result: Rehearsal, label: str, args: list[str], inventory: Path, en
 def _grade(lab: Lab, run: runstore.Run, truth: dict[str, Any], code: int, watch: DnsWatch,
            before: frozenset[str], mirror: str, unbootable: str | None) -> list[Check]:
     pairs = state.fold(run.journal.records())
+    _, plan = control.reopen(run)
     inventory = load_inventory(run.inventory_path)
     targeted = [h for h in inventory.hosts if h in _hosts_of(run)]
     expected_code = 1 if unbootable else 0
@@ -185,7 +187,8 @@ def _grade(lab: Lab, run: runstore.Run, truth: dict[str, Any], code: int, watch:
             checks.append(_failed_check(pairs, host))
         elif host in truth["hosts"]:
             try:
-                checks += _host_checks(lab, pairs, host, truth["hosts"][host])
+                checks += _host_checks(lab, state.result_of(plan, pairs, host, RestoreOutputs), host,
+                                       truth["hosts"][host])
             except TransportError as exc:
                 checks.append(Check(f"{host}: reachable for grading", False, str(exc)))
     diverted = [t for t, seen in watch.seen if seen == frozenset({mirror})]
@@ -213,19 +216,18 @@ def _failed_check(pairs: dict[tuple[str, str], state.PairState], host: str) -> C
                  f"failed at {failed[0][0]}: {failed[0][1]}" if failed else "not reported failed")
 
 
-def _host_checks(lab: Lab, pairs: dict[tuple[str, str], state.PairState],
-                 host: str, host_truth: dict[str, Any]) -> list[Check]:
+def _host_checks(lab: Lab, result: RestoreOutputs | None, host: str, host_truth: dict[str, Any]) -> list[Check]:
     guest = lab.guest(host)
     planted = [c for c in host_truth["changes"] if c["dataset"] and c["type"] == "file" and c["change"] == "added"]
-    restored = pairs.get(("restore", host), state.PairState()).outputs.get("datasets", {})
+    restored = result.datasets if result else {}
     left = [c["path"] for c in planted if guest.run(f"test -e '{c['path']}'").exit_code == 0]
     checks = [Check(f"{host}: attack files gone from the live datasets", not left and bool(planted),
                     f"{len(planted) - len(left)} of {len(planted)} gone" + (f"; left: {left}" if left else ""))]
     kept = _in_quarantine(guest, planted, restored)
     checks.append(Check(f"{host}: the quarantine holds them", kept == len(planted),
                         f"{kept} of {len(planted)} found in the held evidence snapshots"))
-    held = [r["evidence"] for r in restored.values()
-            if "recovery-evidence" in guest.run(f"zfs holds -H {r['evidence']}").stdout.decode()]
+    held = [r.evidence for r in restored.values()
+            if "recovery-evidence" in guest.run(f"zfs holds -H {r.evidence}").stdout.decode()]
     checks.append(Check(f"{host}: evidence snapshots held", bool(restored) and len(held) == len(restored),
                         f"{len(held)} of {len(restored)} held"))
     outside = [c["path"] for c in host_truth["changes"] if not c["dataset"] and c["change"] != "modified"]
@@ -235,7 +237,7 @@ def _host_checks(lab: Lab, pairs: dict[tuple[str, str], state.PairState],
     return checks
 
 
-def _in_quarantine(guest: Any, planted: list[dict[str, Any]], restored: dict[str, Any]) -> int:
+def _in_quarantine(guest: Any, planted: list[dict[str, Any]], restored: dict[str, Restored]) -> int:
     """Mount each evidence snapshot read-only (no property changes) and look for the planted files."""
     found = 0
     for dataset, record in restored.items():
@@ -244,5 +246,5 @@ def _in_quarantine(guest: Any, planted: list[dict[str, Any]], restored: dict[str
         if not mine:
             continue
         probes = [f"test -e \"$d\"/{shlex.quote(relative(c['path'], mountpoint))} && echo FOUND" for c in mine]
-        found += guest.run(with_snapshot_mounted(record["evidence"], probes)).stdout.count(b"FOUND")
+        found += guest.run(with_snapshot_mounted(record.evidence, probes)).stdout.count(b"FOUND")
     return found

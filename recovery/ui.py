@@ -45,7 +45,7 @@ def say(line: str) -> None:
 def plan_rows(plan: Plan) -> list[dict[str, Any]]:
     return [
         {"step": p.id, "kind": p.step.kind, "host": h, "description": p.description,
-         "available": p.available, "confirm": p.step.confirm, "on_failure": p.step.on_failure}
+         "confirm": p.step.confirm, "on_failure": p.step.on_failure}
         for p, h in plan.pairs()
     ]
 
@@ -55,7 +55,6 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "target": {"name": plan.target.name, "kind": plan.target.kind,
                    "hosts": list(plan.target.hosts), "services": list(plan.target.services)},
         "destructive": plan.destructive,
-        "unavailable": [p.id for p in plan.unavailable],
         "batches": [[list(b) for b in block.batches] for block in plan.blocks],
         "steps": plan_rows(plan),
     }
@@ -69,11 +68,9 @@ def show_plan(plan: Plan) -> None:
     for column in ("#", "step", "kind", "hosts (in order)", "what it does", "notes"):
         table.add_column(column)
     for planned in plan.steps:
-        hosts = " → ".join(" + ".join(b) for block in plan.blocks if planned in block.steps
-                           for b in block.batches)
+        hosts = " → ".join(" + ".join(h for h in b if h in planned.hosts) for block in plan.blocks
+                           if planned in block.steps for b in block.batches if set(b) & set(planned.hosts))
         notes = []
-        if not planned.available:
-            notes.append("[bold red]not available[/]")
         if planned.step.confirm:
             notes.append("[yellow]destructive[/]")
         if planned.step.on_failure != "skip-host":

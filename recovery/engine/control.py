@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import getpass
+import logging
 from pathlib import Path
-from typing import Any, Callable
 
 from recovery import secrets
 from recovery.config.errors import ConfigError
@@ -14,15 +14,13 @@ from recovery.config.targets import resolve
 from recovery.engine import plan as planning
 from recovery.engine import state
 from recovery.engine.plan import Plan
+from recovery.engine import runlog
+from recovery.engine.access import Access
+from recovery.engine.journal import JournalError
 from recovery.engine.runner import Outcome, Runner, RunUI
 from recovery.engine.runstore import Run
-from recovery.engine.sessions import SessionPool
 from recovery.report import model as report_model
 from recovery.report import render
-from recovery.zfs import manifest, swap
-from recovery.zfs.client import AgentClient
-from recovery.zfs.salvage import copy_back
-from recovery.zfs.swap import SwapNames
 
 
 def prepare(inventory_path: Path, playbook_path: Path, target: str) -> tuple[Inventory, Plan]:
@@ -60,129 +58,53 @@ def _secret_refs(inventory: Inventory, plan: Plan) -> list[tuple[str, str]]:
 
 
 def execute(run: Run, plan: Plan, inventory: Inventory, ui: RunUI, event: str, **data: object) -> Outcome:
-    """Run (or continue) the plan, journaling the start and the end around it."""
-    run.journal.append(event, operator=getpass.getuser(), target=plan.target.name,
-                       hosts=list(plan.target.hosts), **data)
-    pool = SessionPool(inventory)
+    """Run (or continue) the plan, journaling the start and the end around it; the report always follows.
+
+    Library chatter (paramiko's own thread logs a failed banner read with a
+    traceback) goes to the run's log file, never to the operator's terminal.
+    """
+    with runlog.to_file(run.dir / "run.log"):
+        try:
+            run.journal.append(event, operator=getpass.getuser(), target=plan.target.name,
+                               hosts=list(plan.target.hosts), **data)
+        except JournalError as exc:
+            return Outcome("journal-failed", 0, 0, 0, str(exc))
+        outcome = _run(run, plan, inventory, ui)
+        if outcome.journal_error is None:
+            outcome = _finish(run, outcome)
+        write_report(run, plan)
+    return outcome
+
+
+def _run(run: Run, plan: Plan, inventory: Inventory, ui: RunUI) -> Outcome:
+    access = Access(inventory, run.journal)
     try:
-        outcome = Runner(plan, run, inventory, pool, ui).execute()
+        return Runner(plan, run, inventory, access, ui).execute()
     except KeyboardInterrupt:
         run.journal.append("run_interrupted")
         raise
     finally:
-        pool.close()
-    run.journal.append("run_finished", status=outcome.status, done=outcome.done,
-                       failed=outcome.failed, skipped=outcome.skipped)
-    write_report(run, plan)
+        access.close()
+
+
+def _finish(run: Run, outcome: Outcome) -> Outcome:
+    try:
+        run.journal.append("run_finished", status=outcome.status, done=outcome.done,
+                           failed=outcome.failed, skipped=outcome.skipped)
+    except JournalError as exc:
+        return Outcome("journal-failed", outcome.done, outcome.failed, outcome.skipped, str(exc))
     return outcome
 
 
 def write_report(run: Run, plan: Plan) -> list[Path]:
+    """The incident report from the journal; a report that cannot be written is logged, not raised."""
     records = run.journal.records()
     built = report_model.build(run.id, run.meta["target"], plan, records, run.journal.verify())
-    return render.write(built, run.dir)
-
-
-def undo(run: Run, host: str, note: Callable[[str], None]) -> list[str]:
-    """Swap the restored datasets of ``host`` back: the quarantined state serves again.
-
-    The restored state is kept beside it (``<name>.restored-<run>``, read-only);
-    nothing is destroyed. Journaled in the run.
-    """
-    inventory, plan = reopen(run)
-    datasets = list(_step_outputs(run, plan, host, "restore").get("datasets", {}))
-    if not datasets:
-        raise ConfigError([f"run {run.id} restored nothing on host '{host}': nothing to undo"])
-    run.journal.append("undo_started", None, host, datasets=datasets, operator=getpass.getuser())
-    pool = SessionPool(inventory)
     try:
-        client = AgentClient(pool(host))
-        for dataset in datasets:
-            names = SwapNames.for_run(dataset, run.id)
-            if not swap.undone(client, names):
-                swap.undo(client, names)
-            note(f"{host}: {dataset} serves the pre-restore state again; restored state kept as "
-                 f"{names.restored_aside}")
-    finally:
-        pool.close()
-    run.journal.append("undo_finished", None, host, datasets=datasets)
-    return datasets
-
-
-def salvage(run: Run, host: str, paths: list[str], force: bool,
-            note: Callable[[str], None]) -> dict[str, str]:
-    """Copy legitimate files from the quarantine into the restored datasets, after showing their class.
-
-    Each path's triage class comes from this run's diff; an indicator is refused unless ``force``.
-    """
-    inventory, plan = reopen(run)
-    restored = _step_outputs(run, plan, host, "restore").get("datasets", {})
-    if not restored:
-        raise ConfigError([f"run {run.id} restored nothing on host '{host}': nothing to salvage from"])
-    classes = _triage_classes(run, plan, host)
-    pool = SessionPool(inventory)
-    try:
-        session = pool(host)
-        client = AgentClient(session)
-        plan_by_dataset = _salvage_plan(client, restored, paths)
-        for path in paths:
-            verdict = classes.get(path, "benign")
-            note(f"{path}: {verdict}")
-            if verdict == "indicator" and not force:
-                raise ConfigError([f"{host}: {path} is an indicator of compromise: not salvaged "
-                                   "(use --force if you have checked it by hand)"])
-        run.journal.append("salvage_started", None, host, paths={p: classes.get(p, "benign") for p in paths},
-                           forced=force, operator=getpass.getuser())
-        for dataset, chosen in plan_by_dataset.items():
-            copy_back(session, restored[dataset]["evidence"], chosen["mountpoint"], chosen["paths"])
-    finally:
-        pool.close()
-    run.journal.append("salvage_finished", None, host, paths=paths)
-    return {p: classes.get(p, "benign") for p in paths}
-
-
-def _step_outputs(run: Run, plan: Plan, host: str, kind: str) -> dict[str, Any]:
-    pairs = state.fold(run.journal.records())
-    for planned in plan.steps:
-        if planned.step.kind == kind and (planned.id, host) in pairs:
-            return pairs[(planned.id, host)].outputs
-    return {}
-
-
-def _triage_classes(run: Run, plan: Plan, host: str) -> dict[str, str]:
-    found = _step_outputs(run, plan, host, "diff").get("datasets", {})
-    return {f["path"]: f["verdict"] for d in found.values() for f in d.get("findings", [])}
-
-
-def _salvage_plan(client: AgentClient, restored: dict[str, Any], paths: list[str]) -> dict[str, Any]:
-    mounts = {row["name"]: row["value"] for row in client.get(list(restored), ["mountpoint"])}
-    chosen: dict[str, Any] = {}
-    for path in paths:
-        owner = max((d for d, m in mounts.items() if path.startswith(m.rstrip("/") + "/")),
-                    key=lambda d: len(mounts[d]), default=None)
-        if owner is None:
-            raise ConfigError([f"{path} is in none of the restored datasets ({', '.join(sorted(mounts.values()))})"])
-        chosen.setdefault(owner, {"mountpoint": mounts[owner], "paths": []})["paths"].append(path)
-    return chosen
-
-
-def golden_verify(inventory_path: Path, target: str, store: Path) -> dict[str, list[manifest.Finding]]:
-    """Each host's golden snapshots and stored streams against its newest manifest."""
-    inventory = load_inventory(inventory_path)
-    hosts = resolve(inventory, target).hosts
-    pool = SessionPool(inventory)
-    results: dict[str, list[manifest.Finding]] = {}
-    try:
-        for host in hosts:
-            try:
-                golden = manifest.newest(store, host)
-            except manifest.ManifestMissing as exc:
-                results[host] = [manifest.Finding("golden manifest", False, str(exc))]
-                continue
-            results[host] = manifest.check(AgentClient(pool(host)), golden)
-    finally:
-        pool.close()
-    return results
+        return render.write(built, run.dir)
+    except OSError as exc:
+        logging.getLogger("recovery").error("report of %s not written: %s", run.id, exc)
+        return []
 
 
 def reopen(run: Run) -> tuple[Inventory, Plan]:

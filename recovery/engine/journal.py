@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -39,6 +40,10 @@ BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
 BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
 """
+
+
+class JournalError(Exception):
+    """The journal could not be written (disk full, gone, read-only): the run must stop where it is."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,13 @@ class Journal:
                **data: Any) -> Record:
         """Store one record durably; secrets are masked before anything is written."""
         data_json = REDACTOR.text(json.dumps(data, sort_keys=True, default=str))
+        try:
+            return self._append(event, step, host, data_json)
+        except (sqlite3.Error, OSError) as exc:
+            raise JournalError(f"cannot write the journal {self.path}: {exc}; the run stopped here, "
+                               "nothing after this point was done (free space, then `recover resume`)") from None
+
+    def _append(self, event: str, step: str | None, host: str | None, data_json: str) -> Record:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -120,8 +132,12 @@ class Journal:
 
 
 def _write_head(path: Path, seq: int, digest: str) -> None:
+    """Replace HEAD atomically and durably: a crash leaves the old head or the new one, never half."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(f"{seq} {digest}\n")
+    with tmp.open("w") as handle:
+        handle.write(f"{seq} {digest}\n")
+        handle.flush()
+        os.fsync(handle.fileno())
     tmp.replace(path)
 
 

@@ -23,7 +23,6 @@ class PlannedStep:
     step: Step
     params: Any
     scope: str
-    available: bool
     hosts: tuple[str, ...]
     description: str
 
@@ -53,10 +52,6 @@ class Plan:
     blocks: tuple[Block, ...] = field(default=())
 
     @property
-    def unavailable(self) -> list[PlannedStep]:
-        return [s for s in self.steps if not s.available]
-
-    @property
     def destructive(self) -> bool:
         return any(s.step.confirm for s in self.steps)
 
@@ -65,35 +60,51 @@ class Plan:
 
 
 def build(inventory: Inventory, playbook: Playbook, target: Target, playbook_file: Path) -> Plan:
-    """Validate step kinds, params and targets against the inventory, then order the work."""
+    """Validate step kinds, params, targets and needs against the inventory, then order the work."""
     problems: list[str] = []
     planned = []
     for index, step in enumerate(playbook.steps):
         planned.append(_plan_step(inventory, target, index, step, playbook_file, problems))
+    steps = tuple(p for p in planned if p is not None)
+    problems += _unmet_needs(steps, playbook_file)
     if problems:
         raise ConfigError(problems)
-    steps = tuple(p for p in planned if p is not None)
     return Plan(target, playbook, steps, _blocks(steps, playbook, target))
+
+
+def _unmet_needs(steps: tuple[PlannedStep, ...], file: Path) -> list[str]:
+    """A step that needs another kind's result must come after a step of that kind, on the same hosts."""
+    problems = []
+    for i, planned in enumerate(steps):
+        kind = registry.get(planned.step.kind)
+        assert kind is not None  # unknown kinds never become planned steps
+        for needed in kind.needs:
+            earlier = [p for p in steps[:i] if p.step.kind == needed]
+            covered = {h for p in earlier for h in p.hosts} | ({RUN_SCOPE} if any(p.scope == "run" for p in earlier) else set())
+            hosts = set(planned.hosts) if planned.scope == "host" else {RUN_SCOPE}
+            if RUN_SCOPE in covered or hosts <= covered:
+                continue
+            missing = "" if not earlier else f" on {', '.join(sorted(hosts - covered))}"
+            problems.append(f"{file}: {key_path(('steps', planned.index))}.kind: `{planned.step.kind}` needs the "
+                            f"result of a `{needed}` step before it{missing}")
+    return problems
 
 
 def _plan_step(inventory: Inventory, target: Target, index: int, step: Step, file: Path,
                problems: list[str]) -> PlannedStep | None:
     where = f"{file}: {key_path(('steps', index))}"
     kind = registry.get(step.kind)
-    if kind is None and step.kind not in registry.PLANNED_KINDS:
+    if kind is None:
         problems.append(f"{where}.kind: unknown step kind '{step.kind}' "
                         f"(expected one of: {', '.join(registry.known())})")
         return None
     hosts = _step_hosts(inventory, target, step, where, problems)
-    if kind is None:
-        scope, description = registry.PLANNED_KINDS[step.kind]
-        return PlannedStep(index, step, step.params, scope, False, hosts, description)
     try:
         params = kind.Params.model_validate(step.params)
     except ValidationError as exc:
         problems += from_validation(str(file), exc, step.params, ("steps", index, "params")).messages
         return None
-    return PlannedStep(index, step, params, kind.scope, True, hosts, kind.describe(params))
+    return PlannedStep(index, step, params, kind.scope, hosts, kind.describe(params))
 
 
 def _step_hosts(inventory: Inventory, target: Target, step: Step, where: str,

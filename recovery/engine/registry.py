@@ -1,26 +1,32 @@
-"""Step kinds, by name. The engine knows steps only through this registry."""
+"""Step kinds, by name. The engine knows steps only through this registry.
+
+A step kind declares what it produces (``Outputs``, a model journaled as the
+step's result) and the kinds whose outputs it needs (``needs``): `restore`
+needs what `find_clean` chose. The planner refuses a playbook in which a
+needed kind does not come first, and a step reads another's result only
+through :meth:`StepContext.output`, by the producing kind's model, never by
+the name a playbook gave a step.
+"""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from recovery.errors import Fault
 
 if TYPE_CHECKING:
     from recovery.config.inventory import Inventory
     from recovery.config.playbook import Step
     from recovery.config.targets import Target
-    from recovery.engine.sessions import SessionPool
+    from recovery.engine.access import HostAccess
 
 Scope = Literal["host", "run"]
-
-#: Kinds of the recovery flow that a playbook may already name before they exist.
-#: `recover plan` shows them as "not available" and `recover` refuses to start them.
-PLANNED_KINDS: dict[str, tuple[Scope, str]] = {
-}
 
 
 class Check(enum.Enum):
@@ -31,8 +37,23 @@ class Check(enum.Enum):
     UNKNOWN = "unknown"  # this step cannot tell (it has no check)
 
 
-class StepFailed(Exception):
+class StepFailed(Fault):
     """The step ran and did not reach its goal; the message says why, for the operator."""
+
+
+class StepOutputs(BaseModel):
+    """Base of every step kind's journaled result. ``already_done``: a check found the work done."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    already_done: bool = False
+
+
+class NoOutputs(StepOutputs):
+    """A step kind whose result is only that it is done."""
+
+
+Out = TypeVar("Out", bound=StepOutputs)
 
 
 @dataclass
@@ -46,20 +67,47 @@ class StepContext:
     host: str | None
     inventory: "Inventory"
     target: "Target"
-    session: "SessionPool"  # session(host) -> SSH, or the console attached while single-user
+    access: Callable[[str], "HostAccess"]  # access(host): the host's channel, session and BMC driver
     note: Callable[[str], None]
     acknowledge: Callable[[str], bool]
-    outputs: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> newest journaled result
+    needs: tuple[str, ...] = ()
+    remember: Callable[[dict[str, Any]], None] = lambda fact: None  # journal a fact now, before acting on it
+    remembered: list[dict[str, Any]] = field(default_factory=list)  # facts this step journaled, every attempt
 
     @property
     def timeout(self) -> float:
         return self.step.timeout
 
+    @property
+    def here(self) -> "HostAccess":
+        """The access of this step's host."""
+        if self.host is None:
+            raise StepFailed(f"step '{self.step.id}' runs once per run and has no host")
+        return self.access(self.host)
+
+    def output(self, model: type[Out]) -> Out:
+        """The journaled result of the kind that produces ``model``, as that model."""
+        kind = producer(model)
+        if kind not in self.needs:
+            raise StepFailed(f"step '{self.step.id}' reads `{kind}` results but does not declare that it needs them")
+        where = f"{self.host}: " if self.host else ""
+        if kind not in self.outputs:
+            raise StepFailed(f"{where}no `{kind}` result in this run: step '{self.step.id}' needs one")
+        try:
+            return model.model_validate(self.outputs[kind])
+        except ValidationError as exc:
+            raise StepFailed(f"{where}the journaled `{kind}` result has the wrong shape: "
+                             f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+
 
 class StepKind:
     """Base of every step kind: ``check`` the host, then ``apply`` only if needed.
 
-    ``apply`` returns outputs (JSON-able, no secrets) stored in the journal.
+    ``apply`` returns the kind's ``Outputs`` (no secrets), stored in the journal.
+    When ``check`` finds the work done, :meth:`outputs_when_done` says what the
+    result is (by default an empty result marked ``already_done``); a kind
+    whose results others need computes them from the host there.
     A ``repeatable`` kind changes nothing that matters when applied again (a
     read-only look, a probe, a question): it needs no check, it simply runs again.
     """
@@ -68,6 +116,8 @@ class StepKind:
     scope: ClassVar[Scope] = "host"
     summary: ClassVar[str] = ""
     Params: ClassVar[type[BaseModel]]
+    Outputs: ClassVar[type[StepOutputs]] = NoOutputs
+    needs: ClassVar[tuple[str, ...]] = ()
     repeatable: ClassVar[bool] = False
 
     def describe(self, params: Any) -> str:
@@ -76,15 +126,25 @@ class StepKind:
     def check(self, ctx: StepContext) -> Check:
         return Check.NOT_DONE if self.repeatable else Check.UNKNOWN
 
-    def apply(self, ctx: StepContext) -> dict[str, Any]:
+    def apply(self, ctx: StepContext) -> StepOutputs:
         raise NotImplementedError
+
+    def outputs_when_done(self, ctx: StepContext) -> StepOutputs:
+        return self.Outputs(already_done=True)
+
+    def unreached(self, ctx: StepContext) -> str | None:
+        """What it means for the run that this step never ran (journaled at the end), if it matters."""
+        return None
 
 
 _KINDS: dict[str, StepKind] = {}
+_PRODUCERS: dict[type[StepOutputs], str] = {}
 
 
 def register(cls: type[StepKind]) -> type[StepKind]:
     _KINDS[cls.kind] = cls()
+    if cls.Outputs is not NoOutputs:
+        assert _PRODUCERS.setdefault(cls.Outputs, cls.kind) == cls.kind, f"{cls.Outputs.__name__} has two producers"
     return cls
 
 
@@ -93,4 +153,9 @@ def get(kind: str) -> StepKind | None:
 
 
 def known() -> list[str]:
-    return sorted(set(_KINDS) | set(PLANNED_KINDS))
+    return sorted(_KINDS)
+
+
+def producer(model: type[StepOutputs]) -> str:
+    """The step kind whose result ``model`` is."""
+    return _PRODUCERS[model]

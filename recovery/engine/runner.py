@@ -4,6 +4,12 @@ Every step's start and end are journaled before the run moves on, so a run
 killed at any point can be resumed: finished steps are not redone, a step that
 was in flight is re-checked on the host before it is applied again, and a step
 that cannot be re-checked waits for the operator (`recover retry` / `skip`).
+
+Nothing a step, a driver or a transport raises escapes: it becomes a journaled
+failure of that host's step (or of the once-per-run step), and the step's
+``on_failure`` decides what follows. Only a journal that can no longer be
+written stops everything at once: a run that cannot record what it does must
+not go on doing it.
 """
 
 from __future__ import annotations
@@ -13,16 +19,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from recovery.config.inventory import Inventory
 from recovery.engine import registry, state
+from recovery.engine.access import Access
+from recovery.engine.journal import JournalError
 from recovery.engine.plan import RUN_SCOPE, Block, Plan, PlannedStep
-from recovery.engine.registry import Check, StepContext, StepFailed
+from recovery.engine.registry import Check, StepContext, StepOutputs
 from recovery.engine.runstore import Run
-from recovery.engine.sessions import SessionPool
+from recovery.errors import Fault, is_transient
 from recovery.hostile import for_terminal
-from recovery.transport.result import TransportError
 
 
 class RunUI(Protocol):
@@ -35,19 +42,20 @@ class RunUI(Protocol):
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # "done" | "failed" | "stopped" | "needs-operator"
+    status: str  # "done" | "failed" | "stopped" | "needs-operator" | "journal-failed"
     done: int
     failed: int
     skipped: int
+    journal_error: str | None = None
 
 
 class Runner:
-    def __init__(self, plan: Plan, run: Run, inventory: Inventory,
-                 session: SessionPool, ui: RunUI) -> None:
+    def __init__(self, plan: Plan, run: Run, inventory: Inventory, access: Access, ui: RunUI) -> None:
         self.plan, self.run, self.inventory, self.ui = plan, run, inventory, ui
-        self.session = session
+        self.access = access
         self.journal = run.journal
         self._stop = threading.Event()
+        self._journal_error: JournalError | None = None
         self._failed_hosts: set[str] = set()
         self._pairs = state.fold(self.journal.records())
 
@@ -58,6 +66,8 @@ class Runner:
             if self._stop.is_set():
                 break
             self._run_block(block)
+        if self._journal_error is None:
+            self._guard_journal(self._record_unreached)
         return self._outcome()
 
     # -- ordering -----------------------------------------------------------------
@@ -67,8 +77,9 @@ class Runner:
             if self._stop.is_set():
                 return
             hosts = [h for h in batch if h == RUN_SCOPE or h not in self._failed_hosts]
-            if len(hosts) == 1:
-                self._run_host(block, hosts[0])
+            if len(hosts) <= 1:
+                for host in hosts:
+                    self._run_host(block, host)
                 continue
             with ThreadPoolExecutor(max_workers=len(hosts), thread_name_prefix="host") as pool:
                 for future in [pool.submit(self._run_host, block, h) for h in hosts]:
@@ -80,8 +91,18 @@ class Runner:
                 return
             if host != RUN_SCOPE and host not in planned.hosts:
                 continue
-            if self._run_pair(planned, host) == state.FAILED:
+            outcome = self._guard_journal(lambda: self._run_pair(planned, host))
+            if outcome == state.FAILED:
                 self._after_failure(planned, host)
+
+    def _guard_journal(self, action: Any) -> Any:
+        """Run ``action``; a journal that cannot be written stops the whole run where it is."""
+        try:
+            return action()
+        except JournalError as exc:
+            self._journal_error = exc
+            self._stop.set()
+            return None
 
     def _after_failure(self, planned: PlannedStep, host: str) -> None:
         policy = planned.step.on_failure
@@ -104,15 +125,16 @@ class Runner:
         if pair.state == state.FAILED:
             self.ui.event(planned.id, host, state.FAILED, pair.error or "")
             return state.FAILED
-        kind = registry.get(planned.step.kind)
-        assert kind is not None, "plans with unavailable steps never reach the runner"
-        ctx = self._context(planned, host)
+        kind = self._kind(planned)
+        ctx = self._context(planned, host, kind)
         try:
             found = kind.check(ctx)
-        except (StepFailed, TransportError) as exc:
-            return self._fail(planned, host, f"check failed: {exc}")
-        if found is Check.DONE:
-            return self._succeed(planned, host, {"already_done": True}, "already done (checked)")
+            if found is Check.DONE:
+                return self._succeed(planned, host, kind.outputs_when_done(ctx), "already done (checked)")
+        except JournalError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - anything a host, a driver or a step raises is this host's failure
+            return self._fail(planned, host, f"check failed: {_explain(exc)}")
         if pair.state == state.IN_FLIGHT and found is Check.UNKNOWN:
             return self._fail(planned, host,
                               "was in flight when the run stopped and this step cannot check whether "
@@ -121,33 +143,38 @@ class Runner:
                               needs_operator=True)
         return self._apply(planned, host, kind, ctx)
 
-    def _apply(self, planned: PlannedStep, host: str, kind: registry.StepKind,
-               ctx: StepContext) -> str:
+    def _apply(self, planned: PlannedStep, host: str, kind: registry.StepKind, ctx: StepContext) -> str:
         step = planned.step
         self.journal.append("step_started", planned.id, host, kind=step.kind)
         self.ui.event(planned.id, host, "started", planned.description)
         retrying = Retrying(
             stop=stop_after_attempt(step.retries + 1),
             wait=wait_exponential(multiplier=step.retry_wait, max=60),
-            retry=retry_if_exception_type((StepFailed, TransportError)),
+            retry=retry_if_exception(is_transient),
             before_sleep=lambda rs: self._retrying(planned, host, rs.outcome.exception()),
             reraise=True,
         )
         try:
             outputs = retrying(kind.apply, ctx)
-        except (StepFailed, TransportError) as exc:
-            return self._fail(planned, host, str(exc))
-        except Exception as exc:  # a defect in a step must not take down the other hosts
-            return self._fail(planned, host, f"internal error: {type(exc).__name__}: {exc}")
-        return self._succeed(planned, host, outputs or {}, "")
+        except JournalError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a defect in a step must not take down the other hosts
+            return self._fail(planned, host, _explain(exc))
+        if not isinstance(outputs, kind.Outputs):
+            return self._fail(planned, host, f"internal error: step kind `{step.kind}` returned "
+                                             f"{type(outputs).__name__}, not its {kind.Outputs.__name__}")
+        return self._succeed(planned, host, outputs, "")
 
     def _retrying(self, planned: PlannedStep, host: str, exc: BaseException | None) -> None:
-        self.journal.append("step_retrying", planned.id, host, error=str(exc))
-        self.ui.event(planned.id, host, "retrying", str(exc))
+        if host != RUN_SCOPE:
+            self.access(host).reset()  # a dropped connection is reopened, not reused
+        self.journal.append("step_retrying", planned.id, host, error=_explain(exc))
+        self.ui.event(planned.id, host, "retrying", _explain(exc))
 
-    def _succeed(self, planned: PlannedStep, host: str, outputs: dict[str, Any], detail: str) -> str:
-        rec = self.journal.append("step_succeeded", planned.id, host, outputs=outputs)
-        self._pairs[(planned.id, host)] = state.PairState(state.DONE, outputs=rec.data["outputs"])
+    def _succeed(self, planned: PlannedStep, host: str, outputs: StepOutputs, detail: str) -> str:
+        rec = self.journal.append("step_succeeded", planned.id, host, outputs=outputs.model_dump(mode="json"))
+        self._pairs[(planned.id, host)] = state.PairState(state.DONE, outputs=rec.data["outputs"],
+                                                          progress=self._progress(planned, host))
         self.ui.event(planned.id, host, state.DONE, detail)
         return state.DONE
 
@@ -156,19 +183,56 @@ class Runner:
         rec = self.journal.append("step_failed", planned.id, host, error=error,
                                   needs_operator=needs_operator)
         self._pairs[(planned.id, host)] = state.PairState(
-            state.FAILED, error=rec.data["error"], needs_operator=needs_operator)
+            state.FAILED, error=rec.data["error"], needs_operator=needs_operator, progress=self._progress(planned, host))
         self.ui.event(planned.id, host, state.FAILED, rec.data["error"])
         return state.FAILED
 
-    def _context(self, planned: PlannedStep, host: str) -> StepContext:
-        outputs = {s: p.outputs for (s, h), p in self._pairs.items() if h == host and p.state == state.DONE}
+    def _kind(self, planned: PlannedStep) -> registry.StepKind:
+        kind = registry.get(planned.step.kind)
+        assert kind is not None, "the planner refuses unknown step kinds"
+        return kind
+
+    def _context(self, planned: PlannedStep, host: str, kind: registry.StepKind) -> StepContext:
         return StepContext(
             run_id=self.run.id, run_dir=self.run.dir, step=planned.step, params=planned.params,
             host=None if host == RUN_SCOPE else host, inventory=self.inventory,
-            target=self.plan.target, session=self.session,
+            target=self.plan.target, access=self.access,
             note=lambda text: self.ui.event(planned.id, host, "note", text),
-            acknowledge=self.ui.acknowledge, outputs=outputs,
+            acknowledge=self.ui.acknowledge, outputs=self._outputs_before(planned, host), needs=kind.needs,
+            remember=lambda fact: self._remember(planned, host, fact),
+            remembered=self._pairs.setdefault((planned.id, host), state.PairState()).progress,
         )
+
+    def _progress(self, planned: PlannedStep, host: str) -> list[dict[str, Any]]:
+        return self._pairs.get((planned.id, host), state.PairState()).progress
+
+    def _remember(self, planned: PlannedStep, host: str, fact: dict[str, Any]) -> None:
+        rec = self.journal.append("step_progress", planned.id, host, **fact)
+        self._pairs.setdefault((planned.id, host), state.PairState()).progress.append(rec.data)
+
+    def _outputs_before(self, planned: PlannedStep, host: str) -> dict[str, dict[str, Any]]:
+        """Each kind's newest result on this host (or of the run) from the steps before ``planned``."""
+        outputs: dict[str, dict[str, Any]] = {}
+        for earlier in self.plan.steps[:self.plan.steps.index(planned)]:
+            pair = self._pairs.get((earlier.id, host)) or self._pairs.get((earlier.id, RUN_SCOPE))
+            if pair is not None and pair.state == state.DONE:
+                outputs[earlier.step.kind] = pair.outputs
+        return outputs
+
+    # -- the end ------------------------------------------------------------------
+
+    def _record_unreached(self) -> None:
+        """Journal what it means that steps never ran (traffic left on the mirror, for one)."""
+        for planned in self.plan.steps:
+            pairs = [h for p, h in self.plan.pairs() if p is planned]
+            if any(self._pairs.get((planned.id, h), state.PairState()).state != state.PENDING for h in pairs):
+                continue
+            kind = self._kind(planned)
+            host = RUN_SCOPE if planned.scope == "run" else pairs[0] if pairs else RUN_SCOPE
+            meaning = kind.unreached(self._context(planned, host, kind))
+            if meaning:
+                self.journal.append("step_unreached", planned.id, RUN_SCOPE, meaning=meaning)
+                self.ui.event(planned.id, RUN_SCOPE, "not reached", meaning)
 
     def _outcome(self) -> Outcome:
         counts = {state.DONE: 0, state.FAILED: 0, state.SKIPPED: 0}
@@ -178,7 +242,9 @@ class Runner:
             if pair and pair.state in counts:
                 counts[pair.state] += 1
                 needs_operator |= pair.needs_operator
-        if needs_operator:
+        if self._journal_error is not None:
+            status = "journal-failed"
+        elif needs_operator:
             status = "needs-operator"
         elif self._stop.is_set():
             status = "stopped"
@@ -186,4 +252,12 @@ class Runner:
             status = "failed"
         else:
             status = "done"
-        return Outcome(status, counts[state.DONE], counts[state.FAILED], counts[state.SKIPPED])
+        return Outcome(status, counts[state.DONE], counts[state.FAILED], counts[state.SKIPPED],
+                       str(self._journal_error) if self._journal_error else None)
+
+
+def _explain(exc: BaseException | None) -> str:
+    """A fault's own message; anything else is a defect, named as one with its type."""
+    if isinstance(exc, Fault):
+        return str(exc)
+    return f"internal error: {type(exc).__name__}: {exc}"

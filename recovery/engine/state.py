@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recovery.engine.journal import Record
+from recovery.engine.registry import Out, producer
+
+if TYPE_CHECKING:
+    from recovery.engine.plan import Plan
 
 PENDING, IN_FLIGHT, DONE, FAILED, SKIPPED = "pending", "in-flight", "done", "failed", "skipped"
 
@@ -27,12 +31,16 @@ class PairState:
     outputs: dict[str, Any] = field(default_factory=dict)
     attempts: int = 0
     needs_operator: bool = False
+    progress: list[dict[str, Any]] = field(default_factory=list)  # facts a step journaled while it worked
 
 
 def fold(records: list[Record]) -> dict[tuple[str, str], PairState]:
     """Replay the journal: the last event of each pair decides its state."""
     pairs: dict[tuple[str, str], PairState] = {}
     for rec in records:
+        if rec.event == "step_progress" and rec.step is not None and rec.host is not None:
+            pairs.setdefault((rec.step, rec.host), PairState()).progress.append(rec.data)
+            continue
         if rec.event not in _EVENT_STATE or rec.step is None or rec.host is None:
             continue
         pair = pairs.setdefault((rec.step, rec.host), PairState())
@@ -60,3 +68,14 @@ def run_status(records: list[Record]) -> str | None:
         elif rec.event in ("run_started", "run_resumed"):
             status = None
     return status
+
+
+def result_of(plan: "Plan", pairs: dict[tuple[str, str], PairState], host: str, model: type[Out]) -> Out | None:
+    """The newest journaled result, on ``host`` (or of the run), of the step kind that produces ``model``."""
+    kind = producer(model)
+    found = None
+    for planned in plan.steps:
+        pair = pairs.get((planned.id, host)) or pairs.get((planned.id, "*"))
+        if planned.step.kind == kind and pair is not None and pair.state == DONE:
+            found = pair.outputs
+    return None if found is None else model.model_validate(found)

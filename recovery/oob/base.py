@@ -18,18 +18,20 @@ from __future__ import annotations
 import abc
 import enum
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
+from recovery.errors import AdapterError
 from recovery.hostile import for_terminal
 from recovery.secrets import REDACTOR
+from recovery.transport.stream import ConsoleStream
 
 #: How often :meth:`OobDriver.wait_power` asks the BMC, in seconds.
 POLL_INTERVAL = 1.0
 
 
-class OobError(Exception):
+class OobError(AdapterError):
     """An out-of-band operation failed; the message names the host and the operation."""
 
     def __init__(self, message: str) -> None:
@@ -38,6 +40,8 @@ class OobError(Exception):
 
 class OobUnreachable(OobError):
     """The BMC did not answer in time; nothing is known to have changed."""
+
+    transient = True
 
 
 class OobRefused(OobError):
@@ -50,6 +54,8 @@ class OobNotSupported(OobError):
 
 class OobTimeout(OobError):
     """The BMC accepted a request but the host did not reach the expected state in time."""
+
+    transient = True
 
 
 class PowerState(enum.Enum):
@@ -69,21 +75,6 @@ class BootMode(enum.Enum):
     NORMAL = "normal"
     SINGLE_USER = "single-user"
     RESCUE = "rescue"
-
-
-class ConsoleStream(Protocol):
-    """A host's serial console as bytes both ways, whatever carries it."""
-
-    def read(self, timeout: float) -> bytes:
-        """Bytes that arrived, as soon as there are any; ``b""`` after ``timeout`` seconds of silence."""
-        ...
-
-    def write(self, data: bytes) -> None:
-        """Send ``data`` to the console; returns once the far end has taken it."""
-        ...
-
-    def close(self) -> None:
-        ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,6 +144,9 @@ class OobDriver(abc.ABC):
 
         Raises :class:`OobNotSupported` for a mode the protocol cannot express.
         """
+
+    def close(self) -> None:
+        """End the driver's session with the BMC, if it keeps one (once per run, at its end)."""
 
     def console(self) -> ConsoleStream:
         """The host's serial console; the caller closes it."""

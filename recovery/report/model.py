@@ -8,9 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from recovery.engine import state
+from pydantic import ValidationError
+
+from recovery.engine import registry, state
 from recovery.engine.journal import Record
 from recovery.engine.plan import Plan
+from recovery.steps.diff import DiffOutputs
+from recovery.steps.find_clean import FindCleanOutputs
+from recovery.steps.preserve import PreserveOutputs
+from recovery.steps.restore import RestoreOutputs
+from recovery.steps.traffic import TrafficOutputs
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,7 @@ class Report:
     evidence: list[dict[str, Any]] = field(default_factory=list)
     traffic: list[dict[str, Any]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    unreached: list[str] = field(default_factory=list)  # what it means that steps never ran (traffic!)
 
 
 def build(run_id: str, target: str, plan: Plan, records: list[Record], problems: list[str]) -> Report:
@@ -58,6 +66,7 @@ def build(run_id: str, target: str, plan: Plan, records: list[Record], problems:
         kind = next((p.step.kind for p in plan.steps if p.id == step_id), step_id)
         _collect(report, kind, host, pair)
     report.hosts = _host_status(plan, pairs)
+    report.unreached = [f"{r.step}: {r.data.get('meaning', '')}" for r in records if r.event == "step_unreached"]
     return report
 
 
@@ -100,32 +109,40 @@ def _narrate(r: Record) -> str:
         return f"{where}{r.step} skipped by the operator"
     if r.event == "run_finished":
         return f"run finished: {r.data.get('status')}"
+    if r.event == "step_unreached":
+        return f"{r.step} not reached: {r.data.get('meaning', '')}"
+    if r.event == "channel_changed":
+        return f"{where}now reached over {r.data.get('channel')}"
+    if r.event == "step_retrying":
+        return f"{where}{r.step} retrying after: {r.data.get('error', '')}"
     return ""
 
 
 def _collect(report: Report, kind: str, host: str, pair: state.PairState) -> None:
-    out = pair.outputs
     if pair.state == state.FAILED:
         report.failures.append(f"{host}: {pair.error}")
-    if kind == "diff":
-        for dataset, found in out.get("datasets", {}).items():
-            for f in found.get("findings", []):
-                if f.get("verdict") == "indicator":
-                    report.indicators.append({"host": host, "dataset": dataset, **f})
-    elif kind == "find_clean":
-        for dataset, chosen in out.get("datasets", {}).items():
-            for f in (chosen.get("lost") or {}).get("benign", []):
-                report.lost.append({"host": host, "dataset": dataset, **f})
-    elif kind == "restore":
-        for dataset, done in out.get("datasets", {}).items():
-            report.restored.append({"host": host, "dataset": dataset, **done})
-    elif kind == "preserve":
-        for snapshot, held in out.get("snapshots", {}).items():
-            report.evidence.append({"host": host, "snapshot": snapshot, **held})
-    elif kind in ("divert", "return"):
-        for channel, change in out.items():
-            if isinstance(change, dict) and "after" in change:
-                report.traffic.append({"step": kind, "channel": channel, **change})
+    step_kind = registry.get(kind)
+    if pair.state != state.DONE or step_kind is None:
+        return
+    try:
+        out = step_kind.Outputs.model_validate(pair.outputs)
+    except ValidationError:
+        report.failures.append(f"{host}: the journaled result of a `{kind}` step has the wrong shape")
+        return
+    if isinstance(out, DiffOutputs):
+        for dataset, found in out.datasets.items():
+            report.indicators += [{"host": host, "dataset": dataset, **f.model_dump()}
+                                  for f in found.findings if f.verdict == "indicator"]
+    elif isinstance(out, FindCleanOutputs):
+        for dataset, chosen in out.datasets.items():
+            lost = chosen.lost.benign if chosen.lost else []
+            report.lost += [{"host": host, "dataset": dataset, **f.model_dump()} for f in lost]
+    elif isinstance(out, RestoreOutputs):
+        report.restored += [{"host": host, "dataset": d, **r.model_dump()} for d, r in out.datasets.items()]
+    elif isinstance(out, PreserveOutputs):
+        report.evidence += [{"host": host, "snapshot": s, **e.model_dump()} for s, e in out.snapshots.items()]
+    elif isinstance(out, TrafficOutputs):
+        report.traffic += [{"step": kind, "channel": c, **r.model_dump()} for c, r in out.channels.items()]
 
 
 def _host_status(plan: Plan, pairs: dict[tuple[str, str], state.PairState]) -> dict[str, str]:

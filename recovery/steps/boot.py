@@ -10,20 +10,19 @@ it, boots multi-user and waits for SSH with the pinned host key.
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
 
-from recovery import secrets
 from recovery.config.base import Strict
-from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, register
+from recovery.engine.access import Channel, Session
+from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, StepOutputs, register
+from recovery.errors import is_transient
 from recovery.hostile import for_terminal
-from recovery.oob.base import BootMode, OobError, PowerState
-from recovery.steps.oob_host import oob_driver
-from recovery.transport.console import ConsoleSession
+from recovery.oob.base import BootMode, PowerState
 from recovery.transport.result import TransportError
-from recovery.transport.ssh import HostKeyRefused, SshSession
+from recovery.transport.ssh import HostKeyRefused
 
 
 class BootSingleParams(Strict):
@@ -35,45 +34,49 @@ IMPORT_POOLS = ("/sbin/modprobe zfs && { /usr/sbin/zpool import -a -N 2>&1 | gre
                 "/usr/sbin/zfs mount -a && /usr/sbin/zpool list -H -o name; }")
 
 
+class BootSingleOutputs(StepOutputs):
+    mode: str = ""
+    system: str = ""
+    pools: list[str] = Field(default_factory=list)
+    seconds: float = 0.0
+
+
 @register
 class BootSingleStep(StepKind):
     kind = "boot_single"
     summary = "boot single-user through out-of-band control; continue on the serial console"
     Params = BootSingleParams
+    Outputs = BootSingleOutputs
 
     def check(self, ctx: StepContext) -> Check:
-        attached = ctx.session.attached(str(ctx.host))
-        return Check.DONE if isinstance(attached, ConsoleSession) else Check.NOT_DONE
+        return Check.NOT_DONE if ctx.here.channel is Channel.SSH else Check.DONE
 
-    def apply(self, ctx: StepContext) -> dict[str, Any]:
+    def apply(self, ctx: StepContext) -> BootSingleOutputs:
         host = str(ctx.host)
         started = time.monotonic()
-        driver = oob_driver(ctx)
-        try:
-            driver.boot_once(BootMode(ctx.params.mode))
-            if driver.power_state() is PowerState.ON:
-                driver.power_cycle()
-            else:
-                driver.power_on()
-            stream = driver.console()
-        except OobError as exc:
-            raise StepFailed(str(exc)) from None
-        session = ConsoleSession(stream, _root_password(ctx), name=f"{host} console",
-                                 login_timeout=ctx.timeout)
+        driver = ctx.here.driver()
+        driver.boot_once(BootMode(ctx.params.mode))
+        if driver.power_state() is PowerState.ON:
+            driver.power_cycle()
+        else:
+            driver.power_on()
+        session = ctx.here.console(login_timeout=ctx.timeout)
         try:
             session.open()
             probe = session.run("systemctl is-system-running 2>/dev/null; id -u", timeout=60)
         except TransportError as exc:
             session.close()
-            raise StepFailed(f"{host}: no root shell on the console after the {ctx.params.mode} boot: {exc}") from None
-        ctx.session.attach(host, session)
+            raise StepFailed(f"{host}: no root shell on the console after the {ctx.params.mode} boot: {exc}",
+                             transient=exc.transient) from None
+        ctx.here.move(Channel.RESCUE if ctx.params.mode == "rescue" else Channel.CONSOLE, session)
         pools = self._import_pools(ctx, session) if ctx.params.import_pools else []
         state = probe.stdout.decode(errors="replace").split()
-        ctx.note(f"{host}: {ctx.params.mode} root shell on the console after {time.monotonic() - started:.1f} s")
-        return {"mode": ctx.params.mode, "system": state[0] if state else "?", "pools": pools,
-                "seconds": round(time.monotonic() - started, 1)}
+        seconds = round(time.monotonic() - started, 1)
+        ctx.note(f"{host}: {ctx.params.mode} root shell on the console after {seconds:.1f} s")
+        return BootSingleOutputs(mode=ctx.params.mode, system=for_terminal(state[0] if state else "?", 40),
+                                 pools=[for_terminal(p, 100) for p in pools], seconds=seconds)
 
-    def _import_pools(self, ctx: StepContext, session: ConsoleSession) -> list[str]:
+    def _import_pools(self, ctx: StepContext, session: Session) -> list[str]:
         result = session.run(IMPORT_POOLS, timeout=ctx.timeout)
         if result.exit_code != 0:
             raise StepFailed(f"{ctx.host}: importing the ZFS pools on the console failed "
@@ -81,13 +84,12 @@ class BootSingleStep(StepKind):
         return result.stdout.decode(errors="replace").split()
 
 
-def _root_password(ctx: StepContext) -> str | None:
-    ref = ctx.inventory.hosts[str(ctx.host)].root_password
-    return secrets.resolve(ref, f"hosts.{ctx.host}.root_password") if ref else None
-
-
 class BootNormalParams(Strict):
     ssh_wait: float = Field(2.0, gt=0, description="Seconds between SSH attempts while the host boots.")
+
+
+class BootNormalOutputs(StepOutputs):
+    seconds: float = 0.0
 
 
 @register
@@ -95,48 +97,42 @@ class BootNormalStep(StepKind):
     kind = "boot_normal"
     summary = "boot multi-user through out-of-band control and wait for SSH (pinned host key)"
     Params = BootNormalParams
+    Outputs = BootNormalOutputs
 
     def check(self, ctx: StepContext) -> Check:
-        if isinstance(ctx.session.attached(str(ctx.host)), ConsoleSession):
+        if ctx.here.channel is not Channel.SSH:
             return Check.NOT_DONE
         try:
-            ctx.session(str(ctx.host)).open()
+            ctx.here.session().open()
         except HostKeyRefused:
             raise
         except TransportError:
+            ctx.here.reset()
             return Check.NOT_DONE
         return Check.DONE
 
-    def apply(self, ctx: StepContext) -> dict[str, Any]:
+    def apply(self, ctx: StepContext) -> BootNormalOutputs:
         host = str(ctx.host)
         started = time.monotonic()
-        ctx.session.detach(host)
-        driver = oob_driver(ctx)
-        try:
-            driver.boot_once(BootMode.NORMAL)
-            driver.power_cycle()
-        except OobError as exc:
-            raise StepFailed(str(exc)) from None
+        driver = ctx.here.driver()
+        driver.boot_once(BootMode.NORMAL)
+        driver.power_cycle()
+        ctx.here.move(Channel.SSH)
         self._wait_for_ssh(ctx)
-        ctx.note(f"{host}: multi-user, SSH answers with the pinned key after {time.monotonic() - started:.1f} s")
-        return {"seconds": round(time.monotonic() - started, 1)}
+        seconds = round(time.monotonic() - started, 1)
+        ctx.note(f"{host}: multi-user, SSH answers with the pinned key after {seconds:.1f} s")
+        return BootNormalOutputs(seconds=seconds)
 
     def _wait_for_ssh(self, ctx: StepContext) -> None:
-        host = str(ctx.host)
         retrying = Retrying(stop=stop_after_delay(ctx.timeout), wait=wait_fixed(ctx.params.ssh_wait),
-                            retry=retry_if_exception_type(TransportError), reraise=True)
+                            retry=retry_if_exception(is_transient), reraise=True)
         try:
             for attempt in retrying:
                 with attempt:
-                    _fresh_ssh(ctx, host)
-        except HostKeyRefused:
-            raise
+                    ctx.here.reset()  # a failed attempt leaves a dead connection behind
+                    ctx.here.session().open()
         except TransportError as exc:
-            raise StepFailed(f"{host} did not answer SSH within {ctx.timeout:g} s after the normal boot: {exc}") from None
-
-
-def _fresh_ssh(ctx: StepContext, host: str) -> SshSession:
-    ctx.session.detach(host)  # a failed attempt leaves a dead connection behind
-    session = ctx.session(host)
-    session.open()
-    return session
+            if not exc.transient:
+                raise
+            raise StepFailed(f"{ctx.host} did not answer SSH within {ctx.timeout:g} s after the normal boot: "
+                             f"{exc}") from None

@@ -7,14 +7,12 @@ first and forces after `grace` seconds.
 
 from __future__ import annotations
 
-from typing import Any
 
 from pydantic import Field
 
 from recovery.config.base import Strict
-from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, register
-from recovery.oob.base import OobError, OobTimeout, PowerState
-from recovery.steps.oob_host import oob_driver
+from recovery.engine.registry import Check, StepContext, StepKind, StepOutputs, register
+from recovery.oob.base import OobDriver, OobTimeout, PowerState
 
 
 class ContainParams(Strict):
@@ -22,28 +20,28 @@ class ContainParams(Strict):
     grace: float = Field(60.0, gt=0, description="Seconds to wait for a graceful shutdown.")
 
 
+class ContainOutputs(StepOutputs):
+    power: str = "off"
+    forced: bool = False
+
+
 @register
 class ContainStep(StepKind):
     kind = "contain"
     summary = "power the host off through out-of-band control"
     Params = ContainParams
+    Outputs = ContainOutputs
 
     def check(self, ctx: StepContext) -> Check:
-        try:
-            return Check.DONE if oob_driver(ctx).power_state() is PowerState.OFF else Check.NOT_DONE
-        except OobError as exc:
-            raise StepFailed(str(exc)) from None
+        return Check.DONE if ctx.here.driver().power_state() is PowerState.OFF else Check.NOT_DONE
 
-    def apply(self, ctx: StepContext) -> dict[str, Any]:
-        driver = oob_driver(ctx)
-        try:
-            forced = self._power_off(ctx, driver)
-            driver.wait_power(PowerState.OFF, ctx.timeout)
-        except OobError as exc:
-            raise StepFailed(str(exc)) from None
-        return {"power": "off", "forced": forced}
+    def apply(self, ctx: StepContext) -> ContainOutputs:
+        driver = ctx.here.driver()
+        forced = self._power_off(ctx, driver)
+        driver.wait_power(PowerState.OFF, ctx.timeout)
+        return ContainOutputs(forced=forced)
 
-    def _power_off(self, ctx: StepContext, driver: Any) -> bool:
+    def _power_off(self, ctx: StepContext, driver: OobDriver) -> bool:
         if ctx.params.graceful:
             driver.power_off(graceful=True)
             try:

@@ -9,9 +9,11 @@ sees a change by its ctime, which an attacker cannot backdate the way
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
-from recovery.engine.registry import StepContext, StepKind, register
+from pydantic import Field
+
+from recovery.config.base import Strict
+from recovery.engine.registry import StepContext, StepKind, StepOutputs, register
 from recovery.steps.triage_rules import TriageParams
 from recovery.steps.zfs_host import (
     agent,
@@ -28,14 +30,38 @@ from recovery.zfs.triage import Finding, Verdict
 LISTED = 200
 
 
+class Change(Strict):
+    """One triaged change, as journaled: the path is the escaped display form, never raw host bytes."""
+
+    path: str
+    change: str
+    type: str
+    verdict: str
+    rule: str | None = None
+    ctime: str = ""
+
+
+class DatasetDiff(Strict):
+    golden: str
+    counts: dict[str, int] = Field(default_factory=dict)  # verdict -> number of changes (complete)
+    findings: list[Change] = Field(default_factory=list)  # the worst, non-benign ones, at most LISTED
+
+
+class DiffOutputs(StepOutputs):
+    datasets: dict[str, DatasetDiff] = Field(default_factory=dict)
+    indicators: int = 0
+
+
 @register
 class DiffStep(StepKind):
     kind = "diff"
     summary = "diff @golden -> @incident and triage the changes into indicators"
     Params = TriageParams
+    Outputs = DiffOutputs
+    needs = ("preserve",)  # it diffs up to the evidence snapshot
     repeatable = True  # read-only: always look afresh
 
-    def apply(self, ctx: StepContext) -> dict[str, Any]:
+    def apply(self, ctx: StepContext) -> DiffOutputs:
         client = agent(ctx)
         datasets = {}
         for dataset in protected(ctx):
@@ -43,23 +69,20 @@ class DiffStep(StepKind):
                 golden = golden_of(client, dataset).name
                 findings = triaged(client, golden, incident_snapshot(ctx, dataset), ctx.params.compiled())
             datasets[dataset] = summarize(golden, findings)
-            found = datasets[dataset]["counts"].get("indicator", 0)
+            found = datasets[dataset].counts.get("indicator", 0)
             ctx.note(f"{dataset}: {len(findings)} changes since {golden.split('@')[1]}, {found} indicators")
-        return {"datasets": datasets,
-                "indicators": sum(d["counts"].get("indicator", 0) for d in datasets.values())}
+        return DiffOutputs(datasets=datasets,
+                           indicators=sum(d.counts.get("indicator", 0) for d in datasets.values()))
 
 
-def summarize(golden: str, findings: list[Finding]) -> dict[str, Any]:
+def summarize(golden: str, findings: list[Finding]) -> DatasetDiff:
     counts = Counter(f.verdict.value for f in findings)
     worst = sorted(findings, key=lambda f: -f.verdict.severity)
-    return {
-        "golden": golden,
-        "counts": dict(counts),
-        "findings": [describe(f) for f in worst[:LISTED] if f.verdict is not Verdict.BENIGN],
-    }
+    return DatasetDiff(golden=golden, counts=dict(counts),
+                       findings=[describe(f) for f in worst[:LISTED] if f.verdict is not Verdict.BENIGN])
 
 
-def describe(finding: Finding) -> dict[str, Any]:
+def describe(finding: Finding) -> Change:
     change = finding.change
-    return {"path": display_name(change.current_path), "change": change.kind.value, "type": change.file_type.value,
-            "verdict": finding.verdict.value, "rule": finding.rule, "ctime": str(change.ctime)}
+    return Change(path=display_name(change.current_path), change=change.kind.value, type=change.file_type.value,
+                  verdict=finding.verdict.value, rule=finding.rule, ctime=str(change.ctime))

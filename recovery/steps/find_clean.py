@@ -12,8 +12,9 @@ from typing import Any
 
 from pydantic import Field
 
-from recovery.engine.registry import StepContext, StepFailed, StepKind, register
-from recovery.steps.diff import LISTED, describe
+from recovery.config.base import Strict
+from recovery.engine.registry import StepContext, StepFailed, StepKind, StepOutputs, register
+from recovery.steps.diff import LISTED, Change, describe
 from recovery.steps.triage_rules import TriageParams
 from recovery.steps.zfs_host import (
     agent,
@@ -36,22 +37,46 @@ class FindCleanParams(TriageParams):
     exhaustive: bool = Field(False, description="Diff every snapshot instead of bisecting (proves the history).")
 
 
+class Lost(Strict):
+    """What restoring the clean snapshot gives up: changes made after it."""
+
+    benign: list[Change] = Field(default_factory=list)
+    suspicious: list[Change] = Field(default_factory=list)
+    churn: int = 0
+
+
+class CleanChoice(Strict):
+    clean: str | None  # None: nothing to restore (no indicator since golden)
+    golden: str
+    examined: int = 0
+    status: str | None = None
+    candidates: int = 0
+    first_dirty: str | None = None
+    lost: Lost | None = None
+
+
+class FindCleanOutputs(StepOutputs):
+    datasets: dict[str, CleanChoice] = Field(default_factory=dict)
+
+
 @register
 class FindCleanStep(StepKind):
     kind = "find_clean"
     summary = "find the newest snapshot without indicators (bisection)"
     Params = FindCleanParams
+    Outputs = FindCleanOutputs
+    needs = ("preserve",)  # it searches up to the evidence snapshot
     repeatable = True  # read-only
 
-    def apply(self, ctx: StepContext) -> dict[str, Any]:
+    def apply(self, ctx: StepContext) -> FindCleanOutputs:
         client = agent(ctx)
         chosen = {}
         for dataset in protected(ctx):
             with agent_errors(ctx.host, f"searching {dataset}"):
                 chosen[dataset] = self._search(ctx, client, dataset)
-        return {"datasets": chosen}
+        return FindCleanOutputs(datasets=chosen)
 
-    def _search(self, ctx: StepContext, client: Any, dataset: str) -> dict[str, Any]:
+    def _search(self, ctx: StepContext, client: Any, dataset: str) -> CleanChoice:
         rules = ctx.params.compiled()
         golden = golden_of(client, dataset)
         incident = incident_snapshot(ctx, dataset)
@@ -63,7 +88,7 @@ class FindCleanStep(StepKind):
         at_incident = indicators(triaged(client, golden.name, incident, rules))
         if not at_incident:
             ctx.note(f"{dataset}: no indicator since {golden.name}: nothing to restore")
-            return {"clean": None, "golden": golden.name, "examined": 0}
+            return CleanChoice(clean=None, golden=golden.name)
         search = find_newest_clean(
             golden.name, between, lambda snap: indicators(triaged(client, golden.name, snap, rules)),
             incident=at_incident, exhaustive=ctx.params.exhaustive)
@@ -75,11 +100,8 @@ class FindCleanStep(StepKind):
         lost = lost_on_restore(triaged(client, clean, incident, rules))
         ctx.note(f"{dataset}: newest clean is {clean} ({search.diff_calls} diffs over "
                  f"{len(between)} snapshots); restoring it gives up {lost.count} later changes")
-        return {
-            "clean": clean, "golden": golden.name, "status": search.status.value,
-            "examined": search.diff_calls, "candidates": len(between),
-            "first_dirty": search.successor or incident,
-            "lost": {"benign": [describe(f) for f in lost.benign[:LISTED]],
-                     "suspicious": [describe(f) for f in lost.suspicious[:LISTED]],
-                     "churn": len(lost.churn)},
-        }
+        return CleanChoice(
+            clean=clean, golden=golden.name, status=search.status.value,
+            examined=search.diff_calls, candidates=len(between), first_dirty=search.successor or incident,
+            lost=Lost(benign=[describe(f) for f in lost.benign[:LISTED]],
+                      suspicious=[describe(f) for f in lost.suspicious[:LISTED]], churn=len(lost.churn)))

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import Field
 
 from recovery.config.base import Strict
-from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, register
+from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, StepOutputs, register
 from recovery.steps.preserve import copy_stream, stream_name
 from recovery.steps.zfs_host import (
     GOLDEN_HOLD,
@@ -45,16 +45,23 @@ def store_dir(params: GoldenParams) -> Path:
     return manifest.store_path(params.store)
 
 
+class GoldenOutputs(StepOutputs):
+    snapshot: str = ""
+    manifest: str = ""
+    datasets: list[str] = Field(default_factory=list)
+
+
 @register
 class GoldenCaptureStep(StepKind):
     kind = "golden_capture"
     summary = "snapshot @golden-<UTC>, hold it, store streams and a manifest off-host"
     Params = GoldenParams
+    Outputs = GoldenOutputs
 
     def check(self, ctx: StepContext) -> Check:
         return Check.DONE if _manifest_path(ctx).is_file() else Check.NOT_DONE
 
-    def apply(self, ctx: StepContext) -> dict[str, Any]:
+    def apply(self, ctx: StepContext) -> GoldenOutputs:
         client = agent(ctx)
         tag = f"{GOLDEN_PREFIX}{_stamp(ctx)}"
         names = [f"{d}@{tag}" for d in protected(ctx)]
@@ -69,7 +76,7 @@ class GoldenCaptureStep(StepKind):
         tmp.write_text(json.dumps(captured, indent=2, sort_keys=True) + "\n")
         tmp.replace(path)
         ctx.note(f"golden {tag}: {len(names)} datasets, {len(captured['files'])} files, manifest {path}")
-        return {"snapshot": tag, "manifest": str(path), "datasets": list(captured["datasets"])}
+        return GoldenOutputs(snapshot=tag, manifest=str(path), datasets=list(captured["datasets"]))
 
     def _manifest(self, ctx: StepContext, client: Any, names: list[str]) -> dict[str, Any]:
         datasets = {}

@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
-from typing import Any
 
 from pydantic import Field
 
 from recovery.config.base import Strict
 from recovery.config.inventory import HealthCheck
-from recovery.engine.registry import StepContext, StepFailed, StepKind, register
+from recovery.engine.registry import StepContext, StepFailed, StepKind, StepOutputs, register
 from recovery.hostile import for_terminal
 
 BODY_CAP = 1024 * 1024
@@ -40,11 +39,17 @@ def probe(check: HealthCheck, timeout: float) -> str | None:
     return None
 
 
+class HttpCheckOutputs(StepOutputs):
+    checks: int = 0
+    duration: float = 0.0
+
+
 @register
 class HttpCheckStep(StepKind):
     kind = "http_check"
     summary = "probe the host's health checks over HTTP"
     Params = HttpCheckParams
+    Outputs = HttpCheckOutputs
     repeatable = True  # a probe changes nothing: always probe afresh
 
     def describe(self, params: HttpCheckParams) -> str:
@@ -59,9 +64,9 @@ class HttpCheckStep(StepKind):
             raise StepFailed(f"{ctx.host}: no health checks in the inventory and no 'url' given")
         return checks
 
-    def apply(self, ctx: StepContext) -> dict[str, Any]:
+    def apply(self, ctx: StepContext) -> HttpCheckOutputs:
         start = time.monotonic()
         problems = [p for c in self._checks(ctx) if (p := probe(c, ctx.timeout))]
         if problems:
-            raise StepFailed("; ".join(problems))
-        return {"checks": len(self._checks(ctx)), "duration": round(time.monotonic() - start, 3)}
+            raise StepFailed("; ".join(problems), transient=True)  # a service still starting answers later
+        return HttpCheckOutputs(checks=len(self._checks(ctx)), duration=round(time.monotonic() - start, 3))

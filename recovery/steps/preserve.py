@@ -17,7 +17,8 @@ from typing import Any
 from pydantic import Field
 
 from recovery.config.base import Strict
-from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, register
+from recovery.engine.access import Channel
+from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, StepOutputs, register
 from recovery.steps.zfs_host import (
     EVIDENCE_HOLD,
     agent,
@@ -34,11 +35,27 @@ class PreserveParams(Strict):
     spool: str = Field("/var/tmp", description="Directory on the host for the stream while it is copied.")
 
 
+class Evidence(Strict):
+    """One held evidence snapshot and, once copied, its stream here (path relative to the run directory)."""
+
+    guid: int
+    createtxg: int
+    held: str
+    bytes: int | None = None
+    sha256: str | None = None
+    stream: str | None = None  # the copied stream, relative to the run directory
+
+
+class PreserveOutputs(StepOutputs):
+    snapshots: dict[str, Evidence] = Field(default_factory=dict)  # evidence snapshot name -> record
+
+
 @register
 class PreserveStep(StepKind):
     kind = "preserve"
     summary = "snapshot @incident-<run>, hold it, copy the streams off the host (evidence)"
     Params = PreserveParams
+    Outputs = PreserveOutputs
 
     def check(self, ctx: StepContext) -> Check:
         with agent_errors(ctx.host, "checking evidence"):
@@ -52,9 +69,9 @@ class PreserveStep(StepKind):
                     return Check.NOT_DONE
         return Check.DONE
 
-    def apply(self, ctx: StepContext) -> dict[str, Any]:
+    def apply(self, ctx: StepContext) -> PreserveOutputs:
         client = agent(ctx)
-        if ctx.params.copy_streams and not hasattr(ctx.session(ctx.host), "get"):
+        if ctx.params.copy_streams and ctx.here.channel is not Channel.SSH:
             raise StepFailed(f"{ctx.host}: copying streams needs SSH, and the host is on its console: "
                              "set copy_streams = false here and preserve again after boot_normal")
         with agent_errors(ctx.host, "snapshotting evidence"):
@@ -64,18 +81,37 @@ class PreserveStep(StepKind):
                 client.snapshot(missing)
             if unheld := {n: EVIDENCE_HOLD for n in names.values() if EVIDENCE_HOLD not in client.holds(n)}:
                 client.hold(unheld)
-        return {"snapshots": {name: self._record(ctx, client, dataset, name) for dataset, name in names.items()}}
+        return PreserveOutputs(snapshots={name: self._record(ctx, client, dataset, name)
+                                          for dataset, name in names.items()})
 
-    def _record(self, ctx: StepContext, client: Any, dataset: str, name: str) -> dict[str, Any]:
-        with agent_errors(ctx.host, f"describing {name}"):
-            (row,) = [s for s in snapshots(client, name.split("@")[0]) if s.name == name]
-        record: dict[str, Any] = {"guid": row.guid, "createtxg": row.createtxg, "held": EVIDENCE_HOLD}
+    def outputs_when_done(self, ctx: StepContext) -> PreserveOutputs:
+        """The evidence as it is on the host (and here), so the report lists it after a resume too."""
+        client = agent(ctx)
+        with agent_errors(ctx.host, "describing evidence"):
+            return PreserveOutputs(already_done=True, snapshots={
+                name: self._described(ctx, client, dataset, name) for dataset, name in _evidence(client, ctx).items()})
+
+    def _record(self, ctx: StepContext, client: Any, dataset: str, name: str) -> Evidence:
+        record = self._described(ctx, client, dataset, name)
         if ctx.params.copy_streams:
             local = _stream_path(ctx, dataset)
-            record.update(copy_stream(ctx, client, name, local, ctx.params.spool))
-            record["copy"] = str(local.relative_to(ctx.run_dir))  # the run dir may move
-        ctx.note(f"{name}: held" + (f", {record['bytes']} bytes copied, sha256 {record['sha256'][:16]}…"
-                                    if "sha256" in record else ""))
+            sent = copy_stream(ctx, client, name, local, ctx.params.spool)
+            record = record.model_copy(update={"bytes": sent["bytes"], "sha256": sent["sha256"],
+                                               "stream": str(local.relative_to(ctx.run_dir))})  # the run dir may move
+        ctx.note(f"{name}: held" + (f", {record.bytes} bytes copied, sha256 {record.sha256[:16]}…"
+                                    if record.sha256 else ""))
+        return record
+
+    def _described(self, ctx: StepContext, client: Any, dataset: str, name: str) -> Evidence:
+        with agent_errors(ctx.host, f"describing {name}"):
+            rows = [s for s in snapshots(client, name.split("@")[0]) if s.name == name]
+        if len(rows) != 1:
+            raise StepFailed(f"{ctx.host}: evidence snapshot {name} not found on the host")
+        record = Evidence(guid=rows[0].guid, createtxg=rows[0].createtxg, held=EVIDENCE_HOLD)
+        local = _stream_path(ctx, dataset)
+        if ctx.params.copy_streams and local.is_file():
+            record = record.model_copy(update={"bytes": local.stat().st_size, "sha256": _sha256(local),
+                                               "stream": str(local.relative_to(ctx.run_dir))})
         return record
 
 
@@ -86,14 +122,14 @@ def _evidence(client: Any, ctx: StepContext) -> dict[str, str]:
 def copy_stream(ctx: StepContext, client: Any, snapshot: str, local: Path,
                 spool: str = "/var/tmp") -> dict[str, Any]:
     """Send ``snapshot`` to a file on the host (hashed there), fetch it to ``local``, hash, compare."""
-    local.parent.mkdir(parents=True, exist_ok=True)
+    local.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     remote = f"{spool}/recovery-{ctx.run_id}-{local.name}"
-    session = ctx.session(ctx.host)
+    session = ctx.here.session()
     session.run(f"rm -f -- {shlex.quote(remote)}", timeout=30)  # left by a crashed attempt
     with agent_errors(ctx.host, f"sending {snapshot}"):
         sent = client.send(snapshot, remote)
     partial = local.with_suffix(".partial")
-    session.get(remote, str(partial))
+    session.get(remote, str(partial), max_bytes=sent.bytes)  # the size the host hashed, not what it sends now
     local_sha = _sha256(partial)
     if local_sha != sent.sha256:
         raise StepFailed(f"{ctx.host}: stream of {snapshot} changed in transit: the host hashed "

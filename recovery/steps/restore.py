@@ -7,10 +7,11 @@ unmounted, with its held ``@incident-<run>`` evidence. Nothing is destroyed.
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import Field
 
 from recovery.config.base import Strict
-from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, register
+from recovery.engine.registry import Check, StepContext, StepKind, StepOutputs, register
+from recovery.steps.find_clean import FindCleanOutputs
 from recovery.steps.zfs_host import agent, agent_errors, incident_snapshot, swap_names
 from recovery.zfs import swap
 
@@ -19,11 +20,23 @@ class RestoreParams(Strict):
     pass
 
 
+class Restored(Strict):
+    clean: str  # the snapshot the dataset now serves
+    quarantine: str  # where the compromised state is kept, read-only and unmounted
+    evidence: str  # the held evidence snapshot, moved into quarantine with it
+
+
+class RestoreOutputs(StepOutputs):
+    datasets: dict[str, Restored] = Field(default_factory=dict)
+
+
 @register
 class RestoreStep(StepKind):
     kind = "restore"
     summary = "clone + promote the clean snapshot; the compromised dataset becomes a read-only quarantine"
     Params = RestoreParams
+    Outputs = RestoreOutputs
+    needs = ("find_clean",)
 
     def check(self, ctx: StepContext) -> Check:
         client = agent(ctx)
@@ -31,24 +44,31 @@ class RestoreStep(StepKind):
             done = all(swap.restored(client, swap_names(ctx, d)) for d in chosen(ctx))
         return Check.DONE if done else Check.NOT_DONE
 
-    def apply(self, ctx: StepContext) -> dict[str, Any]:
+    def apply(self, ctx: StepContext) -> RestoreOutputs:
         client = agent(ctx)
-        restored = {}
         for dataset, clean in chosen(ctx).items():
             names = swap_names(ctx, dataset)
             with agent_errors(ctx.host, f"restoring {dataset} from {clean}"):
                 swap.restore(client, names, clean)
                 client.set(names.quarantine, {"recovery:restored-from": clean})
-            evidence = incident_snapshot(ctx, names.quarantine)  # moved there with the compromised state
-            restored[dataset] = {"clean": clean, "quarantine": names.quarantine, "evidence": evidence}
             ctx.note(f"{dataset}: now {clean.split('@')[1]}; compromised state kept as "
                      f"{names.quarantine} (read-only)")
-        return {"datasets": restored}
+        return self._outputs(ctx)
+
+    def outputs_when_done(self, ctx: StepContext) -> RestoreOutputs:
+        """What was restored, so `undo`, `salvage` and the report know it after a resume too."""
+        return self._outputs(ctx).model_copy(update={"already_done": True})
+
+    def _outputs(self, ctx: StepContext) -> RestoreOutputs:
+        restored = {}
+        for dataset, clean in chosen(ctx).items():
+            names = swap_names(ctx, dataset)
+            evidence = incident_snapshot(ctx, names.quarantine)  # moved there with the compromised state
+            restored[dataset] = Restored(clean=clean, quarantine=names.quarantine, evidence=evidence)
+        return RestoreOutputs(datasets=restored)
 
 
 def chosen(ctx: StepContext) -> dict[str, str]:
     """Datasets to restore and their clean snapshots, as `find_clean` journaled them."""
-    found = ctx.outputs.get("find_clean", {}).get("datasets")
-    if found is None:
-        raise StepFailed(f"{ctx.host}: no `find_clean` result in this run: nothing to restore from")
-    return {dataset: r["clean"] for dataset, r in found.items() if r.get("clean")}
+    found = ctx.output(FindCleanOutputs).datasets
+    return {dataset: choice.clean for dataset, choice in found.items() if choice.clean}

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 from pydantic import Field
 
 from recovery.config.base import Strict
-from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, register
+from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, StepOutputs, register
 from recovery.hostile import for_terminal
 
 
@@ -20,11 +19,21 @@ class RunParams(Strict):
     )
 
 
+class RunOutputs(StepOutputs):
+    exit_code: int | None = None
+    duration: float = 0.0
+    stdout_sha256: str = ""
+    stdout: str = ""  # for_terminal-safe excerpt
+    stderr: str = ""
+    truncated: bool = False
+
+
 @register
 class RunStep(StepKind):
     kind = "run"
     summary = "run a command on the host"
     Params = RunParams
+    Outputs = RunOutputs
 
     def describe(self, params: RunParams) -> str:
         return f"run: {params.command}"
@@ -33,23 +42,23 @@ class RunStep(StepKind):
         params: RunParams = ctx.params
         if params.unless is None:
             return Check.UNKNOWN
-        result = ctx.session(ctx.host).run(params.unless, timeout=ctx.timeout)
+        result = ctx.here.session().run(params.unless, timeout=ctx.timeout)
         return Check.DONE if result.exit_code == 0 else Check.NOT_DONE
 
-    def apply(self, ctx: StepContext) -> dict[str, Any]:
+    def apply(self, ctx: StepContext) -> RunOutputs:
         params: RunParams = ctx.params
-        result = ctx.session(ctx.host).run(params.command, timeout=ctx.timeout)
-        outputs = {
-            "exit_code": result.exit_code,
-            "duration": round(result.duration, 3),
-            "stdout_sha256": hashlib.sha256(result.stdout).hexdigest(),
-            "stdout": for_terminal(result.stdout, 500),
-            "stderr": for_terminal(result.stderr, 500),
-            "truncated": result.truncated,
-        }
+        result = ctx.here.session().run(params.command, timeout=ctx.timeout)
+        outputs = RunOutputs(
+            exit_code=result.exit_code,
+            duration=round(result.duration, 3),
+            stdout_sha256=hashlib.sha256(result.stdout).hexdigest(),
+            stdout=for_terminal(result.stdout, 500),
+            stderr=for_terminal(result.stderr, 500),
+            truncated=result.truncated,
+        )
         if result.exit_code not in params.expect_exit:
             raise StepFailed(
                 f"exit code {result.exit_code} (expected {', '.join(map(str, params.expect_exit))}); "
-                f"stderr: {outputs['stderr'] or '(empty)'}"
+                f"stderr: {outputs.stderr or '(empty)'}"
             )
         return outputs

@@ -16,7 +16,7 @@ from recovery import secrets
 from recovery.config.base import Strict
 from recovery.config.inventory import Inventory, Service
 from recovery.config.targets import expand
-from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, register
+from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, StepOutputs, register
 from recovery.steps.http_check import probe
 from recovery.traffic import notice
 from recovery.traffic.base import TrafficError, TrafficState
@@ -61,31 +61,76 @@ def _notice_file(inventory: Inventory, name: str) -> Path | None:
     return Path(path).expanduser() if path else None
 
 
+class Routing(Strict):
+    """One traffic system's routing before and after the step (journal form of TrafficState)."""
+
+    before: dict[str, Any]
+    after: dict[str, Any]
+    foreign: list[str] = Field(default_factory=list)  # destinations that belong to no host of the service
+    kept_out: list[str] = Field(default_factory=list)  # hosts of the service not put back
+
+
+class TrafficOutputs(StepOutputs):
+    channels: dict[str, Routing] = Field(default_factory=dict)  # "service/dns" -> routing
+
+
+class DivertOutputs(TrafficOutputs):
+    """The routing each traffic system had before this run diverted it, and the diverted one."""
+
+
+class ReturnOutputs(TrafficOutputs):
+    """The routing `return` found and the one it put back."""
+
+
 @register
 class DivertStep(StepKind):
     kind = "divert"
     scope = "run"
     summary = "point the service's traffic at the known-good mirror (DNS, HAProxy) with a security notice"
     Params = DivertParams
+    Outputs = DivertOutputs
 
     def check(self, ctx: StepContext) -> Check:
-        for _, driver, service in self._all(ctx):
-            if not _is_diverted(driver, service):
+        for label, driver, service in self._all(ctx):
+            if not _is_diverted(label, driver, service):
                 return Check.NOT_DONE
         return Check.DONE
 
-    def apply(self, ctx: StepContext) -> dict[str, Any]:
-        outputs: dict[str, Any] = {}
+    def apply(self, ctx: StepContext) -> DivertOutputs:
         for name in _services(ctx):
             if path := _notice_file(ctx.inventory, name):
                 notice.publish(path, ctx.params.notice or ctx.inventory.services[name].notice)
                 ctx.note(f"{name}: the mirror shows the security notice")
         for label, driver, service in self._all(ctx):
-            before = _read(label, driver, service)
-            after = _act(label, lambda: driver.divert(service, before))
-            outputs[label] = {"before": before.as_dict(), "after": after.as_dict()}
+            before = self._first_seen(ctx).get(label) or _read(label, driver, service)
+            if label not in self._first_seen(ctx):
+                ctx.remember({"label": label, "before": before.as_dict()})  # journaled before anything changes
+            after = _act(label, lambda: driver.divert(service, _read(label, driver, service)))
             ctx.note(f"{label}: {before.describe()} -> {after.describe()}")
+        return self.outputs_when_done(ctx).model_copy(update={"already_done": False})
+
+    def outputs_when_done(self, ctx: StepContext) -> DivertOutputs:
+        """Each system's routing as first seen by this run (journaled before the change) and as it is now."""
+        seen = self._first_seen(ctx)
+        outputs = DivertOutputs(already_done=True)
+        for label, driver, service in self._all(ctx):
+            before = seen.get(label)
+            if before is None:
+                raise StepFailed(f"{label}: diverted, but this run never journaled the routing before it; "
+                                 "`return` cannot know what to put back: restore the routing by hand")
+            foreign = _foreign(ctx.inventory, label, before, service)
+            if foreign:
+                ctx.note(f"{label}: INDICATOR: traffic went to {', '.join(foreign)}, which is no host of the "
+                         "service (hijacked?); `return` will not send traffic there")
+            outputs.channels[label] = Routing(before=before.as_dict(), after=_read(label, driver, service).as_dict(),
+                                              foreign=foreign)
         return outputs
+
+    def _first_seen(self, ctx: StepContext) -> dict[str, TrafficState]:
+        seen: dict[str, TrafficState] = {}
+        for fact in ctx.remembered:
+            seen.setdefault(fact["label"], TrafficState.from_dict(fact["before"]))
+        return seen
 
     def _all(self, ctx: StepContext) -> list[Channel]:
         found = [c for s in _services(ctx) for c in channels(ctx.inventory, s)]
@@ -93,43 +138,53 @@ class DivertStep(StepKind):
             raise StepFailed(f"no service of '{ctx.target.name}' has a traffic block to divert")
         return found
 
+    def unreached(self, ctx: StepContext) -> str | None:
+        return "traffic was never diverted: the service still goes where it went before the run"
+
 
 @register
 class ReturnStep(StepKind):
     kind = "return"
     scope = "run"
-    summary = "put healthy hosts back into rotation; failed hosts stay out"
+    summary = "put healthy hosts back into rotation; failed hosts and foreign destinations stay out"
     Params = NoParams
+    Outputs = ReturnOutputs
+    needs = ("divert",)
     repeatable = True  # health is probed afresh; the drivers skip what is already so
 
-    def apply(self, ctx: StepContext) -> dict[str, Any]:
-        diverted = ctx.outputs.get("divert")
-        if not diverted:
-            raise StepFailed("no journaled divert in this run: nothing to return")
-        outputs: dict[str, Any] = {}
+    def apply(self, ctx: StepContext) -> ReturnOutputs:
+        diverted = ctx.output(DivertOutputs).channels
+        outputs = ReturnOutputs()
         for name in _services(ctx):
             unhealthy = _unhealthy_hosts(ctx, ctx.inventory.services[name])
             for label, driver, service in channels(ctx.inventory, name):
-                outputs[label] = self._return(ctx, label, driver, service, diverted, unhealthy)
+                outputs.channels[label] = self._return(ctx, label, driver, service, diverted, unhealthy)
             if path := _notice_file(ctx.inventory, name):
                 notice.withdraw(path)
         return outputs
 
     def _return(self, ctx: StepContext, label: str, driver: Any, service: Any,
-                diverted: dict[str, Any], unhealthy: list[str]) -> dict[str, Any]:
+                diverted: dict[str, Routing], unhealthy: list[str]) -> Routing:
         if label not in diverted:
             raise StepFailed(f"{label}: the divert of this run did not record it")
-        before = TrafficState.from_dict(diverted[label]["before"])
-        drop = _destinations_of(ctx.inventory, unhealthy, before)
-        wanted = before.without(drop)
+        before = TrafficState.from_dict(diverted[label].before)
+        foreign = diverted[label].foreign
+        wanted = before.without([*_destinations_of(ctx.inventory, unhealthy, before), *foreign])
         if not wanted.routes:
-            raise StepFailed(f"{label}: no healthy host ({', '.join(unhealthy)} failed their checks); "
-                             "traffic stays on the mirror")
+            raise StepFailed(f"{label}: no healthy host of the service to return to "
+                             f"({', '.join(unhealthy) or 'none'} failed their checks"
+                             f"{'; foreign: ' + ', '.join(foreign) if foreign else ''}); traffic stays on the mirror")
         now = _read(label, driver, service)
         after = _act(label, lambda: driver.restore(service, now, wanted))
         ctx.note(f"{label}: {now.describe()} -> {after.describe()}"
-                 + (f" ({', '.join(unhealthy)} kept out)" if unhealthy else ""))
-        return {"before": now.as_dict(), "after": after.as_dict(), "kept_out": unhealthy}
+                 + (f" ({', '.join(unhealthy)} kept out)" if unhealthy else "")
+                 + (f" (foreign {', '.join(foreign)} not restored)" if foreign else ""))
+        return Routing(before=now.as_dict(), after=after.as_dict(), foreign=foreign, kept_out=unhealthy)
+
+    def unreached(self, ctx: StepContext) -> str | None:
+        if "divert" not in ctx.outputs:
+            return None
+        return "traffic stays on the known-good mirror: the run stopped before `return`, no host was put back"
 
 
 def _unhealthy_hosts(ctx: StepContext, service: Service) -> list[str]:
@@ -150,8 +205,17 @@ def _destinations_of(inventory: Inventory, hosts: list[str], state: TrafficState
     return [d for d in state.destinations if d in names or d in addresses]
 
 
-def _is_diverted(driver: Any, service: Any) -> bool:
-    now = driver.state(service)
+def _foreign(inventory: Inventory, label: str, before: TrafficState, service: Any) -> list[str]:
+    """Destinations of ``before`` that are neither a host of the service (by address or name) nor the mirror."""
+    name = label.split("/", 1)[0]
+    hosts = [h for m in inventory.services[name].hosts for h in expand(inventory, m)]
+    known = set(hosts) | {inventory.hosts[h].public_address or inventory.hosts[h].address for h in hosts}
+    known |= set(service.mirror)
+    return [d for d in before.destinations if d not in known]
+
+
+def _is_diverted(label: str, driver: Any, service: Any) -> bool:
+    now = _read(label, driver, service)
     if isinstance(service, DnsRecord):
         return set(now.destinations) == set(service.mirror)
     return all(c == "ready" if d in service.mirror else c != "ready" for d, c in now.routes)

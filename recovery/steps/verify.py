@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import Field
 
-from recovery.engine.registry import StepContext, StepFailed, StepKind, register
+from recovery.engine.registry import StepContext, StepFailed, StepKind, StepOutputs, register
 from recovery.steps.golden import GoldenParams, store_dir
 from recovery.steps.zfs_host import agent, agent_errors
 from recovery.zfs import manifest
@@ -41,14 +41,21 @@ def differences(expected: dict[str, str], found: dict[bytes, str]) -> list[str]:
     return sorted(changed + missing)
 
 
+class VerifyOutputs(StepOutputs):
+    golden: str = ""  # when the manifest compared against was captured
+    tools: int = 0
+    files_differing: list[str] = Field(default_factory=list)
+
+
 @register
 class VerifyStep(StepKind):
     kind = "verify"
     summary = "check the host's tools and critical files against the golden manifest"
     Params = VerifyParams
+    Outputs = VerifyOutputs
     repeatable = True  # read-only
 
-    def apply(self, ctx: StepContext) -> dict[str, Any]:
+    def apply(self, ctx: StepContext) -> VerifyOutputs:
         golden = newest_manifest(store_dir(ctx.params), str(ctx.host))
         client = agent(ctx)
         with agent_errors(ctx.host, "hashing tools and critical files"):
@@ -65,5 +72,4 @@ class VerifyStep(StepKind):
                              + "; ".join(bad_files[:20]))
         ctx.note(f"{ctx.host}: tools match golden {golden['captured']}; "
                  f"{len(bad_files)} of {len(golden['files'])} critical files differ")
-        return {"golden": golden["captured"], "tools": len(golden["tools"]),
-                "files_differing": bad_files[:200]}
+        return VerifyOutputs(golden=golden["captured"], tools=len(golden["tools"]), files_differing=bad_files[:200])

@@ -24,7 +24,7 @@ EVIDENCE_HOLD = "recovery-evidence"
 
 
 def agent(ctx: StepContext) -> AgentClient:
-    return AgentClient(ctx.session(ctx.host), timeout=ctx.timeout)
+    return AgentClient(ctx.here.session(), timeout=ctx.timeout)
 
 
 def protected(ctx: StepContext) -> list[str]:

@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Protocol, TypeVar
 
+from recovery.errors import AdapterError
 from recovery.secrets import REDACTOR
 
 
-class TrafficError(Exception):
+class TrafficError(AdapterError):
     """A traffic change failed; the message names the server and the record or backend.
 
     Messages pass through the redactor, so a secret that slipped into one is masked.
@@ -27,6 +28,8 @@ class TrafficError(Exception):
 class TrafficUnreachable(TrafficError):
     """The traffic system did not answer; nothing was changed."""
 
+    transient = True
+
 
 class TrafficRefused(TrafficError):
     """The traffic system refused the change (authentication, permission, unknown name)."""
@@ -38,6 +41,8 @@ class TrafficConflict(TrafficError):
 
 class TrafficUnverified(TrafficError):
     """The change was accepted but the system did not show the new routing in time."""
+
+    transient = True
 
 
 @dataclass(frozen=True)

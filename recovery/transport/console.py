@@ -16,13 +16,16 @@ pass through :func:`recovery.hostile.for_terminal`.
 
 from __future__ import annotations
 
+import base64
+import shlex
 import time
+from pathlib import Path
 from collections.abc import Callable
 from types import TracebackType
 from typing import Self, TypeVar
 
 from recovery.hostile import OUTPUT_CAP, for_terminal
-from recovery.oob.base import ConsoleStream, OobError
+from recovery.errors import AdapterError
 from recovery.secrets import REDACTOR
 from recovery.transport.console_frame import (
     HOST_FUNCTION,
@@ -32,10 +35,17 @@ from recovery.transport.console_frame import (
     new_marker,
 )
 from recovery.transport.console_login import INTERRUPT, SCREEN_MAX, ConsoleLogin
+from recovery.transport.files import CopyTooLarge, private_file
+from recovery.transport.stream import ConsoleStream
 from recovery.transport.result import Result, TransportError
 
 #: Single-user boot under emulation reaches sulogin in well under a minute; a loaded machine needs more.
 LOGIN_TIMEOUT = 300.0
+#: A file copied over the console: seconds allowed, plus one second per CONSOLE_RATE bytes.
+CONSOLE_COPY_BASE = 60.0
+CONSOLE_RATE = 10_000
+#: Bytes of a file per line written by ``put`` (base64 makes 4/3 of it; a tty line holds 4095).
+PUT_CHUNK = 2048
 #: How long an interrupted command gets to give the shell back before the session reports the timeout.
 INTERRUPT_GRACE = 3.0
 #: Longest single wait for console output, so deadlines are kept.
@@ -115,6 +125,36 @@ class ConsoleSession:
         except ConsoleFrameError as exc:
             raise ConsoleFrameError(f"{self.name}: {exc}") from None
 
+    def get(self, remote: str, local: str, max_bytes: int) -> int:
+        """Copy ``remote`` to a new private file ``local``; the bytes come framed and hashed like any output."""
+        if max_bytes > self.output_cap:
+            raise CopyTooLarge(f"{self.name}: {for_terminal(remote, 120)}: up to {max_bytes} bytes is more than "
+                               f"the console carries in one reply ({self.output_cap}); copy it over SSH")
+        result = self.run(f"cat -- {shlex.quote(remote)}", timeout=CONSOLE_COPY_BASE + max_bytes / CONSOLE_RATE)
+        if not result.ok:
+            raise TransportError(f"{self.name}: cannot read {for_terminal(remote, 120)}: "
+                                 f"{for_terminal(result.stderr, 200)}", transient=False)
+        if result.truncated or len(result.stdout) > max_bytes:
+            raise CopyTooLarge(f"{self.name}: {for_terminal(remote, 120)}: larger than the {max_bytes} bytes expected")
+        with private_file(local) as sink:
+            sink.write(result.stdout)
+        return len(result.stdout)
+
+    def put(self, local: str, remote: str) -> None:
+        """Write the file ``local`` to ``remote`` (mode 0600) in base64 lines the tty takes whole."""
+        data = Path(local).read_bytes()
+        target = shlex.quote(remote)
+        self._checked(f"(umask 077 && : > {target})", remote)
+        for start in range(0, len(data), PUT_CHUNK):
+            chunk = base64.b64encode(data[start:start + PUT_CHUNK]).decode()
+            self._checked(f"printf %s {chunk} | base64 -d >> {target}", remote)
+
+    def _checked(self, command: str, remote: str) -> None:
+        result = self.run(command, timeout=60)
+        if not result.ok:
+            raise TransportError(f"{self.name}: writing {for_terminal(remote, 120)} failed: "
+                                 f"{for_terminal(result.stderr, 200)}", transient=False)
+
     def close(self) -> None:
         """Give the terminal back as it was (the shell keeps running) and close the stream.
 
@@ -168,5 +208,7 @@ class ConsoleSession:
     def _guarded(self, action: Callable[[], T]) -> T:
         try:
             return action()
-        except OobError as exc:
+        except TransportError:
+            raise
+        except AdapterError as exc:
             raise TransportError(f"{self.name}: console lost: {exc}") from None

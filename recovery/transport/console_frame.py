@@ -72,7 +72,10 @@ HOST_FUNCTION = (
 
 
 class ConsoleFrameError(TransportError):
-    """The reply on the console was damaged or does not match what the host said it sent."""
+    """The reply on the console was damaged or does not match what the host said it sent.
+
+    Serial lines drop bytes: sending the command again may well get a whole reply.
+    """
 
 
 def new_marker() -> bytes:

@@ -22,8 +22,8 @@ import re
 import time
 
 from recovery.hostile import for_terminal
-from recovery.oob.base import ConsoleStream
 from recovery.transport.console_frame import KERNEL_MESSAGE
+from recovery.transport.stream import ConsoleStream
 from recovery.transport.result import TransportError
 
 #: Seconds of silence after which the screen is judged.
@@ -38,7 +38,9 @@ SCREEN_MAX = 16 * 1024
 
 
 class ConsoleLoginError(TransportError):
-    """No root shell could be reached on the console."""
+    """No root shell could be reached on the console (locked root, refused password): never retried."""
+
+    transient = False
 
 
 class Screen(enum.Enum):

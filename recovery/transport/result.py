@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from recovery.errors import AdapterError
+
 
 @dataclass(frozen=True)
 class Result:
@@ -24,5 +26,7 @@ class Result:
         return self.exit_code == 0
 
 
-class TransportError(Exception):
-    """A session could not be opened or a command could not be delivered."""
+class TransportError(AdapterError):
+    """A session could not be opened or a command could not be delivered (a retry may help)."""
+
+    transient = True

@@ -24,15 +24,20 @@ import paramiko
 from fabric import Config, Connection
 
 from recovery.hostile import OUTPUT_CAP, CappedBuffer, for_terminal
+from recovery.transport.files import copy_bounded, private_file
 from recovery.transport.result import Result, TransportError
 
 
 class HostKeyRefused(TransportError):
-    """The host offered no key or a key other than the pinned one."""
+    """The host offered no key or a key other than the pinned one: never retried."""
+
+    transient = False
 
 
 class LoginRefused(TransportError):
     """The host answered and refused the login (wrong key, or not allowed from here)."""
+
+    transient = False
 
 
 @dataclass(frozen=True)
@@ -187,9 +192,19 @@ class SshSession:
         self.open()
         self._conn.put(local, remote)
 
-    def get(self, remote: str, local: str) -> None:
+    def get(self, remote: str, local: str, max_bytes: int) -> int:
+        """Copy ``remote`` into a new file ``local`` (mode 0600, whatever the host says), at most ``max_bytes``.
+
+        The host chooses the file's size and mode as it likes; neither is
+        trusted: the copy stops with an error past ``max_bytes`` and the local
+        mode is ours. Returns the bytes copied.
+        """
         self.open()
-        self._conn.get(remote, local)
+        try:
+            with self._conn.sftp().open(remote, "rb") as source, private_file(local) as sink:
+                return copy_bounded(source.read, sink.write, max_bytes, f"{self.target.name}:{remote}")
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise TransportError(f"{self.target.name}: copying {for_terminal(remote, 120)} failed: {exc}") from None
 
     def close(self) -> None:
         self._conn.close()

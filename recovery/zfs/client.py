@@ -41,6 +41,7 @@ from typing import Annotated, Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from recovery.errors import AdapterError
 from recovery.hostile import for_terminal
 from recovery.transport.result import Result
 from recovery.zfs.agent import CHUNK
@@ -72,11 +73,11 @@ class Transport(Protocol):
     def run(self, command: str, timeout: float) -> Result: ...
 
 
-class AgentReplyError(Exception):
+class AgentReplyError(AdapterError):
     """No trustworthy reply could be found in what the host printed."""
 
 
-class AgentError(Exception):
+class AgentError(AdapterError):
     """The agent ran and reports that the operation failed."""
 
     def __init__(self, op: str, message: str, dataset: str | None, errno: int | None, errname: str | None) -> None:

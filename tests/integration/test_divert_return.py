@@ -85,7 +85,7 @@ def run(tmp_path: Path) -> object:
 def divert_outputs(tmp_path: Path) -> dict:
     (db,) = (tmp_path / "runs").glob("*/journal.sqlite")
     records = Journal(db).records()
-    return next(r.data["outputs"] for r in records if r.event == "step_succeeded" and r.step == "divert")
+    return next(r.data["outputs"]["channels"] for r in records if r.event == "step_succeeded" and r.step == "divert")
 
 
 def test_divert_serves_the_mirror_then_return_restores(tmp_path, lab_dns, lab_haproxy, web_sites):

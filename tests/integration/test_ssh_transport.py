@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from recovery.transport.result import TransportError
+from recovery.transport.files import CopyTooLarge
 from recovery.transport.ssh import HostKeyRefused, SshSession, SshTarget
 from tests.support.sshd import keygen
 
@@ -63,8 +64,21 @@ def test_put_and_get(sshd_factory, tmp_path):
     local.write_bytes(b"\x00\xffdata")
     with SshSession(target(d)) as s:
         s.put(str(local), str(tmp_path / "remote-copy"))
-        s.get(str(tmp_path / "remote-copy"), str(tmp_path / "back"))
+        assert s.get(str(tmp_path / "remote-copy"), str(tmp_path / "back"), max_bytes=6) == 6
     assert (tmp_path / "back").read_bytes() == b"\x00\xffdata"
+
+
+def test_get_takes_neither_the_hosts_mode_nor_more_than_agreed(sshd_factory, tmp_path):
+    d = sshd_factory("a")
+    remote = tmp_path / "hostile"
+    remote.write_bytes(b"x" * 5000)
+    remote.chmod(0o6777)  # what a hostile SFTP server may report for the evidence file
+    with SshSession(target(d)) as s:
+        assert s.get(str(remote), str(tmp_path / "copy"), max_bytes=5000) == 5000
+        with pytest.raises(CopyTooLarge, match="larger than the 4999 bytes expected"):
+            s.get(str(remote), str(tmp_path / "short"), max_bytes=4999)
+    assert (tmp_path / "copy").stat().st_mode & 0o7777 == 0o600
+    assert (tmp_path / "short").stat().st_size <= 4999
 
 
 def test_jump_through_gateway_with_pinned_keys(sshd_factory):

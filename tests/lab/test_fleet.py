@@ -27,7 +27,7 @@ import pytest
 
 from recovery.config.inventory import Inventory
 from recovery.config.load import load_inventory
-from recovery.engine.sessions import ssh_target
+from recovery.engine.access import ssh_target
 from recovery.lab.attacks import awstats_2005, rsync_2009
 from recovery.lab.fleet import Lab
 from recovery.lab.fleet_setup import FLEET, WEB_HOSTS

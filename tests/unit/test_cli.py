@@ -8,7 +8,6 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from recovery.cli import main
-from recovery.engine import registry
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,7 +27,6 @@ def test_plan_json_resolves_a_host_with_its_service():
     plan = json.loads(result.output)
     assert plan["target"] == {"name": "eu-web", "kind": "host", "hosts": ["eu-web"], "services": ["www"]}
     assert plan["destructive"] is True
-    assert plan["unavailable"] == []
     divert = next(s for s in plan["steps"] if s["step"] == "divert")
     assert divert["host"] == "*" and divert["on_failure"] == "stop"
 
@@ -53,15 +51,14 @@ def test_config_error_names_file_and_key(tmp_path):
     assert f"{bad}: hosts.eu-web.oob.driver: unknown driver 'ipmii' (expected one of: lab, ipmi, redfish)" in result.stderr
 
 
-def test_run_with_unavailable_steps_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setitem(registry.PLANNED_KINDS, "teleport", ("host", "a kind not built yet"))
+def test_run_whose_needs_are_not_met_is_refused_before_anything_runs(tmp_path):
     playbook = tmp_path / "pb.toml"
-    playbook.write_text('[[steps]]\nkind = "teleport"\n')
+    playbook.write_text('[[steps]]\nkind = "restore"\nparams = {}\n')
     runs = tmp_path / "runs"
     result = CliRunner().invoke(main, ["eu-web", "--yes", "--runs-dir", str(runs), "--inventory",
                                        str(ROOT / "inventory.toml"), "--playbook", str(playbook)])
-    assert result.exit_code == 3
-    assert "refusing to start: steps not available yet:" in result.stderr
+    assert result.exit_code == 2
+    assert f"{playbook}: steps[0].kind: `restore` needs the result of a `find_clean` step before it" in result.stderr
     assert not runs.exists()
 
 

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import recovery.steps  # noqa: F401
+from recovery.config.errors import ConfigError
 from recovery.config.inventory import Inventory
 from recovery.config.playbook import Playbook
 from recovery.config.targets import resolve
-from recovery.engine import registry
 from recovery.engine.plan import RUN_SCOPE, build
 
 
@@ -64,10 +66,25 @@ def test_step_targets_narrow_the_hosts():
     assert next(s for s in plan.steps if s.id == "only-h3").hosts == ("h3",)
 
 
-def test_planned_kinds_are_marked_unavailable_and_destructive_is_seen(monkeypatch):
-    monkeypatch.setitem(registry.PLANNED_KINDS, "teleport", ("host", "a kind not built yet"))
+def test_destructive_is_seen():
     inv = inventory("h1", "h2")
-    extra = [{"kind": "teleport", "confirm": True}]
+    extra = [{"kind": "run", "confirm": True, "params": {"command": "true"}}]
     plan = build(inv, playbook(extra=extra), resolve(inv, "web"), Path("pb"))
-    assert [s.id for s in plan.unavailable] == ["teleport"]
     assert plan.destructive
+
+
+def test_a_step_needing_another_kinds_result_must_come_after_it():
+    inv = inventory("h1", "h2")
+    steps = [{"kind": "return", "params": {}}, {"kind": "divert", "params": {}}]
+    with pytest.raises(ConfigError) as err:
+        build(inv, Playbook.model_validate({"steps": steps}), resolve(inv, "web"), Path("pb.toml"))
+    assert err.value.messages == ["pb.toml: steps[0].kind: `return` needs the result of a `divert` step before it"]
+
+
+def test_a_needed_step_must_cover_the_same_hosts():
+    inv = inventory("h1", "h2", "h3")
+    steps = [{"kind": "find_clean", "targets": ["h1"], "params": {}}, {"kind": "restore", "params": {}}]
+    with pytest.raises(ConfigError) as err:
+        build(inv, Playbook.model_validate({"steps": steps}), resolve(inv, "web"), Path("pb.toml"))
+    assert any("steps[1].kind: `restore` needs the result of a `find_clean` step before it on h2" in m
+               for m in err.value.messages)
