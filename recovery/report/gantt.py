@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
+from recovery.hostile import for_terminal
 from recovery.report.model import Bar
 
 ROW, LABEL, WIDTH = 28, 140, 900
@@ -23,13 +24,18 @@ def svg(bars: list[Bar]) -> str:
     for row, host in enumerate(hosts):
         y = row * ROW + 4
         label = "run" if host == "*" else host
-        parts.append(f'<text x="4" y="{y + 16}">{escape(label)}</text>')
+        parts.append(f'<text x="4" y="{y + 16}">{_text(label)}</text>')
         for bar in (b for b in bars if b.host == host):
             x = LABEL + (bar.start - start) * scale
             w = max((bar.end - bar.start) * scale, 1.5)
             colour = COLOURS.get(bar.state, "#888")
             parts.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{ROW - 8}" fill="{colour}">'
-                         f'<title>{escape(bar.step)}: {bar.end - bar.start:.2f} s ({bar.state})</title></rect>')
+                         f'<title>{_text(bar.step)}: {bar.end - bar.start:.2f} s ({bar.state})</title></rect>')
     parts.append(f'<text x="{LABEL}" y="{height - 6}">0 s</text>'
                  f'<text x="{WIDTH - 60}" y="{height - 6}">{span:.1f} s</text></svg>')
     return "".join(parts)
+
+
+def _text(value: str) -> str:
+    """A host or step name as inert SVG text: one line, controls visible (XML forbids most of them)."""
+    return escape(for_terminal(value, 200, newlines=False))

@@ -1,4 +1,9 @@
-"""The incident report as Markdown and as HTML, in the spirit of a public post-mortem."""
+"""The incident report as Markdown and as HTML, in the spirit of a public post-mortem.
+
+Most of what a report says was chosen by hosts (file names, error messages,
+dataset and step names), so every value passes through :func:`_md`: one
+line, controls and escapes visible, and nothing Markdown or HTML would obey.
+"""
 
 from __future__ import annotations
 
@@ -6,38 +11,46 @@ import time
 from html import escape
 from pathlib import Path
 
+from recovery.hostile import for_terminal
 from recovery.report.gantt import svg
 from recovery.report.model import Report
+
+#: Longest value shown in one place of the report.
+VALUE_LIMIT = 1000
+# Markdown's table separator, code spans, links and raw HTML; backslashes doubled so no escape is faked.
+_INERT = str.maketrans({"\\": "\\\\", "|": "\\|", "`": "\\`", "[": "\\[", "]": "\\]",
+                        "&": "&amp;", "<": "&lt;", ">": "&gt;"})
 
 
 def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts)) if ts else "-"
 
 
-def _cell(value: object) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
+def _md(value: object) -> str:
+    """A value as inert Markdown text on one line."""
+    return for_terminal(str(value), VALUE_LIMIT, newlines=False).translate(_INERT)
 
 
 def _table(headers: list[str], rows: list[list[object]]) -> list[str]:
     if not rows:
         return ["(none)", ""]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_md(v) for v in row) + " |" for row in rows]
     return lines + [""]
 
 
 def markdown(report: Report) -> str:
     total = (report.finished - report.started) if report.finished else None
-    out = [f"# Incident recovery report: {report.target}", "",
-           f"- Run: `{report.run_id}`, status **{report.status}**",
+    out = [f"# Incident recovery report: {_md(report.target)}", "",
+           f"- Run: {_md(report.run_id)}, status **{_md(report.status)}**",
            f"- Started {_when(report.started)}, finished {_when(report.finished)}"
            + (f" (RTO {total:.1f} s)" if total is not None else ""),
-           f"- Journal head `{report.journal_head}` — chain "
+           f"- Journal head {_md(report.journal_head)} — chain "
            + ("intact" if report.journal_intact else "**BROKEN**"), "",
            "## Hosts", ""]
     out += _table(["host", "outcome"], [[h, s] for h, s in report.hosts.items()])
     out += ["## What happened", ""]
-    out += [f"- {_when(ts)} — {text}" for ts, text in report.timeline] + [""]
+    out += [f"- {_when(ts)} — {_md(text)}" for ts, text in report.timeline] + [""]
     out += ["## Indicators of compromise", ""]
     out += _table(["host", "dataset", "path", "change", "rule", "ctime"],
                   [[i["host"], i["dataset"], i["path"], i["change"], i.get("rule"), i.get("ctime")]
@@ -59,7 +72,7 @@ def markdown(report: Report) -> str:
     out += ["## Time per phase", ""]
     out += _table(["step", "seconds"], [[s, f"{d:.2f}"] for s, d in report.phases.items()])
     out += ["## What did not work", ""]
-    out += [f"- {f}" for f in report.failures] or ["Nothing failed."]
+    out += [f"- {_md(f)}" for f in report.failures] or ["Nothing failed."]
     return "\n".join(out) + "\n"
 
 
@@ -70,11 +83,15 @@ def _routes(state: dict) -> str:
 def html(report: Report) -> str:
     body = escape(markdown(report))
     return ("<!doctype html><html><head><meta charset='utf-8'>"
-            f"<title>Incident recovery report: {escape(report.target)}</title>"
+            f"<title>Incident recovery report: {_html(report.target)}</title>"
             "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}"
             "pre{white-space:pre-wrap}</style></head><body>"
-            f"<h1>Incident recovery report: {escape(report.target)}</h1>"
+            f"<h1>Incident recovery report: {_html(report.target)}</h1>"
             f"<h2>Timeline</h2>{svg(report.bars)}<pre>{body}</pre></body></html>\n")
+
+
+def _html(value: object) -> str:
+    return escape(for_terminal(str(value), VALUE_LIMIT, newlines=False))
 
 
 def write(report: Report, directory: Path) -> list[Path]:
