@@ -22,11 +22,28 @@ def quiet() -> None:
     logging.getLogger("paramiko").setLevel(logging.WARNING)
 
 
+class _RunLogHandler(logging.FileHandler):
+    """A log file that never turns its own trouble (a full disk) into noise on the terminal.
+
+    The journal is what must be written; when it cannot be, the run stops and
+    says so. A log line lost on the same full disk needs no second message.
+    """
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        pass
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError:
+            pass
+
+
 @contextmanager
 def to_file(path: Path) -> Iterator[None]:
     """Every log record of this process goes to ``path`` (mode 0600) while the block runs."""
     quiet()
-    handler = logging.FileHandler(path, encoding="utf-8", errors="backslashreplace")
+    handler = _RunLogHandler(path, encoding="utf-8", errors="backslashreplace")
     path.chmod(0o600)
     handler.setFormatter(logging.Formatter(_FORMAT))
     root = logging.getLogger()

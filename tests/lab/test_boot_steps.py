@@ -79,7 +79,7 @@ def test_single_user_recovery_over_the_console(lab_bmc: LabBmc, machine: Guest, 
     assert live.run("systemctl is-system-running --wait; true", timeout=120).ok
     assert "recovery-evidence" in zfs(live, f"holds -H tank/www/cgi-bin.quarantine-{run_dir.name}@incident-{run_dir.name}")
     copied = outputs(run_dir, "evidence-copy")["snapshots"]
-    assert all((run_dir / r["copy"]).is_file() for r in copied.values())
+    assert all((run_dir / r["stream"]).is_file() for r in copied.values())
 
 
 def _booted(machine: Guest) -> Guest:

@@ -92,7 +92,10 @@ def test_golden_then_restore_newest_clean(web: Guest, tmp_path: Path) -> None:
     lost = [f["path"] for f in chosen["tank/www/cgi-bin"]["lost"]["benign"]]
     assert "/srv/www/cgi-bin/shell.cgi" not in lost
 
-    assert outputs(run_dir, "evidence-still-held") == {"already_done": True}  # found in quarantine
+    still_held = outputs(run_dir, "evidence-still-held")  # found in quarantine, described from the host
+    assert still_held["already_done"] is True
+    assert all(name.startswith("tank/www/cgi-bin.quarantine-") or "quarantine" not in name
+               for name in still_held["snapshots"]) and len(still_held["snapshots"]) == len(DATASETS)
     verified = outputs(run_dir, "verify")
     assert verified["tools"] >= 3 and verified["files_differing"] == []
 
@@ -106,7 +109,7 @@ def test_golden_then_restore_newest_clean(web: Guest, tmp_path: Path) -> None:
     evidence = outputs(run_dir, "preserve")["snapshots"]
     assert len(evidence) == len(DATASETS)
     for record in evidence.values():
-        copy = run_dir / record["copy"]
+        copy = run_dir / record["stream"]
         assert hashlib.sha256(copy.read_bytes()).hexdigest() == record["sha256"]
 
     after = set(zfs(web, "list -H -t all -o name").split())
