@@ -33,7 +33,8 @@ LISTED = 200
 class Change(Strict):
     """One triaged change, as journaled: the path is the escaped display form, never raw host bytes."""
 
-    path: str
+    path: str  # escaped for display; may be cut
+    path_b64: str = ""  # the exact bytes, for matching (salvage)
     change: str
     type: str
     verdict: str
@@ -84,5 +85,6 @@ def summarize(golden: str, findings: list[Finding]) -> DatasetDiff:
 
 def describe(finding: Finding) -> Change:
     change = finding.change
-    return Change(path=display_name(change.current_path), change=change.kind.value, type=change.file_type.value,
+    return Change(path=display_name(change.current_path), path_b64=finding.path_b64, change=change.kind.value,
+                  type=change.file_type.value,
                   verdict=finding.verdict.value, rule=finding.rule, ctime=str(change.ctime))

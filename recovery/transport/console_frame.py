@@ -47,6 +47,8 @@ KERNEL_MESSAGE = re.compile(rb"\[ *\d+\.\d+\] [^\n]*\n")
 _FLOW_CONTROL = re.compile(rb"[\x11\x13]")
 _BASE64 = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
 #: ``<size> <sha256>``; sha256sum adds its "  -" for standard input.
+#: Damaged lines described per reply; the rest are counted as "more".
+MAX_DAMAGE = 20
 _END = re.compile(rb"([0-9]{1,19}) ([0-9a-f]{64})(?:  -)?")
 
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -152,7 +154,7 @@ class FrameReader:
             self._data(kind, body)
         elif kind in (b"o-end", b"e-end"):
             self._end(kind[:1], body)
-        elif kind == b"exit" and body.isdigit():
+        elif kind == b"exit" and body.isdigit() and len(body) <= 3:  # 0..255; a host may send 5000 digits
             self.exit_code = int(body)
         elif kind == b"garbled":
             self._damaged("the command arrived damaged on the host and was not run")
@@ -178,7 +180,11 @@ class FrameReader:
         self.streams[kind].end = (int(match.group(1)), match.group(2).decode())
 
     def _damaged(self, what: str) -> None:
-        self.damage.append(what)
+        """Remember what was wrong; a host that damages every line does not grow the list without end."""
+        if len(self.damage) < MAX_DAMAGE:
+            self.damage.append(what)
+        elif len(self.damage) == MAX_DAMAGE:
+            self.damage.append("... more damage not listed")
 
     def _check(self, name: str, stream: _Stream) -> bool:
         """Whether the host had more than the cap; records damage if the stream is not what was sent."""

@@ -73,8 +73,6 @@ def test_console_framing_raises_only_frame_errors(lines: list[bytes], cuts: list
         pass
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="console_frame.py (owned by the engine redesign) int()s an unbounded exit status")
 def test_console_exit_status_of_5000_digits_is_a_frame_error() -> None:
     reader = FrameReader(CONSOLE_MARK, cap=4096)
     reader.feed(CONSOLE_MARK + b" exit " + b"9" * 5000 + b"\n")
