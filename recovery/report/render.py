@@ -67,8 +67,11 @@ def markdown(report: Report) -> str:
                   [[e["host"], e["snapshot"], e.get("guid"), e.get("bytes", "-"), e.get("sha256", "-")]
                    for e in report.evidence])
     out += ["## Traffic", ""]
-    out += _table(["step", "channel", "before", "after"],
-                  [[t["step"], t["channel"], _routes(t["before"]), _routes(t["after"])] for t in report.traffic])
+    out += _table(["step", "channel", "before", "after", "foreign destinations (indicator)", "kept out"],
+                  [[t["step"], t["channel"], _routes(t["before"]), _routes(t["after"]),
+                    ", ".join(t.get("foreign", [])) or "-", ", ".join(t.get("kept_out", [])) or "-"]
+                   for t in report.traffic])
+    out += [f"- **Not reached:** {_md(u)}" for u in report.unreached] + ([""] if report.unreached else [])
     out += ["## Time per phase", ""]
     out += _table(["step", "seconds"], [[s, f"{d:.2f}"] for s, d in report.phases.items()])
     out += ["## What did not work", ""]

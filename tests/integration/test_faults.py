@@ -277,3 +277,14 @@ params = {{ store = "{tmp_path / 'no-such-store'}" }}
                      "--yes", cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert_explained(result, tmp_path / "runs", "recover golden")
+
+
+def test_a_run_stopped_after_divert_says_traffic_stays_on_the_mirror(tmp_path, lab_dns, lab_haproxy, web_sites,
+                                                                     sshd_factory):
+    traffic_project(tmp_path, lab_dns, lab_haproxy, web_sites, sshd_factory("ops"), "exit 3")
+    playbook = tmp_path / "pb.toml"
+    playbook.write_text(playbook.read_text().replace('name = "fault"', 'name = "fault"\non_failure = "stop"'))
+    result = run_all(tmp_path)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert_explained(result, tmp_path / "runs", "traffic stays on the known-good mirror")
+    assert addresses(lab_dns) == {"203.0.113.7"}  # still the mirror, as the report says
