@@ -29,7 +29,7 @@ errors = Console(stderr=True, highlight=False, soft_wrap=True)
 _STYLE = {
     state.DONE: "green", state.FAILED: "bold red", state.SKIPPED: "yellow",
     "started": "cyan", "retrying": "yellow", "note": "blue", state.PENDING: "dim",
-    state.IN_FLIGHT: "cyan",
+    state.IN_FLIGHT: "cyan", "not reached": "yellow",
 }
 
 
@@ -106,7 +106,7 @@ class LiveProgress:
 
     def event(self, step: str, host: str, status: str, detail: str = "") -> None:
         elapsed = time.monotonic() - self._start
-        style = _STYLE.get(status, "")
+        style = _STYLE.get(status, "default")
         line = (f"[dim]{elapsed:7.1f}s[/] {safe(host):<12} {safe(step):<20} "
                 f"[{style}]{status:<9}[/] {safe(detail)}")
         with self._lock:
@@ -121,7 +121,7 @@ class LiveProgress:
         for column in ("host", "step", "state", "since"):
             table.add_column(column)
         for host, (step, status, since) in sorted(self._hosts.items()):
-            style = _STYLE.get(status, "")
+            style = _STYLE.get(status, "default")
             table.add_row(safe(host), safe(step), f"[{style}]{status}[/]", f"{since:.1f}s")
         return table
 

@@ -62,12 +62,16 @@ class Runner:
     def execute(self) -> Outcome:
         self._failed_hosts = {h for (s, h), p in self._pairs.items()
                               if p.state == state.FAILED and self._stops_host(s)}
-        for block in self.plan.blocks:
-            if self._stop.is_set():
-                break
-            self._run_block(block)
-        if self._journal_error is None:
-            self._guard_journal(self._record_unreached)
+        try:
+            for block in self.plan.blocks:
+                if self._stop.is_set():
+                    break
+                self._run_block(block)
+            if self._journal_error is None:
+                self._guard_journal(self._record_unreached)
+        except Exception as exc:  # noqa: BLE001 - a defect of the runner itself still ends in a journaled stop
+            self._stop.set()
+            self._guard_journal(lambda: self.journal.append("run_defect", error=_explain(exc)))
         return self._outcome()
 
     # -- ordering -----------------------------------------------------------------

@@ -113,6 +113,8 @@ def _narrate(r: Record) -> str:
         return f"{r.step} not reached: {r.data.get('meaning', '')}"
     if r.event == "channel_changed":
         return f"{where}now reached over {r.data.get('channel')}"
+    if r.event == "run_defect":
+        return f"run stopped by an internal error: {r.data.get('error', '')}"
     if r.event == "step_retrying":
         return f"{where}{r.step} retrying after: {r.data.get('error', '')}"
     return ""

@@ -176,3 +176,22 @@ def test_plan_and_help_do_not_load_the_lab():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
     assert "rehearse" in result.stdout and "lab" in result.stdout  # listed in --help all the same
+
+
+def test_a_defect_outside_any_step_still_ends_the_run_journaled(tmp_path, monkeypatch):
+    class BrokenUI(Recorder):
+        def event(self, step: str, host: str, status: str, detail: str = "") -> None:
+            if status == "done":
+                raise RuntimeError("the progress display broke")
+
+    monkeypatch.setitem(registry._KINDS, "fine", kind("fine", lambda ctx: registry.NoOutputs()))
+    inv = inventory("h1")
+    (tmp_path / "inv.toml").write_text("")
+    (tmp_path / "pb.toml").write_text("")
+    plan = build(inv, Playbook.model_validate({"steps": [{"kind": "fine"}]}), resolve(inv, "web"), tmp_path / "pb.toml")
+    run = runstore.create(tmp_path / "runs", "web", tmp_path / "inv.toml", tmp_path / "pb.toml")
+    outcome = execute(run, plan, inv, BrokenUI(), "run_started")
+    events = [r.event for r in run.journal.records()]
+    assert outcome.status == "stopped"
+    assert events[-2:] == ["run_defect", "run_finished"]
+    assert "internal error: RuntimeError: the progress display broke" in (run.dir / "report.md").read_text()
