@@ -79,7 +79,7 @@ class Journal:
     def append(self, event: str, step: str | None = None, host: str | None = None,
                **data: Any) -> Record:
         """Store one record durably; secrets are masked before anything is written."""
-        data_json = REDACTOR.text(json.dumps(data, sort_keys=True, default=str))
+        data_json = json.dumps(REDACTOR.data(data), sort_keys=True, default=str)  # masked before it is text
         try:
             return self._append(event, step, host, data_json)
         except (sqlite3.Error, OSError) as exc:

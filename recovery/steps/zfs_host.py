@@ -14,7 +14,7 @@ from typing import Any
 
 from recovery.engine.registry import StepContext, StepFailed
 from recovery.zfs.client import AgentClient, AgentError, AgentReplyError, Dataset
-from recovery.zfs.diff import ChangeKind, parse_diff
+from recovery.zfs.diff import ChangeKind
 from recovery.zfs.swap import SwapNames
 from recovery.zfs.triage import Finding, triage
 
@@ -62,8 +62,18 @@ def short(snapshot: str) -> str:
 
 
 def triaged(client: AgentClient, origin: str, target: str, rules: Any = None) -> list[Finding]:
-    """``zfs diff`` origin -> target, parsed and classified, with the modes the target holds."""
-    result = parse_diff(client.diff(origin, target))
+    """``zfs diff`` origin -> target, parsed and classified, with the modes the target holds.
+
+    A line that does not parse is a change nobody can classify: the whole diff
+    is refused (fail closed) rather than judged without it. A real ``zfs diff``
+    escapes every name, so only a lying tool prints such lines.
+    """
+    result = client.diff_changes(origin, target)
+    if result.malformed_count:
+        first = result.malformed[0]
+        raise AgentReplyError(f"zfs diff {origin} -> {target}: {result.malformed_count} lines do not parse "
+                              f"(first, line {first.line_no}: {first.reason}: {first.excerpt}); refusing to "
+                              "triage a diff in part")
     mountpoint = _mountpoint(client, origin.split("@", 1)[0])
     paths = [c.current_path for c in result.changes if c.kind is not ChangeKind.REMOVED]
     modes = client.modes_in_snapshot(mountpoint, short(target), paths) if "@" in target and mountpoint else {}

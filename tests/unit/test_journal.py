@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -81,3 +82,14 @@ def test_secrets_are_masked_before_storage(tmp_path):
     j.append("step_failed", "s", "h", error="bad key tsig-secret-value")
     assert b"tsig-secret-value" not in (tmp_path / "j.sqlite").read_bytes()
     assert j.records()[0].data["error"] == "bad key ***"
+
+
+@pytest.mark.parametrize("secret", ['pa"ss\\wörd', "Xq", "ü€"])
+def test_secrets_of_any_shape_never_reach_the_journal_file(tmp_path, secret):
+    REDACTOR.add(secret)
+    j = Journal(tmp_path / "journal.sqlite")
+    j.append("step_failed", "s", "h", error=f"login with {secret} refused", nested={"k": [secret]})
+    j.close()
+    stored = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    for form in (secret.encode(), json.dumps(secret).encode()[1:-1], json.dumps(secret, ensure_ascii=False).encode()[1:-1]):
+        assert form not in stored
