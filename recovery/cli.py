@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -18,7 +19,7 @@ from recovery.actions import undo as undo_action
 from recovery.config.errors import ConfigError
 from recovery.config.schema import write_schemas
 from recovery.config.targets import UnknownTarget
-from recovery.engine import control, runstore, state
+from recovery.engine import control, runlog, runstore, state
 from recovery.engine.exit_codes import Exit
 from recovery.engine.runner import Outcome
 from recovery.engine.runstore import RunStoreError
@@ -104,6 +105,8 @@ def main() -> None:
 
     TARGET may name a host, a group or a service of the inventory.
     """
+    os.umask(0o077)  # runs, evidence and golden streams hold whole datasets: for the operator's eyes only
+    runlog.quiet()
 
 
 def config_options(playbook: str = "playbooks/recover.toml") -> Callable[..., Any]:
@@ -411,14 +414,21 @@ def journal() -> None:
 @runs_option
 @guarded
 def verify(run_id: str, runs_dir: str | None) -> None:
-    """Check RUN's hash chain: an edited, inserted or deleted record is reported (exit 6)."""
-    run = runstore.open_run(runstore.runs_root(runs_dir), run_id)
+    """Check RUN's hash chain: an edited, inserted or deleted record is reported (exit 6).
+
+    With RECOVERY_JOURNAL_KEY set (a file: or env: reference to the operator's key, kept
+    outside the run directory) records are keyed with HMAC-SHA256 and a rewrite needs the key.
+    """
+    try:
+        run = runstore.open_run(runstore.runs_root(runs_dir), run_id)
+    except runstore.JournalMissing as exc:
+        fail(str(exc), Exit.JOURNAL_TAMPERED)
     problems = run.journal.verify()
     if problems:
         fail([f"journal of {run.id}: {p}" for p in problems], Exit.JOURNAL_TAMPERED)
     records = run.journal.records()
-    head = records[-1].hash if records else "(empty)"
-    ui.console.print(f"journal of {run.id}: intact, {len(records)} records, head {head}")
+    keyed = "keyed (HMAC-SHA256)" if run.journal.key else "unkeyed (SHA-256: proves order, not origin)"
+    ui.console.print(f"journal of {run.id}: intact, {keyed}, {len(records)} records, head {records[-1].hash}")
 
 
 @main.command()

@@ -4,13 +4,19 @@ Each record stores the hash of the record before it, so editing, inserting or
 deleting a record breaks the chain (`recover journal verify`). The hash of the
 newest record is also kept in ``HEAD`` beside the database, which catches a
 truncated tail; copy it off the machine (the report prints it) to make the
-chain evidence. SQLite with WAL and ``synchronous=FULL`` means a record that
+chain evidence.
+
+A plain hash chain proves order, not origin: whoever can write the run
+directory can rewrite every record and recompute the chain. With an operator
+key (``RECOVERY_JOURNAL_KEY``, a secret reference, kept outside the run
+directory), every record is keyed with HMAC-SHA256, and a rewrite needs the key. SQLite with WAL and ``synchronous=FULL`` means a record that
 ``append`` returned is on disk before the run moves on, even after ``kill -9``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import sqlite3
@@ -59,16 +65,19 @@ class Record:
 
 
 def record_hash(seq: int, ts: float, event: str, step: str | None, host: str | None,
-                data_json: str, prev: str) -> str:
-    body = json.dumps([seq, repr(ts), event, step, host, data_json, prev], separators=(",", ":"))
-    return hashlib.sha256(body.encode()).hexdigest()
+                data_json: str, prev: str, key: bytes | None = None) -> str:
+    body = json.dumps([seq, repr(ts), event, step, host, data_json, prev], separators=(",", ":")).encode()
+    if key is None:
+        return hashlib.sha256(body).hexdigest()
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
 class Journal:
     """One run's journal database. Safe to share between the run's threads."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, key: bytes | None = None) -> None:
         self.path = path
+        self.key = key
         self.head_path = path.with_name("HEAD")
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -93,7 +102,7 @@ class Journal:
                 row = self._db.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
                 seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
                 ts = time.time()
-                digest = record_hash(seq, ts, event, step, host, data_json, prev)
+                digest = record_hash(seq, ts, event, step, host, data_json, prev, self.key)
                 self._db.execute(
                     "INSERT INTO records VALUES (?,?,?,?,?,?,?,?)",
                     (seq, ts, event, step, host, data_json, prev, digest),
@@ -121,9 +130,11 @@ class Journal:
                 problems.append(f"record {expected_seq} is missing (next is {seq})")
             if stored_prev != prev:
                 problems.append(f"record {seq} does not follow the record before it (inserted, or one deleted)")
-            if record_hash(seq, ts, event, step, host, data_json, stored_prev) != digest:
+            if record_hash(seq, ts, event, step, host, data_json, stored_prev, self.key) != digest:
                 problems.append(f"record {seq} ({event}) was altered: its hash does not match its content")
             prev, expected_seq = digest, seq + 1
+        if not rows:
+            problems.append("the journal is empty: every run records at least its start")
         problems += _check_head(self.head_path, rows[-1][0] if rows else 0, prev)
         return problems
 

@@ -199,3 +199,27 @@ params = { command = "printf '<script>alert(1)</script>\\\\033[2J'; exit 3" }
     assert "<rect" in (run_dir / "timeline.svg").read_text()
     again = recover("report", run_dir.name, "--runs-dir", "runs", cwd=tmp_path)
     assert again.returncode == 0 and "report.html" in again.stdout
+
+
+def test_a_keyed_journal_needs_its_key_and_a_deleted_journal_is_broken(sshd_factory, tmp_path):
+    host = sshd_factory("h1")
+    write_inventory(tmp_path / "inventory.toml", [host])
+    (tmp_path / "pb.toml").write_text('[[steps]]\nkind = "run"\nparams = { command = "true" }\n')
+    (tmp_path / "journal.key").write_text("operator-journal-key-1\n")
+    keyed = {"RECOVERY_JOURNAL_KEY": f"file:{tmp_path / 'journal.key'}"}
+    done = recover("h1", "--inventory", "inventory.toml", "--playbook", "pb.toml", "--runs-dir", "runs", "--yes",
+                   cwd=tmp_path, env=keyed)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_id = run_id_of(tmp_path / "runs")
+    run_dir = tmp_path / "runs" / run_id
+    assert all(p.stat().st_mode & 0o077 == 0 for p in [run_dir, *run_dir.rglob("*")]), "run store not private"
+    verified = recover("journal", "verify", run_id, "--runs-dir", "runs", cwd=tmp_path, env=keyed)
+    assert verified.returncode == 0 and "keyed (HMAC-SHA256)" in verified.stdout
+    without = recover("journal", "verify", run_id, "--runs-dir", "runs", cwd=tmp_path,
+                      env={"RECOVERY_JOURNAL_KEY": ""})
+    assert without.returncode == 2 and "has a keyed journal: set RECOVERY_JOURNAL_KEY" in without.stderr
+    assert b"operator-journal-key-1" not in b"".join(p.read_bytes() for p in (tmp_path / "runs").rglob("*")
+                                                     if p.is_file())
+    (tmp_path / "runs" / run_id / "journal.sqlite").unlink()
+    deleted = recover("journal", "verify", run_id, "--runs-dir", "runs", cwd=tmp_path, env=keyed)
+    assert deleted.returncode == 6 and "journal.sqlite is missing" in deleted.stderr

@@ -93,3 +93,24 @@ def test_secrets_of_any_shape_never_reach_the_journal_file(tmp_path, secret):
     stored = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     for form in (secret.encode(), json.dumps(secret).encode()[1:-1], json.dumps(secret, ensure_ascii=False).encode()[1:-1]):
         assert form not in stored
+
+
+def test_a_keyed_chain_cannot_be_recomputed_without_the_key(tmp_path):
+    keyed = Journal(tmp_path / "journal.sqlite", key=b"operator key")
+    for i in range(3):
+        keyed.append("step_succeeded", f"s{i}", "h1", outputs={"i": i})
+    assert keyed.verify() == []
+    db = raw(keyed)  # an intruder with the run directory but not the key rewrites record 2 and the chain after it
+    rows = db.execute("SELECT * FROM records ORDER BY seq").fetchall()
+    prev = rows[0][7]
+    for seq, ts, event, step, host, data, _, _ in rows[1:]:
+        data = data.replace('"i": 1', '"i": 9')
+        digest = record_hash(seq, ts, event, step, host, data, prev)  # all they can compute: no key
+        db.execute("UPDATE records SET data=?, prev=?, hash=? WHERE seq=?", (data, prev, digest, seq))
+        prev = digest
+    (tmp_path / "HEAD").write_text(f"3 {prev}\n")
+    assert any("was altered" in p for p in Journal(tmp_path / "journal.sqlite", key=b"operator key").verify())
+
+
+def test_an_empty_journal_is_reported_broken(tmp_path):
+    assert Journal(tmp_path / "journal.sqlite").verify() == ["the journal is empty: every run records at least its start"]
