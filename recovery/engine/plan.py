@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ class PlannedStep:
     scope: str
     hosts: tuple[str, ...]
     description: str
+    foreseen: tuple[tuple[str, str], ...] = ()  # (host, what the step will do with it or decide), for the plan
 
     @property
     def id(self) -> str:
@@ -69,7 +70,19 @@ def build(inventory: Inventory, playbook: Playbook, target: Target, playbook_fil
     problems += _unmet_needs(steps, playbook_file)
     if problems:
         raise ConfigError(problems)
+    steps = _foresee(inventory, target, steps)
     return Plan(target, playbook, steps, _blocks(steps, playbook, target))
+
+
+def _foresee(inventory: Inventory, target: Target, steps: tuple[PlannedStep, ...]) -> tuple[PlannedStep, ...]:
+    """Each step's word on hosts it judges beyond acting on the target (the sweep, who `return` admits)."""
+    foreseen = []
+    for i, planned in enumerate(steps):
+        kind = registry.get(planned.step.kind)
+        assert kind is not None  # unknown kinds never become planned steps
+        said = kind.foresee(inventory, target, tuple(p.step.kind for p in steps[:i]))
+        foreseen.append(replace(planned, foreseen=tuple(said.items())))
+    return tuple(foreseen)
 
 
 def _unmet_needs(steps: tuple[PlannedStep, ...], file: Path) -> list[str]:

@@ -56,6 +56,25 @@ class NoOutputs(StepOutputs):
 Out = TypeVar("Out", bound=StepOutputs)
 
 
+@dataclass(frozen=True)
+class StepRecord:
+    """One earlier step on one host as this run recorded it: what a once-per-run step judges hosts by."""
+
+    step: str  # the step's name in the playbook
+    kind: str
+    state: str  # "done", "failed", "skipped", "pending", "in-flight"
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Admission:
+    """An operator's word that a host may serve again without evidence from this run (journaled)."""
+
+    operator: str
+    why: str
+
+
 @dataclass
 class StepContext:
     """Everything one step on one host (or once per run) may use."""
@@ -74,6 +93,8 @@ class StepContext:
     needs: tuple[str, ...] = ()
     remember: Callable[[dict[str, Any]], None] = lambda fact: None  # journal a fact now, before acting on it
     remembered: list[dict[str, Any]] = field(default_factory=list)  # facts this step journaled, every attempt
+    history: Callable[[str], list[StepRecord]] = lambda host: []  # the steps before this one on a host, in order
+    admitted: dict[str, Admission] = field(default_factory=dict)  # host -> the operator's admission (`--admit`)
 
     @property
     def timeout(self) -> float:
@@ -91,14 +112,30 @@ class StepContext:
         kind = producer(model)
         if kind not in self.needs:
             raise StepFailed(f"step '{self.step.id}' reads `{kind}` results but does not declare that it needs them")
-        where = f"{self.host}: " if self.host else ""
+        found = self.optional_output(model)
+        if found is None:
+            raise StepFailed(f"{self._where}no `{kind}` result in this run: step '{self.step.id}' needs one")
+        return found
+
+    def optional_output(self, model: type[Out]) -> Out | None:
+        """The journaled result of the kind that produces ``model``, or None if no such step ran.
+
+        For results a step weighs when they exist and does without otherwise
+        (`return` and the `sweep`): such a kind is not in ``needs``, so the
+        planner does not demand it. A result of the wrong shape still fails.
+        """
+        kind = producer(model)
         if kind not in self.outputs:
-            raise StepFailed(f"{where}no `{kind}` result in this run: step '{self.step.id}' needs one")
+            return None
         try:
             return model.model_validate(self.outputs[kind])
         except ValidationError as exc:
-            raise StepFailed(f"{where}the journaled `{kind}` result has the wrong shape: "
+            raise StepFailed(f"{self._where}the journaled `{kind}` result has the wrong shape: "
                              f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+
+    @property
+    def _where(self) -> str:
+        return f"{self.host}: " if self.host else ""
 
 
 class StepKind:
@@ -135,6 +172,11 @@ class StepKind:
     def unreached(self, ctx: StepContext) -> str | None:
         """What it means for the run that this step never ran (journaled at the end), if it matters."""
         return None
+
+    def foresee(self, inventory: "Inventory", target: "Target", before: tuple[str, ...]) -> dict[str, str]:
+        """For the plan: what this step will do with (or decide about) each host, given the kinds
+        of the steps ``before`` it. Most kinds act on the target's hosts and say nothing here."""
+        return {}
 
 
 _KINDS: dict[str, StepKind] = {}

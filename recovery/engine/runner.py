@@ -57,7 +57,9 @@ class Runner:
         self._stop = threading.Event()
         self._journal_error: JournalError | None = None
         self._failed_hosts: set[str] = set()
-        self._pairs = state.fold(self.journal.records())
+        records = self.journal.records()
+        self._pairs = state.fold(records)
+        self._admitted = state.admissions(records)
 
     def execute(self) -> Outcome:
         self._failed_hosts = {h for (s, h), p in self._pairs.items()
@@ -205,6 +207,7 @@ class Runner:
             acknowledge=self.ui.acknowledge, outputs=self._outputs_before(planned, host), needs=kind.needs,
             remember=lambda fact: self._remember(planned, host, fact),
             remembered=self._pairs.setdefault((planned.id, host), state.PairState()).progress,
+            history=lambda other: self._history(planned, other), admitted=dict(self._admitted),
         )
 
     def _progress(self, planned: PlannedStep, host: str) -> list[dict[str, Any]]:
@@ -222,6 +225,15 @@ class Runner:
             if pair is not None and pair.state == state.DONE:
                 outputs[earlier.step.kind] = pair.outputs
         return outputs
+
+    def _history(self, planned: PlannedStep, host: str) -> list[registry.StepRecord]:
+        """The per-host steps before ``planned`` that include ``host``, in plan order, as recorded so far."""
+        history = []
+        for earlier in self.plan.steps[:self.plan.steps.index(planned)]:
+            if earlier.scope == "host" and host in earlier.hosts:
+                pair = self._pairs.get((earlier.id, host), state.PairState())
+                history.append(registry.StepRecord(earlier.id, earlier.step.kind, pair.state, pair.outputs, pair.error))
+        return history
 
     # -- the end ------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from recovery.engine.journal import Record
-from recovery.engine.registry import Out, producer
+from recovery.engine.registry import Admission, Out, producer
 
 if TYPE_CHECKING:
     from recovery.engine.plan import Plan
@@ -57,6 +57,15 @@ def fold(records: list[Record]) -> dict[tuple[str, str], PairState]:
         elif rec.event == "retry_requested":
             pair.error, pair.needs_operator = None, False
     return pairs
+
+
+def admissions(records: list[Record]) -> dict[str, Admission]:
+    """Hosts an operator admitted into rotation by name (`--admit`), with who and why; the last word counts."""
+    admitted = {}
+    for rec in records:
+        if rec.event == "host_admitted" and rec.host:
+            admitted[rec.host] = Admission(str(rec.data.get("operator", "?")), str(rec.data.get("why", "")))
+    return admitted
 
 
 def run_status(records: list[Record]) -> str | None:

@@ -41,6 +41,7 @@ from recovery.lab.fleet_setup import (
     checked,
     fleet_host,
     provision,
+    set_root_password,
     www_sync_command,
 )
 from recovery.lab.haproxy import MIRROR_SERVER, LabHaproxy
@@ -209,6 +210,10 @@ class Lab:
             *command,
         ]  # fmt: skip
 
+    def root_password_file(self, name: str) -> Path:
+        """Each host's own console password: one typed into a compromised host exposes no other."""
+        return keys.ensure_password(self.run_dir / f"root-password-{name}")
+
     def fleet_keys(self) -> FleetKeys:
         return FleetKeys.ensure(self.keys_dir)
 
@@ -284,6 +289,7 @@ class Lab:
         fleet_keys = self.fleet_keys()
         host_keys = {name: guest.host_key for name, guest in self._guests.items()}
         self._each(lambda host: provision(self._guests[host.name], host, fleet_keys, host_keys))
+        self._each(lambda host: set_root_password(self._guests[host.name], self.root_password_file(host.name)))
         people = self._guests[STAGING.name]
         checked(people, people.run(www_sync_command(), timeout=300), "first www-sync over the LAN")
 
@@ -347,7 +353,8 @@ class Lab:
         image = record["image"]
         bmc = record["services"]["bmc"]
         oob = OobFacts(bmc["port"], bmc["user"], bmc["key"], bmc["host_key"])
-        text = inventory_text(guests, services, image["operator_key"], image["root_password_file"], oob)
+        passwords = {name: str(self.root_password_file(name)) for name in guests}
+        text = inventory_text(guests, services, image["operator_key"], passwords, oob)
         _write_atomic(self.inventory_file, text)
         load_inventory(self.inventory_file)
         known = "".join(

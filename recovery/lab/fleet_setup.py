@@ -19,6 +19,7 @@ from pathlib import Path
 from recovery.hostile import for_terminal
 from recovery.lab import keys
 from recovery.lab.vm import Guest, LanAddress
+from recovery.secrets import REDACTOR
 from recovery.transport.result import Result
 
 #: Where each protected dataset is mounted. The Apache configuration is the
@@ -136,6 +137,13 @@ def install_program(guest: Guest, name: str, target: str) -> None:
 
 def cron_line(schedule: str, command: str) -> str:
     return f"{schedule} root {command} >/dev/null 2>&1"
+
+
+def set_root_password(guest: Guest, password_file: Path) -> None:
+    """Give root the password in ``password_file`` (a lab password: URL-safe characters, never shown)."""
+    password = password_file.read_text().strip()
+    REDACTOR.add(password)
+    checked(guest, guest.run(f"printf 'root:%s\\n' {shlex.quote(password)} | chpasswd"), "setting root's password")
 
 
 def provision(guest: Guest, host: FleetHost, fleet_keys: FleetKeys, web_host_keys: dict[str, str]) -> None:

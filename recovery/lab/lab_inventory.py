@@ -57,7 +57,7 @@ class ServiceFacts:
 
 
 def inventory_text(
-    guests: dict[str, GuestFacts], services: ServiceFacts, operator_key: str, root_password_file: str,
+    guests: dict[str, GuestFacts], services: ServiceFacts, operator_key: str, root_password_files: dict[str, str],
     oob: OobFacts,
 ) -> str:
     """TOML text of the lab inventory (validated by the caller with ``load_inventory``)."""
@@ -67,7 +67,7 @@ def inventory_text(
     )
     parts = [header]
     for host in FLEET:
-        parts.append(_host(host, guests[host.name], operator_key, root_password_file))
+        parts.append(_host(host, guests[host.name], operator_key, root_password_files[host.name]))
         parts.append(_oob(host, oob))
     parts.append(_groups())
     parts.append(_service(services))

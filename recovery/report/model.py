@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from recovery.engine import registry, state
 from recovery.engine.journal import Record
 from recovery.engine.plan import Plan
+from recovery.steps.boot import BootSingleOutputs
 from recovery.steps.diff import DiffOutputs
 from recovery.steps.find_clean import FindCleanOutputs
 from recovery.steps.preserve import PreserveOutputs
@@ -51,6 +52,7 @@ class Report:
     traffic: list[dict[str, Any]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     unreached: list[str] = field(default_factory=list)  # what it means that steps never ran (traffic!)
+    recommendations: list[str] = field(default_factory=list)
 
 
 def build(run_id: str, target: str, plan: Plan, records: list[Record], problems: list[str]) -> Report:
@@ -143,6 +145,10 @@ def _collect(report: Report, kind: str, host: str, pair: state.PairState) -> Non
         report.restored += [{"host": host, "dataset": d, **r.model_dump()} for d, r in out.datasets.items()]
     elif isinstance(out, PreserveOutputs):
         report.evidence += [{"host": host, "snapshot": s, **e.model_dump()} for s, e in out.snapshots.items()]
+    elif isinstance(out, BootSingleOutputs) and out.mode == "single-user":
+        report.recommendations.append(
+            f"{host}: rotate the console credential (hosts.{host}.root_password): it was typed into the "
+            "compromised host's own sulogin in single-user mode, where its own binaries ran")
     elif isinstance(out, TrafficOutputs):
         report.traffic += [{"step": kind, "channel": c, **r.model_dump()} for c, r in out.channels.items()]
 

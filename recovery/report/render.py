@@ -74,6 +74,8 @@ def markdown(report: Report) -> str:
     out += [f"- **Not reached:** {_md(u)}" for u in report.unreached] + ([""] if report.unreached else [])
     out += ["## Time per phase", ""]
     out += _table(["step", "seconds"], [[s, f"{d:.2f}"] for s, d in report.phases.items()])
+    if report.recommendations:
+        out += ["## Recommendations", ""] + [f"- {_md(r)}" for r in report.recommendations] + [""]
     out += ["## What did not work", ""]
     out += [f"- {_md(f)}" for f in report.failures] or ["Nothing failed."]
     return "\n".join(out) + "\n"

@@ -76,6 +76,9 @@ class BootSingleStep(StepKind):
         return BootSingleOutputs(mode=ctx.params.mode, system=for_terminal(state[0] if state else "?", 40),
                                  pools=[for_terminal(p, 100) for p in pools], seconds=seconds)
 
+    def outputs_when_done(self, ctx: StepContext) -> BootSingleOutputs:
+        return BootSingleOutputs(already_done=True, mode=ctx.params.mode)
+
     def _import_pools(self, ctx: StepContext, session: Session) -> list[str]:
         result = session.run(IMPORT_POOLS, timeout=ctx.timeout)
         if result.exit_code != 0:

@@ -74,10 +74,17 @@ def triaged(client: AgentClient, origin: str, target: str, rules: Any = None) ->
         raise AgentReplyError(f"zfs diff {origin} -> {target}: {result.malformed_count} lines do not parse "
                               f"(first, line {first.line_no}: {first.reason}: {first.excerpt}); refusing to "
                               "triage a diff in part")
-    mountpoint = _mountpoint(client, origin.split("@", 1)[0])
     paths = [c.current_path for c in result.changes if c.kind is not ChangeKind.REMOVED]
-    modes = client.modes_in_snapshot(mountpoint, short(target), paths) if "@" in target and mountpoint else {}
-    return triage(result.changes, rules, modes)
+    return triage(result.changes, rules, _modes(client, origin, target, paths))
+
+
+def _modes(client: AgentClient, origin: str, target: str, paths: list[bytes]) -> dict[bytes, int]:
+    """Modes of the changed paths in ``target``: inside a snapshot, or as they are now for a live
+    file system (the sweep), whose changed paths are where ``zfs diff`` names them."""
+    if "@" not in target:
+        return client.modes(paths)
+    mountpoint = _mountpoint(client, origin.split("@", 1)[0])
+    return client.modes_in_snapshot(mountpoint, short(target), paths) if mountpoint else {}
 
 
 def _mountpoint(client: AgentClient, dataset: str) -> bytes | None:

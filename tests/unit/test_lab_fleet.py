@@ -30,7 +30,8 @@ def test_the_lab_inventory_loads_with_pins_health_checks_and_secret_references(t
     )  # fmt: skip
     path = tmp_path / "inventory.toml"
     oob = OobFacts(2299, "root", "/keys/bmc", f"{KEY} bmc")
-    path.write_text(inventory_text(guests, services, "/keys/operator", "/keys/root-password", oob))
+    passwords = {h.name: f"/keys/root-password-{h.name}" for h in FLEET}
+    path.write_text(inventory_text(guests, services, "/keys/operator", passwords, oob))
     inventory = load_inventory(path)
     assert set(inventory.hosts) == {"eu-web", "us-web", "people"}
     eu_web = inventory.hosts["eu-web"]
@@ -40,6 +41,7 @@ def test_the_lab_inventory_loads_with_pins_health_checks_and_secret_references(t
     assert eu_web.health[0].url == "http://127.0.0.1:8011/"
     assert eu_web.public_address == "127.0.0.11" and inventory.hosts["people"].public_address is None
     assert inventory.hosts["people"].datasets == list(fleet_host("people").datasets)
+    assert {h.root_password for h in inventory.hosts.values()} == {f"file:/keys/root-password-{h.name}" for h in FLEET}
     dns = inventory.services["www"].traffic.dns
     assert dns is not None and dns.tsig_secret == f"file:{tmp_path / 'tsig.secret'}"
 
