@@ -171,6 +171,9 @@ class SshSession:
             code = channel.recv_exit_status()
         finally:
             channel.close()
+        if code == -1:  # paramiko's word for "the channel closed without an exit status"
+            raise TransportError(f"{self.target.name}: the SSH connection was lost while the command ran "
+                                 f"(no exit status): {for_terminal(command, 80)}")
         return Result(out.getvalue(), err.getvalue(), code, time.monotonic() - start,
                       truncated=out.truncated or err.truncated)
 

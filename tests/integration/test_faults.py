@@ -186,7 +186,7 @@ params = {{ command = "echo after" }}
     result = recover("web", "--inventory", "inventory.toml", "--playbook", "pb.toml", "--runs-dir", "runs",
                      "--yes", cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert_explained(result, tmp_path / "runs", "h2:")
+    assert_explained(result, tmp_path / "runs", "h2: the SSH connection was lost while the command ran")
     found = states(tmp_path)
     assert found[("work", "h2")] == "failed" and found[("after", "h2")] == "pending"
     assert found[("after", "h1")] == found[("after", "h3")] == "done"
