@@ -181,11 +181,14 @@ start_options = bundle(
 @click.argument("target")
 @config_options()
 @start_options
+@click.option("--admit", multiple=True, metavar="HOST",
+              help="Let HOST back into rotation at `return` without this run's evidence (needs --why; journaled).")
+@click.option("--why", default="", help="Why the --admit hosts are trusted (journaled with your name).")
 @guarded
 def run_cmd(target: str, inventory: Path, playbook: Path, runs_dir: str | None, yes: bool,
-            as_json: bool) -> None:
+            as_json: bool, admit: tuple[str, ...], why: str) -> None:
     """Run the playbook against TARGET (asks for confirmation first)."""
-    _start(target, inventory, playbook, runs_dir, yes, as_json)
+    _start(target, inventory, playbook, runs_dir, yes, as_json, admit, why)
 
 
 @main.group(cls=GoldenGroup)
@@ -224,8 +227,9 @@ def golden_verify(target: str, inventory: Path, store: Path | None) -> None:
 
 
 def _start(target: str, inventory: Path, playbook: Path, runs_dir: str | None, yes: bool,
-           as_json: bool) -> None:
+           as_json: bool, admit: tuple[str, ...] = (), why: str = "") -> None:
     inv, the_plan = control.prepare(inventory, playbook, target)
+    admitted = control.admissions(inv, the_plan, admit, why)
     if not as_json:
         ui.show_plan(the_plan)
     control.resolve_secrets(inv, the_plan, inventory)
@@ -235,7 +239,7 @@ def _start(target: str, inventory: Path, playbook: Path, runs_dir: str | None, y
     if not as_json:
         ui.console.print(f"run [bold]{run.id}[/] in {run.dir}")
     with _progress(yes, as_json) as progress:
-        outcome = control.execute(run, the_plan, inv, progress, "run_started",
+        outcome = control.execute(run, the_plan, inv, progress, "run_started", admitted,
                                   confirmed="--yes" if yes else "operator")
     _finish(run.id, outcome, as_json)
 

@@ -57,6 +57,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "destructive": plan.destructive,
         "batches": [[list(b) for b in block.batches] for block in plan.blocks],
         "steps": plan_rows(plan),
+        "foreseen": {p.id: dict(p.foreseen) for p in plan.steps if p.foreseen},  # step -> host -> what it will do
     }
 
 
@@ -79,6 +80,9 @@ def show_plan(plan: Plan) -> None:
                       "once" if planned.scope == "run" else hosts,
                       safe(planned.description), ", ".join(notes))
     console.print(table)
+    for planned in plan.steps:
+        for host, what in planned.foreseen:
+            console.print(f"  {safe(planned.id)}: [bold]{safe(host)}[/] — {safe(what)}")
 
 
 class LiveProgress:

@@ -35,10 +35,7 @@ def expand(inv: Inventory, name: str) -> list[str]:
 
 def resolve(inv: Inventory, name: str) -> Target:
     if name in inv.services:
-        hosts: list[str] = []
-        for member in inv.services[name].hosts:
-            hosts += [h for h in expand(inv, member) if h not in hosts]
-        return Target(name, "service", tuple(hosts), (name,))
+        return Target(name, "service", tuple(service_hosts(inv, name)), (name,))
     try:
         hosts = expand(inv, name)
     except UnknownTarget:
@@ -58,3 +55,24 @@ def services_of(inv: Inventory, hosts: list[str]) -> tuple[str, ...]:
         if members & set(hosts):
             chosen.append(service_name)
     return tuple(chosen)
+
+
+def service_hosts(inv: Inventory, name: str) -> list[str]:
+    """The hosts of service ``name``, in inventory order, without repeats."""
+    hosts: list[str] = []
+    for member in inv.services[name].hosts:
+        hosts += [h for h in expand(inv, member) if h not in hosts]
+    return hosts
+
+
+def diverted_services(inv: Inventory, target: Target) -> list[str]:
+    """The target's services that have a traffic block: those a run diverts to the mirror and returns."""
+    return [s for s in target.services if inv.services[s].traffic.dns or inv.services[s].traffic.haproxy]
+
+
+def beside_target(inv: Inventory, target: Target) -> list[str]:
+    """Hosts of the diverted services that are not the target's: they leave rotation with it, unexamined."""
+    found: list[str] = []
+    for service in diverted_services(inv, target):
+        found += [h for h in service_hosts(inv, service) if h not in target.hosts and h not in found]
+    return found

@@ -10,7 +10,7 @@ from recovery import secrets
 from recovery.config.errors import ConfigError
 from recovery.config.inventory import Inventory
 from recovery.config.load import load_inventory, load_playbook
-from recovery.config.targets import resolve
+from recovery.config.targets import diverted_services, resolve, service_hosts
 from recovery.engine import plan as planning
 from recovery.engine import state
 from recovery.engine.plan import Plan
@@ -57,8 +57,32 @@ def _secret_refs(inventory: Inventory, plan: Plan) -> list[tuple[str, str]]:
     return refs
 
 
-def execute(run: Run, plan: Plan, inventory: Inventory, ui: RunUI, event: str, **data: object) -> Outcome:
+def admissions(inventory: Inventory, plan: Plan, hosts: tuple[str, ...], why: str) -> dict[str, str]:
+    """Hosts the operator admits into rotation by name (`--admit HOST --why TEXT`), checked before a run starts.
+
+    Only hosts of a service this run diverts, only with a `return` to admit them,
+    and never without a reason: the admission is journaled with who gave it and why.
+    """
+    if not hosts:
+        return {}
+    eligible = [h for s in diverted_services(inventory, plan.target) for h in service_hosts(inventory, s)]
+    problems = [f"--admit {h}: not a host of a service this run diverts (hosts: {', '.join(eligible) or 'none'})"
+                for h in hosts if h not in eligible]
+    if not any(p.step.kind == "return" for p in plan.steps):
+        problems.append("--admit: this playbook has no `return` step to admit hosts")
+    if not why.strip():
+        problems.append("--admit needs --why TEXT: the reason is journaled with the operator's name")
+    if problems:
+        raise ConfigError(problems)
+    return {h: why.strip() for h in hosts}
+
+
+def execute(run: Run, plan: Plan, inventory: Inventory, ui: RunUI, event: str,
+            admitted: dict[str, str] | None = None, **data: object) -> Outcome:
     """Run (or continue) the plan, journaling the start and the end around it; the report always follows.
+
+    ``admitted`` (host -> why, from :func:`admissions`) is journaled right after the
+    start, one `host_admitted` record per host with the operator's name.
 
     Library chatter (paramiko's own thread logs a failed banner read with a
     traceback) goes to the run's log file, never to the operator's terminal.
@@ -67,6 +91,8 @@ def execute(run: Run, plan: Plan, inventory: Inventory, ui: RunUI, event: str, *
         try:
             run.journal.append(event, operator=getpass.getuser(), target=plan.target.name,
                                hosts=list(plan.target.hosts), **data)
+            for host, why in (admitted or {}).items():
+                run.journal.append("host_admitted", None, host, operator=getpass.getuser(), why=why)
         except JournalError as exc:
             return Outcome("journal-failed", 0, 0, 0, str(exc))
         outcome = _run(run, plan, inventory, ui)

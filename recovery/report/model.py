@@ -18,7 +18,8 @@ from recovery.steps.diff import DiffOutputs
 from recovery.steps.find_clean import FindCleanOutputs
 from recovery.steps.preserve import PreserveOutputs
 from recovery.steps.restore import RestoreOutputs
-from recovery.steps.traffic import TrafficOutputs
+from recovery.steps.sweep import SweepOutputs
+from recovery.steps.traffic import ReturnOutputs, TrafficOutputs
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class Report:
     lost: list[dict[str, Any]] = field(default_factory=list)
     evidence: list[dict[str, Any]] = field(default_factory=list)
     traffic: list[dict[str, Any]] = field(default_factory=list)
+    swept: list[dict[str, Any]] = field(default_factory=list)  # the sweep of the service's other hosts
+    rotation: list[dict[str, Any]] = field(default_factory=list)  # `return`'s decision about each host
     failures: list[str] = field(default_factory=list)
     unreached: list[str] = field(default_factory=list)  # what it means that steps never ran (traffic!)
     recommendations: list[str] = field(default_factory=list)
@@ -68,6 +71,7 @@ def build(run_id: str, target: str, plan: Plan, records: list[Record], problems:
         kind = next((p.step.kind for p in plan.steps if p.id == step_id), step_id)
         _collect(report, kind, host, pair)
     report.hosts = _host_status(plan, pairs)
+    report.hosts.update({r["host"]: _beside(r) for r in report.rotation if r["host"] not in report.hosts})
     report.unreached = [f"{r.step}: {r.data.get('meaning', '')}" for r in records if r.event == "step_unreached"]
     return report
 
@@ -115,6 +119,8 @@ def _narrate(r: Record) -> str:
         return f"{r.step} not reached: {r.data.get('meaning', '')}"
     if r.event == "channel_changed":
         return f"{where}now reached over {r.data.get('channel')}"
+    if r.event == "host_admitted":
+        return f"{where}admitted into rotation by {r.data.get('operator', '?')}: {r.data.get('why', '')}"
     if r.event == "run_defect":
         return f"run stopped by an internal error: {r.data.get('error', '')}"
     if r.event == "step_retrying":
@@ -135,8 +141,10 @@ def _collect(report: Report, kind: str, host: str, pair: state.PairState) -> Non
         return
     if isinstance(out, DiffOutputs):
         for dataset, found in out.datasets.items():
-            report.indicators += [{"host": host, "dataset": dataset, **f.model_dump()}
+            report.indicators += [{"host": host, "dataset": dataset, "found_by": "diff", **f.model_dump()}
                                   for f in found.findings if f.verdict == "indicator"]
+    elif isinstance(out, SweepOutputs):
+        _collect_sweep(report, out)
     elif isinstance(out, FindCleanOutputs):
         for dataset, chosen in out.datasets.items():
             lost = chosen.lost.benign if chosen.lost else []
@@ -151,6 +159,24 @@ def _collect(report: Report, kind: str, host: str, pair: state.PairState) -> Non
             "compromised host's own sulogin in single-user mode, where its own binaries ran")
     elif isinstance(out, TrafficOutputs):
         report.traffic += [{"step": kind, "channel": c, **r.model_dump()} for c, r in out.channels.items()]
+        if isinstance(out, ReturnOutputs):
+            report.rotation = [{"host": h, **d.model_dump()} for h, d in out.hosts.items()]
+
+
+def _collect_sweep(report: Report, out: SweepOutputs) -> None:
+    """Each swept host's verdict, and its indicators among the run's (found on the live system)."""
+    for host, swept in out.hosts.items():
+        report.swept.append({"host": host, **swept.model_dump(exclude={"datasets"})})
+        for dataset, found in swept.datasets.items():
+            report.indicators += [{"host": host, "dataset": dataset, "found_by": "sweep (live)", **f.model_dump()}
+                                  for f in found.findings if f.verdict == "indicator"]
+
+
+def _beside(decision: dict[str, Any]) -> str:
+    """The outcome of a host beside the target: back in rotation or kept out, and why."""
+    if decision["admitted"]:
+        return f"not a target; back in rotation: {decision['reason']}"
+    return f"not a target; kept out: {decision['reason']}; to recover it: {decision['command']}"
 
 
 def _host_status(plan: Plan, pairs: dict[tuple[str, str], state.PairState]) -> dict[str, str]:

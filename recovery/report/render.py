@@ -14,6 +14,7 @@ from pathlib import Path
 from recovery.hostile import for_terminal
 from recovery.report.gantt import svg
 from recovery.report.model import Report
+from recovery.steps.sweep import CAVEAT
 
 #: Longest value shown in one place of the report.
 VALUE_LIMIT = 1000
@@ -52,8 +53,8 @@ def markdown(report: Report) -> str:
     out += ["## What happened", ""]
     out += [f"- {_when(ts)} — {_md(text)}" for ts, text in report.timeline] + [""]
     out += ["## Indicators of compromise", ""]
-    out += _table(["host", "dataset", "path", "change", "rule", "ctime"],
-                  [[i["host"], i["dataset"], i["path"], i["change"], i.get("rule"), i.get("ctime")]
+    out += _table(["host", "dataset", "path", "change", "rule", "ctime", "found by"],
+                  [[i["host"], i["dataset"], i["path"], i["change"], i.get("rule"), i.get("ctime"), i.get("found_by")]
                    for i in report.indicators])
     out += ["## What was restored", ""]
     out += _table(["host", "dataset", "restored from", "compromised state kept as", "evidence"],
@@ -72,6 +73,7 @@ def markdown(report: Report) -> str:
                     ", ".join(t.get("foreign", [])) or "-", ", ".join(t.get("kept_out", [])) or "-"]
                    for t in report.traffic])
     out += [f"- **Not reached:** {_md(u)}" for u in report.unreached] + ([""] if report.unreached else [])
+    out += _rotation(report)
     out += ["## Time per phase", ""]
     out += _table(["step", "seconds"], [[s, f"{d:.2f}"] for s, d in report.phases.items()])
     if report.recommendations:
@@ -79,6 +81,20 @@ def markdown(report: Report) -> str:
     out += ["## What did not work", ""]
     out += [f"- {_md(f)}" for f in report.failures] or ["Nothing failed."]
     return "\n".join(out) + "\n"
+
+
+def _rotation(report: Report) -> list[str]:
+    """Who came back into rotation and on what evidence; who stays out, why, and what would recover it."""
+    out = ["## Back in rotation", ""]
+    out += _table(["host", "in rotation", "why", "to recover it"],
+                  [[r["host"], "yes" if r["admitted"] else "**KEPT OUT**", r["reason"], r.get("command") or "-"]
+                   for r in report.rotation])
+    if report.swept:
+        out += ["## Sweep of the service's other hosts", "", f"A sweep is weaker evidence: {_md(CAVEAT)}.", ""]
+        out += _table(["host", "verdict", "indicators", "why", "golden manifest"],
+                      [[s["host"], s["verdict"], s["indicators"], s.get("reason") or "-", s.get("golden") or "-"]
+                       for s in report.swept])
+    return out
 
 
 def _routes(state: dict) -> str:

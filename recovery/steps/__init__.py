@@ -12,6 +12,7 @@ from recovery.steps import (  # noqa: F401
     preserve,
     restore,
     run,
+    sweep,
     traffic,
     verify,
 )

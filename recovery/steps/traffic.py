@@ -2,7 +2,10 @@
 
 Both act once per run on every service of the target that has a traffic
 block. `divert` journals each system's state before and after, so `return`
-puts back exactly what was there, minus hosts whose health checks fail now.
+puts back what was there, minus destinations that belong to no host of the
+service, and minus every host this run has no evidence for: `return` admits a
+host only as :mod:`recovery.steps.admission` decides (restored and verified,
+or swept clean, or admitted by an operator by name; and healthy).
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from pydantic import Field
 
 from recovery import secrets
 from recovery.config.base import Strict
-from recovery.config.inventory import Inventory, Service
-from recovery.config.targets import expand
+from recovery.config.inventory import Inventory
+from recovery.config.targets import Target, diverted_services, service_hosts
 from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, StepOutputs, register
+from recovery.steps.admission import Facts, HostDecision, decide
 from recovery.steps.http_check import probe
+from recovery.steps.sweep import SweepOutputs
 from recovery.traffic import notice
 from recovery.traffic.base import TrafficError, TrafficState
 from recovery.traffic.dns import DnsDriver, DnsRecord, DnsServer, TsigKey
@@ -41,11 +46,6 @@ def channels(inventory: Inventory, name: str) -> Iterator[Channel]:
         backend = HaproxyBackend(h.backend, tuple(h.servers), mirror)
         yield (f"{name}/haproxy", HaproxyDriver(HaproxySocket(str(Path(h.socket).expanduser()))),
                backend)
-
-
-def _services(ctx: StepContext) -> list[str]:
-    return [s for s in ctx.target.services
-            if ctx.inventory.services[s].traffic.dns or ctx.inventory.services[s].traffic.haproxy]
 
 
 class NoParams(Strict):
@@ -79,7 +79,9 @@ class DivertOutputs(TrafficOutputs):
 
 
 class ReturnOutputs(TrafficOutputs):
-    """The routing `return` found and the one it put back."""
+    """The routing `return` found and the one it put back, and why each host of the service is in or out."""
+
+    hosts: dict[str, HostDecision] = Field(default_factory=dict)
 
 
 @register
@@ -97,7 +99,7 @@ class DivertStep(StepKind):
         return Check.DONE
 
     def apply(self, ctx: StepContext) -> DivertOutputs:
-        for name in _services(ctx):
+        for name in diverted_services(ctx.inventory, ctx.target):
             if path := _notice_file(ctx.inventory, name):
                 notice.publish(path, ctx.params.notice or ctx.inventory.services[name].notice)
                 ctx.note(f"{name}: the mirror shows the security notice")
@@ -133,7 +135,7 @@ class DivertStep(StepKind):
         return seen
 
     def _all(self, ctx: StepContext) -> list[Channel]:
-        found = [c for s in _services(ctx) for c in channels(ctx.inventory, s)]
+        found = [c for s in diverted_services(ctx.inventory, ctx.target) for c in channels(ctx.inventory, s)]
         if not found:
             raise StepFailed(f"no service of '{ctx.target.name}' has a traffic block to divert")
         return found
@@ -146,56 +148,86 @@ class DivertStep(StepKind):
 class ReturnStep(StepKind):
     kind = "return"
     scope = "run"
-    summary = "put healthy hosts back into rotation; failed hosts and foreign destinations stay out"
+    summary = ("put back hosts this run proved clean (restored and verified, or swept clean) and healthy; "
+               "every other host and foreign destinations stay out")
     Params = NoParams
     Outputs = ReturnOutputs
-    needs = ("divert",)
+    needs = ("divert",)  # the sweep's results are weighed when a sweep ran; without one, no sibling comes back
     repeatable = True  # health is probed afresh; the drivers skip what is already so
 
     def apply(self, ctx: StepContext) -> ReturnOutputs:
         diverted = ctx.output(DivertOutputs).channels
-        outputs = ReturnOutputs()
-        for name in _services(ctx):
-            unhealthy = _unhealthy_hosts(ctx, ctx.inventory.services[name])
+        outputs = ReturnOutputs(hosts=admissions(ctx))
+        kept_out = [h for h, d in outputs.hosts.items() if not d.admitted]
+        for name in diverted_services(ctx.inventory, ctx.target):
             for label, driver, service in channels(ctx.inventory, name):
-                outputs.channels[label] = self._return(ctx, label, driver, service, diverted, unhealthy)
+                outputs.channels[label] = self._return(ctx, label, driver, service, diverted, outputs.hosts)
             if path := _notice_file(ctx.inventory, name):
                 notice.withdraw(path)
+        if kept_out:
+            ctx.note(f"kept out of rotation: {', '.join(kept_out)}")
         return outputs
 
     def _return(self, ctx: StepContext, label: str, driver: Any, service: Any,
-                diverted: dict[str, Routing], unhealthy: list[str]) -> Routing:
+                diverted: dict[str, Routing], decisions: dict[str, HostDecision]) -> Routing:
         if label not in diverted:
             raise StepFailed(f"{label}: the divert of this run did not record it")
         before = TrafficState.from_dict(diverted[label].before)
         foreign = diverted[label].foreign
-        wanted = before.without([*_destinations_of(ctx.inventory, unhealthy, before), *foreign])
+        kept_out = [h for h in service_hosts(ctx.inventory, label.split("/", 1)[0]) if not decisions[h].admitted]
+        wanted = before.without([*_destinations_of(ctx.inventory, kept_out, before), *foreign])
         if not wanted.routes:
-            raise StepFailed(f"{label}: no healthy host of the service to return to "
-                             f"({', '.join(unhealthy) or 'none'} failed their checks"
-                             f"{'; foreign: ' + ', '.join(foreign) if foreign else ''}); traffic stays on the mirror")
+            raise StepFailed(f"{label}: no host of the service may return; traffic stays on the mirror: "
+                             + "; ".join(f"{h}: {decisions[h].reason} (`{decisions[h].command}`)" for h in kept_out)
+                             + (f"; foreign: {', '.join(foreign)}" if foreign else ""))
         now = _read(label, driver, service)
         after = _act(label, lambda: driver.restore(service, now, wanted))
         ctx.note(f"{label}: {now.describe()} -> {after.describe()}"
-                 + (f" ({', '.join(unhealthy)} kept out)" if unhealthy else "")
+                 + (f" ({', '.join(kept_out)} kept out)" if kept_out else "")
                  + (f" (foreign {', '.join(foreign)} not restored)" if foreign else ""))
-        return Routing(before=now.as_dict(), after=after.as_dict(), foreign=foreign, kept_out=unhealthy)
+        return Routing(before=now.as_dict(), after=after.as_dict(), foreign=foreign, kept_out=kept_out)
 
     def unreached(self, ctx: StepContext) -> str | None:
         if "divert" not in ctx.outputs:
             return None
         return "traffic stays on the known-good mirror: the run stopped before `return`, no host was put back"
 
+    def foresee(self, inventory: Inventory, target: Target, before: tuple[str, ...]) -> dict[str, str]:
+        """Who can come back: what this playbook does before `return` decides it."""
+        proves = "verify" in before and ("restore" in before or "diff" in before)
+        said = {}
+        for name in diverted_services(inventory, target):
+            for host in service_hosts(inventory, name):
+                if host in target.hosts:
+                    said[host] = ("back if restored and verified in this run (or no indicator and verified) and "
+                                  "healthy; else stays out" if proves else
+                                  f"stays out: this playbook does not restore and verify it (`--admit {host}`)")
+                else:
+                    said[host] = ("back only if the sweep finds it clean and it is healthy; dirty or unswept "
+                                  f"stays out (`recover {host}`)" if "sweep" in before else
+                                  f"stays out: no sweep in this playbook (`recover {host}`, or `--admit {host}`)")
+        return said
 
-def _unhealthy_hosts(ctx: StepContext, service: Service) -> list[str]:
-    hosts = [h for m in service.hosts for h in expand(ctx.inventory, m)]
-    bad = []
-    for host in hosts:
-        problems = [p for c in ctx.inventory.hosts[host].health if (p := probe(c, 5.0))]
-        if problems:
-            bad.append(host)
-            ctx.note(f"{host}: unhealthy, stays out: {problems[0]}")
-    return bad
+
+def admissions(ctx: StepContext) -> dict[str, HostDecision]:
+    """The decision about every host of the diverted services, each said as a note."""
+    sweep = ctx.optional_output(SweepOutputs)
+    decisions = {}
+    for name in diverted_services(ctx.inventory, ctx.target):
+        for host in service_hosts(ctx.inventory, name):
+            if host in decisions:
+                continue
+            decisions[host] = decide(Facts(host, ctx.run_id, ctx.step.id, host in ctx.target.hosts,
+                                           ctx.history(host), sweep, ctx.admitted.get(host), _health(ctx, host)))
+            d = decisions[host]
+            ctx.note(f"{host}: admitted: {d.reason}" if d.admitted else
+                     f"{host}: stays out: {d.reason}; to recover it: `{d.command}`")
+    return decisions
+
+
+def _health(ctx: StepContext, host: str) -> str | None:
+    """The first failing health check of ``host``, or None when all pass."""
+    return next((p for c in ctx.inventory.hosts[host].health if (p := probe(c, 5.0))), None)
 
 
 def _destinations_of(inventory: Inventory, hosts: list[str], state: TrafficState) -> list[str]:
@@ -207,8 +239,7 @@ def _destinations_of(inventory: Inventory, hosts: list[str], state: TrafficState
 
 def _foreign(inventory: Inventory, label: str, before: TrafficState, service: Any) -> list[str]:
     """Destinations of ``before`` that are neither a host of the service (by address or name) nor the mirror."""
-    name = label.split("/", 1)[0]
-    hosts = [h for m in inventory.services[name].hosts for h in expand(inventory, m)]
+    hosts = service_hosts(inventory, label.split("/", 1)[0])
     known = set(hosts) | {inventory.hosts[h].public_address or inventory.hosts[h].address for h in hosts}
     known |= set(service.mirror)
     return [d for d in before.destinations if d not in known]

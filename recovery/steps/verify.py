@@ -21,6 +21,7 @@ from recovery.engine.registry import StepContext, StepFailed, StepKind, StepOutp
 from recovery.steps.golden import GoldenParams, store_dir
 from recovery.steps.zfs_host import agent, agent_errors
 from recovery.zfs import manifest
+from recovery.zfs.client import AgentClient
 
 
 class VerifyParams(GoldenParams):
@@ -41,6 +42,14 @@ def differences(expected: dict[str, str], found: dict[bytes, str]) -> list[str]:
     return sorted(changed + missing)
 
 
+def against_manifest(client: AgentClient, host: str, golden: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The tools and the critical files that differ from the golden manifest, hashed by the host itself."""
+    with agent_errors(host, "hashing tools and critical files"):
+        tools, _ = client.hashes([p.encode() for p in golden["tools"]])
+        files, _ = client.hashes([p.encode() for p in golden["files"]])
+    return differences(golden["tools"], tools), differences(golden["files"], files)
+
+
 class VerifyOutputs(StepOutputs):
     golden: str = ""  # when the manifest compared against was captured
     tools: int = 0
@@ -57,16 +66,11 @@ class VerifyStep(StepKind):
 
     def apply(self, ctx: StepContext) -> VerifyOutputs:
         golden = newest_manifest(store_dir(ctx.params), str(ctx.host))
-        client = agent(ctx)
-        with agent_errors(ctx.host, "hashing tools and critical files"):
-            tools, _ = client.hashes([p.encode() for p in golden["tools"]])
-            files, _ = client.hashes([p.encode() for p in golden["files"]])
-        bad_tools = differences(golden["tools"], tools)
+        bad_tools, bad_files = against_manifest(agent(ctx), str(ctx.host), golden)
         if bad_tools:
             raise StepFailed(f"{ctx.host}: tools differ from the golden manifest ({'; '.join(bad_tools)}): "
                              "do not trust this system's tools; recover it from a trusted rescue image "
                              "(boot = \"rescue\")")
-        bad_files = differences(golden["files"], files)
         if bad_files and ctx.params.strict:
             raise StepFailed(f"{ctx.host}: {len(bad_files)} critical files differ from golden: "
                              + "; ".join(bad_files[:20]))

@@ -90,7 +90,7 @@ PLAYBOOK_CASES = [
     ("empty steps", "steps = []", "pb.toml: steps: must not be empty"),
     ("step without kind", "[[steps]]\nname = 'x'\n", "pb.toml: steps[0].kind: missing required key"),
     ("unknown kind", "[[steps]]\nkind = 'rnu'\n",
-     "pb.toml: steps[0].kind: unknown step kind 'rnu' (expected one of: approval, boot_normal, boot_single, contain, diff, divert, find_clean, golden_capture, http_check, message, preserve, restore, return, run, verify)"),
+     "pb.toml: steps[0].kind: unknown step kind 'rnu' (expected one of: approval, boot_normal, boot_single, contain, diff, divert, find_clean, golden_capture, http_check, message, preserve, restore, return, run, sweep, verify)"),
     ("bad on_failure", "[[steps]]\nkind = 'run'\non_failure = 'ignore'\nparams = { command = 'true' }\n",
      "pb.toml: steps[0].on_failure: 'ignore' is not allowed (expected one of: 'stop', 'continue', 'skip-host')"),
     ("negative timeout", "[[steps]]\nkind = 'run'\ntimeout = -1\nparams = { command = 'true' }\n",

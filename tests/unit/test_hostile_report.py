@@ -30,6 +30,9 @@ def hostile_report() -> Report:
     report.evidence = [{"host": "web1", "snapshot": HOSTILE, "guid": HOSTILE, "sha256": HOSTILE}]
     report.traffic = [{"step": "divert", "channel": HOSTILE, "before": {"routes": [[HOSTILE, HOSTILE]]},
                        "after": {"routes": []}}]
+    report.swept = [{"host": "web2" + HOSTILE, "verdict": "dirty", "indicators": 1, "reason": HOSTILE,
+                     "golden": HOSTILE}]
+    report.rotation = [{"host": "web2" + HOSTILE, "admitted": False, "reason": HOSTILE, "command": HOSTILE}]
     report.failures = ["web1: " + HOSTILE]
     return report
 
@@ -54,7 +57,7 @@ def test_no_host_newline_starts_a_line_of_the_report(written: dict[str, bytes]) 
     assert not any(line.startswith(("| forged", "# heading")) for line in lines)
     table_rows = [line for line in lines if line.startswith("| ")]
     widths = {line.replace("\\|", "").count("|") for line in table_rows}
-    assert widths <= {3, 5, 6, 7}, widths  # tables of 2, 4, 5, 6 columns: no host "|" splits a cell
+    assert widths <= {3, 5, 6, 7, 8}, widths  # tables of 2, 4, 5, 6, 7 columns: no host "|" splits a cell
 
 
 def test_for_terminal_one_line_and_json_safe() -> None:
