@@ -210,5 +210,5 @@ class ConsoleSession:
             return action()
         except TransportError:
             raise
-        except AdapterError as exc:
+        except (AdapterError, OSError, EOFError) as exc:  # whatever carries the line, it is gone
             raise TransportError(f"{self.name}: console lost: {exc}") from None

@@ -7,6 +7,9 @@ here every shell state a console can be found in is cheap to make.
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -79,3 +82,11 @@ class _Unclosed:
 
     def close(self) -> None:
         pass
+
+
+def test_a_console_that_drops_mid_command_is_a_transport_fault(shell: PtyShell) -> None:
+    session = _session(shell).open()
+    threading.Timer(0.5, lambda: os.kill(shell.pid, signal.SIGKILL)).start()  # the line dies under the command
+    with pytest.raises(TransportError, match="pty: console lost") as caught:
+        session.run("sleep 5; echo never", timeout=20)
+    assert caught.value.transient  # a resume (or a retry) logs in again
