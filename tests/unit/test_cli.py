@@ -73,3 +73,50 @@ def test_committed_schema_is_current(tmp_path):
     invoke("schema", "--out", str(tmp_path))
     for name in ("inventory", "playbook"):
         assert (tmp_path / f"{name}.schema.json").read_text() == (ROOT / "schema" / f"{name}.schema.json").read_text()
+
+
+def test_plan_says_who_is_swept_and_who_stays_out():
+    plan = json.loads(invoke(*config("plan", "eu-web", "--json")).output)
+    assert list(plan["foreseen"]["sweep"]) == ["us-web"]
+    assert plan["foreseen"]["return"]["us-web"] == ("back only if the sweep finds it clean and it is healthy; "
+                                                    "dirty or unswept stays out (`recover us-web`)")
+    assert plan["foreseen"]["return"]["eu-web"].startswith("back if restored and verified in this run")
+    shown = " ".join(invoke(*config("plan", "eu-web")).output.split())
+    assert "sweep: us-web — swept read-only over SSH" in shown
+    assert "return: us-web — back only if the sweep finds it clean" in shown
+    whole = json.loads(invoke(*config("plan", "web", "--json")).output)["foreseen"]
+    assert "sweep" not in whole and set(whole["return"]) == {"eu-web", "us-web"}  # both targets: nothing to sweep
+
+
+def test_without_a_sweep_the_plan_says_the_other_hosts_stay_out(tmp_path):
+    playbook = tmp_path / "pb.toml"
+    playbook.write_text('[[steps]]\nkind = "divert"\n[[steps]]\nkind = "return"\n')
+    result = invoke("plan", "eu-web", "--json", "--inventory", str(ROOT / "inventory.toml"), "--playbook", str(playbook))
+    foreseen = json.loads(result.output)["foreseen"]["return"]
+    assert foreseen["us-web"] == "stays out: no sweep in this playbook (`recover us-web`, or `--admit us-web`)"
+    assert foreseen["eu-web"] == "stays out: this playbook does not restore and verify it (`--admit eu-web`)"
+
+
+def test_admit_needs_a_reason_and_a_host_of_the_service_before_any_run_starts(tmp_path):
+    runs = tmp_path / "runs"
+    for extra, expected in ((["--admit", "us-web"], "--admit needs --why TEXT"),
+                            (["--admit", "people", "--why", "x"], "--admit people: not a host of a service")):
+        result = CliRunner().invoke(main, config("eu-web", "--yes", "--runs-dir", str(runs), *extra))
+        assert result.exit_code == 2, result.output
+        assert expected in result.stderr
+    assert not runs.exists()
+
+
+def test_a_mistyped_command_is_not_taken_for_a_target():
+    result = CliRunner().invoke(main, ["stauts", "--inventory", str(ROOT / "inventory.toml")])
+    assert result.exit_code == 2
+    assert "no command 'stauts' and no target of that name; did you mean `recover status`?" in result.output
+
+
+def test_a_target_that_looks_like_a_command_is_still_a_target(tmp_path):
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text((ROOT / "inventory.toml").read_text().replace("[groups]", '[groups]\nplans = ["eu-web"]', 1))
+    result = CliRunner().invoke(main, ["plans", "--inventory", str(inventory), "--playbook",
+                                       str(ROOT / "playbooks/recover.toml")], input="n\n")
+    assert "did you mean" not in result.output
+    assert "Plan for plans" in result.output
