@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import json
 import os
@@ -17,6 +18,7 @@ from recovery.actions import golden_verify
 from recovery.actions import salvage as salvage_action
 from recovery.actions import undo as undo_action
 from recovery.config.errors import ConfigError
+from recovery.config.load import load_inventory
 from recovery.config.schema import write_schemas
 from recovery.config.targets import UnknownTarget
 from recovery.engine import control, runlog, runstore, state
@@ -57,6 +59,10 @@ class TargetGroup(click.Group):
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
         if args and args[0] not in self.list_commands(ctx) and not args[0].startswith("-"):
+            typo = difflib.get_close_matches(args[0], self.list_commands(ctx), n=1, cutoff=0.75)
+            if typo and args[0] not in _inventory_names(args):
+                raise click.UsageError(f"no command '{args[0]}' and no target of that name; "
+                                       f"did you mean `recover {typo[0]}`?")
             args = [self.default_command, *args]
         return super().resolve_command(ctx, args)
 
@@ -79,6 +85,16 @@ class TargetGroup(click.Group):
 
 class GoldenGroup(TargetGroup):
     default_command = "capture"
+
+
+def _inventory_names(args: list[str]) -> set[str]:
+    """Hosts, groups and services of the inventory the command line names (or the default one)."""
+    path = Path(args[args.index("--inventory") + 1]) if "--inventory" in args[:-1] else Path("inventory.toml")
+    try:
+        inventory = load_inventory(path)
+    except (ConfigError, OSError):
+        return set()
+    return {*inventory.hosts, *inventory.groups, *inventory.services}
 
 
 class MainGroup(TargetGroup):
