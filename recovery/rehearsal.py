@@ -24,12 +24,17 @@ import dns.exception
 import dns.message
 import dns.query
 
+from recovery.config.inventory import Inventory
 from recovery.config.load import load_inventory
+from recovery.config.targets import service_hosts
 from recovery.engine import control, runstore, state
+from recovery.engine.plan import Plan
 from recovery.lab import attacks, history
 from recovery.lab.fleet import Lab
+from recovery.lab.lab_inventory import SERVICE
 from recovery.report import model as report_model
 from recovery.steps.restore import Restored, RestoreOutputs
+from recovery.steps.traffic import ReturnOutputs
 from recovery.transport.result import TransportError
 from recovery.zfs.salvage import relative, with_snapshot_mounted
 
@@ -116,7 +121,7 @@ def rehearse(target: str, scenario: str, lab: Lab, say: Callable[[str], None], f
                                              PLAYBOOKS / "golden.toml"))
     timed("history", lambda: history.make_history(lab))
     truth_file = timed("attack", lambda: SCENARIOS[scenario](lab))
-    service = load_inventory(lab.inventory_file).services["www"].traffic.dns
+    service = load_inventory(lab.inventory_file).services[SERVICE].traffic.dns
     assert service is not None, "the lab inventory has the www DNS block"
     watch = DnsWatch(service.server, service.port, f"{service.record}.{service.zone}.")
     before = watch.answer()
@@ -194,13 +199,58 @@ def _grade(lab: Lab, run: runstore.Run, truth: dict[str, Any], code: int, watch:
     diverted = [t for t, seen in watch.seen if seen == frozenset({mirror})]
     checks.append(Check("mirror answered during the run", bool(diverted),
                         f"{len(diverted)} of {len(watch.seen)} DNS answers named the mirror {mirror}"))
-    kept_out = {inventory.hosts[unbootable].public_address} if unbootable else set()
-    final, wanted = watch.answer(), before - kept_out
-    checks.append(Check("traffic returned (healthy hosts only)", final == wanted,
-                        f"www now {sorted(final)}, expected {sorted(wanted)}"))
+    checks += _rotation_checks(lab, plan, pairs, inventory, truth, watch.answer(), before, unbootable)
     problems = run.journal.verify()
     checks.append(Check("journal verify", not problems, "; ".join(problems) or "chain intact"))
     return checks
+
+
+def _rotation_checks(lab: Lab, plan: Plan, pairs: dict[tuple[str, str], state.PairState],
+                     inventory: Inventory, truth: dict[str, Any], final: frozenset[str], before: frozenset[str],
+                     unbootable: str | None) -> list[Check]:
+    """Against the ground truth: no host in rotation holds a file the attack planted in its datasets; every
+    host without one (and that boots) is back; every host kept out is named, with why and what recovers it."""
+    hosts = service_hosts(inventory, SERVICE)
+    address = {h: inventory.hosts[h].public_address for h in hosts}
+    try:  # the unbootable host sits in single-user mode without sshd: not examined, never wanted back
+        holding = {h: ["(not examined: it never booted)"] if h == unbootable else
+                   _left(lab.guest(h), _planted(truth["hosts"].get(h, {}))) for h in hosts}
+    except TransportError as exc:
+        return [Check("service hosts reachable for grading", False, str(exc))]
+    serving = [h for h in hosts if address[h] in final]
+    dirty = {h: holding[h] for h in serving if holding[h]}
+    checks = [Check("no host in rotation holds an attack file", not dirty,
+                    f"in rotation: {', '.join(serving) or 'none'}"
+                    + "".join(f"; {h} holds {', '.join(paths)}" for h, paths in dirty.items()))]
+    wanted = {address[h] for h in hosts if h != unbootable and not holding[h]} & before
+    checks.append(Check("traffic returned (clean hosts only)", final == wanted,
+                        f"www now {sorted(final)}, expected {sorted(wanted)}"))
+    decisions = _decisions(plan, pairs, hosts)
+    for host in [h for h in hosts if h not in serving]:
+        said = decisions.get(host, "")
+        checks.append(Check(f"{host}: kept out and named", bool(said), said or "not named by `return`"))
+    return checks
+
+
+def _decisions(plan: Plan, pairs: dict[tuple[str, str], state.PairState], hosts: list[str]) -> dict[str, str]:
+    """What `return` said about each host it kept out: its outputs, or its error when it failed (no host back)."""
+    outputs = state.result_of(plan, pairs, "*", ReturnOutputs)
+    if outputs is not None:
+        return {h: f"{d.reason} — `{d.command}`" for h, d in outputs.hosts.items() if not d.admitted and d.command}
+    returns = {p.id for p in plan.steps if p.step.kind == "return"}
+    error = " ".join(p.error or "" for (step, host), p in pairs.items()
+                     if step in returns and host == "*" and p.state == state.FAILED)
+    return {h: error for h in hosts if f"{h}: " in error}
+
+
+def _planted(host_truth: dict[str, Any]) -> list[dict[str, Any]]:
+    """Files the attack added inside the protected datasets (the root file system is a note, not graded)."""
+    return [c for c in host_truth.get("changes", []) if c["dataset"] and c["type"] == "file" and c["change"] == "added"]
+
+
+def _left(guest: Any, planted: list[dict[str, Any]]) -> list[str]:
+    """The planted paths still present on the guest's live file systems."""
+    return [c["path"] for c in planted if guest.run(f"test -e {shlex.quote(c['path'])}").exit_code == 0]
 
 
 def _hosts_of(run: runstore.Run) -> list[str]:
@@ -218,9 +268,9 @@ def _failed_check(pairs: dict[tuple[str, str], state.PairState], host: str) -> C
 
 def _host_checks(lab: Lab, result: RestoreOutputs | None, host: str, host_truth: dict[str, Any]) -> list[Check]:
     guest = lab.guest(host)
-    planted = [c for c in host_truth["changes"] if c["dataset"] and c["type"] == "file" and c["change"] == "added"]
+    planted = _planted(host_truth)
     restored = result.datasets if result else {}
-    left = [c["path"] for c in planted if guest.run(f"test -e '{c['path']}'").exit_code == 0]
+    left = _left(guest, planted)
     checks = [Check(f"{host}: attack files gone from the live datasets", not left and bool(planted),
                     f"{len(planted) - len(left)} of {len(planted)} gone" + (f"; left: {left}" if left else ""))]
     kept = _in_quarantine(guest, planted, restored)

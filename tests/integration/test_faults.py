@@ -21,7 +21,7 @@ from recovery.lab.ipmi_bmc import LabIpmiBmc
 from recovery.traffic.haproxy import parse_servers_state, runtime_command
 from tests.integration.conftest import WEB_ADDRESSES
 from tests.integration.test_contain import TINY_VM
-from tests.integration.test_divert_return import addresses, write_project
+from tests.integration.test_divert_return import ADMIT_BOTH, addresses, write_project
 from tests.support.project import recover, write_inventory
 from tests.support.sshd import free_port
 
@@ -79,7 +79,7 @@ on_failure = "continue"
 
 def run_all(tmp_path: Path) -> subprocess.CompletedProcess[str]:
     return recover("all", "--inventory", "inventory.toml", "--playbook", "pb.toml", "--runs-dir", "runs",
-                   "--yes", cwd=tmp_path, timeout=180)
+                   "--yes", *ADMIT_BOTH, cwd=tmp_path, timeout=180)
 
 
 def test_dns_server_down_at_divert_stops_before_any_change(tmp_path, lab_dns, lab_haproxy, web_sites,

@@ -1,0 +1,101 @@
+"""The sweep's verdicts and their journaled shape: a host that cannot be swept is never taken for clean."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import recovery.steps  # noqa: F401  (registers the step kinds)
+from recovery.config.inventory import Inventory
+from recovery.config.playbook import Step
+from recovery.config.targets import resolve
+from recovery.engine.registry import StepContext, StepFailed
+from recovery.steps.diff import Change, DatasetDiff
+from recovery.steps.sweep import SweepOutputs, SweepParams, SweepStep, golden_snapshot, judged, sweep_host
+from recovery.transport.result import TransportError
+from recovery.zfs.client import Dataset
+
+MANIFEST = {"captured": "2026-11-30T10:00:00Z", "tools": {"/usr/sbin/zfs": "aa"}, "files": {},
+            "datasets": {"tank/www": {"snapshot": "tank/www@golden-1", "snapshot_guid": 7, "createtxg": 20}}}
+
+
+def inventory() -> Inventory:
+    host = {"address": "127.0.0.1", "datasets": ["tank/www"], "ssh": {"key": "/k", "host_key": "ssh-ed25519 AAAA"}}
+    return Inventory.model_validate({
+        "hosts": {"eu-web": host, "us-web": host},
+        "groups": {"web": ["eu-web", "us-web"]},
+        "services": {"www": {"hosts": ["web"], "traffic": {"haproxy": {
+            "socket": "/nonexistent", "backend": "web", "servers": ["eu-web", "us-web"]}}}},
+    })
+
+
+class Unreachable:
+    def session(self) -> Any:
+        raise TransportError("us-web: connect to 127.0.0.1:2222: connection refused")
+
+
+def context(store: Path, target: str = "eu-web") -> StepContext:
+    inv = inventory()
+    return StepContext(run_id="R1", run_dir=store, step=Step.model_validate({"kind": "sweep"}),
+                       params=SweepParams(store=str(store)), host=None, inventory=inv, target=resolve(inv, target),
+                       access=lambda host: Unreachable(), note=lambda text: None, acknowledge=lambda text: True)
+
+
+def indicator(path: str) -> Change:
+    return Change(path=path, change="+", type="F", verdict="indicator", rule="web-script")
+
+
+def test_indicators_make_a_host_dirty_and_are_listed() -> None:
+    diffs = {"tank/www": DatasetDiff(golden="tank/www@golden-1", counts={"indicator": 2, "benign": 5},
+                                     findings=[indicator("/srv/www/cgi-bin/a.cgi"), indicator("/srv/www/b.php")])}
+    swept = judged("2026-11-30T10:00:00Z", diffs, [], ["/etc/ssh/sshd_config: changed"], strict=False)
+    assert swept.verdict == "dirty" and swept.indicators == 2
+    assert swept.reason == "2 indicators since golden (/srv/www/cgi-bin/a.cgi, /srv/www/b.php)"
+    assert swept.files_differing == ["/etc/ssh/sshd_config: changed"]
+
+
+def test_changed_tools_are_dirty_changed_files_only_when_strict() -> None:
+    clean = {"tank/www": DatasetDiff(golden="g", counts={"benign": 3})}
+    assert judged("t", clean, [], ["/etc/x: changed"], strict=False).verdict == "clean"
+    assert judged("t", clean, [], ["/etc/x: changed"], strict=True).reason == "1 critical files differ from golden"
+    tools = judged("t", clean, ["/usr/sbin/zfs: changed"], [], strict=False)
+    assert tools.verdict == "dirty" and tools.reason == "tools differ from golden (/usr/sbin/zfs: changed)"
+
+
+def test_no_golden_manifest_is_unsweepable_not_clean(tmp_path: Path) -> None:
+    swept = sweep_host(context(tmp_path), "us-web")
+    assert swept.verdict == "unsweepable"
+    assert "no golden manifest" in swept.reason and "recover golden us-web" in swept.reason
+
+
+def test_an_unreachable_host_is_unsweepable_with_the_transport_error(tmp_path: Path) -> None:
+    (tmp_path / "us-web").mkdir()
+    (tmp_path / "us-web" / "golden-20261130T100000Z.json").write_text(json.dumps(MANIFEST))
+    swept = sweep_host(context(tmp_path), "us-web")
+    assert swept.verdict == "unsweepable" and "connection refused" in swept.reason
+
+
+class Snapshots:
+    def __init__(self, guid: int) -> None:
+        self.guid = guid
+
+    def list_datasets(self, root: str, types: tuple[str, ...]) -> list[Dataset]:
+        return [Dataset("tank/www@golden-1", "snapshot", self.guid, 20, 0, None, None, None)]
+
+
+def test_the_golden_snapshot_must_be_the_one_captured() -> None:
+    assert golden_snapshot(Snapshots(7), MANIFEST, "tank/www") == "tank/www@golden-1"  # type: ignore[arg-type]
+    with pytest.raises(StepFailed, match="not the snapshot captured as golden"):
+        golden_snapshot(Snapshots(8), MANIFEST, "tank/www")  # type: ignore[arg-type]
+    with pytest.raises(StepFailed, match="not in the golden manifest"):
+        golden_snapshot(Snapshots(7), MANIFEST, "tank/home")  # type: ignore[arg-type]
+
+
+def test_the_sweep_covers_the_service_hosts_beside_the_target_and_journals_their_shape(tmp_path: Path) -> None:
+    outputs = SweepStep().apply(context(tmp_path))
+    assert list(outputs.hosts) == ["us-web"]  # eu-web is the target: restored, not swept
+    assert SweepOutputs.model_validate(json.loads(outputs.model_dump_json())) == outputs
+    assert SweepStep().apply(context(tmp_path, target="web")).hosts == {}  # every host is a target
