@@ -112,7 +112,44 @@ class Service(Strict):
     traffic: Traffic = Field(default_factory=Traffic)
 
 
+class SyslogCollector(Strict):
+    """A syslog server that receives every journal record (RFC 5424 over TCP, octet-counted) as it is written."""
+
+    address: str
+    port: int = Field(514, ge=1, le=65535)
+    tls: bool = Field(False, description="Wrap the connection in TLS (the server's certificate is verified).")
+    ca_file: str | None = Field(None, description="CA bundle for the server's certificate (default: the system's).")
+
+    @model_validator(mode="after")
+    def _ca_needs_tls(self) -> "SyslogCollector":
+        if self.ca_file is not None and not self.tls:
+            raise ValueError("'ca_file' is only used with 'tls = true'")
+        return self
+
+
+#: What a webhook can be told about; each is one kind of journal record.
+WebhookEvent = Literal["run_started", "needs_operator", "host_failed", "run_finished"]
+
+
+class WebhookCollector(Strict):
+    """An HTTP(S) endpoint told about a run as JSON, signed with HMAC-SHA256 (``X-Recovery-Signature``)."""
+
+    url: str = Field(pattern=r"^https?://", description="http:// or https:// URL the notifications are POSTed to.")
+    secret: SecretRef = Field(description="Key of the HMAC-SHA256 signature of each body (a reference).")
+    events: list[WebhookEvent] = Field(
+        default_factory=lambda: ["run_started", "needs_operator", "host_failed", "run_finished"],
+        min_length=1, description="Which notifications this endpoint gets (default: all).")
+
+
+class Collectors(Strict):
+    """Where a run's journal and notifications go off the machine while the run happens."""
+
+    syslog: list[SyslogCollector] = Field(default_factory=list)
+    webhook: list[WebhookCollector] = Field(default_factory=list)
+
+
 class Inventory(Strict):
     hosts: dict[Name, Host]
     groups: dict[Name, list[Name]] = Field(default_factory=dict)
     services: dict[Name, Service] = Field(default_factory=dict)
+    collectors: Collectors = Field(default_factory=Collectors)

@@ -19,6 +19,7 @@ from recovery.engine.access import Access
 from recovery.engine.journal import JournalError
 from recovery.engine.runner import Outcome, Runner, RunUI
 from recovery.engine.runstore import Run
+from recovery.offsite import collectors
 from recovery.report import model as report_model
 from recovery.report import render
 
@@ -54,6 +55,7 @@ def _secret_refs(inventory: Inventory, plan: Plan) -> list[tuple[str, str]]:
         dns = inventory.services[name].traffic.dns
         if dns:
             refs.append((f"services.{name}.traffic.dns.tsig_secret", dns.tsig_secret))
+    refs += [(f"collectors.webhook[{i}].secret", hook.secret) for i, hook in enumerate(inventory.collectors.webhook)]
     return refs
 
 
@@ -86,20 +88,37 @@ def execute(run: Run, plan: Plan, inventory: Inventory, ui: RunUI, event: str,
 
     Library chatter (paramiko's own thread logs a failed banner read with a
     traceback) goes to the run's log file, never to the operator's terminal.
+
+    Every record, from the start to what the collectors received, goes to the
+    inventory's collectors as it is written (``recovery.offsite``); their
+    flush at the end waits a few seconds at most, and not at all for one that is down.
     """
     with runlog.to_file(run.dir / "run.log"):
+        shipping = collectors.start(run.journal, inventory.collectors, run.id, str(run.inventory_path))
         try:
-            run.journal.append(event, operator=getpass.getuser(), target=plan.target.name,
-                               hosts=list(plan.target.hosts), **data)
-            for host, why in (admitted or {}).items():
-                run.journal.append("host_admitted", None, host, operator=getpass.getuser(), why=why)
-        except JournalError as exc:
-            return Outcome("journal-failed", 0, 0, 0, str(exc))
-        outcome = _run(run, plan, inventory, ui)
-        if outcome.journal_error is None:
-            outcome = _finish(run, outcome)
+            not_started = _journal_start(run, plan, event, admitted or {}, data)
+            if not_started:
+                return not_started
+            outcome = _run(run, plan, inventory, ui)
+            if outcome.journal_error is None:
+                outcome = _finish(run, outcome)
+        finally:
+            shipping.finish()
         write_report(run, plan)
     return outcome
+
+
+def _journal_start(run: Run, plan: Plan, event: str, admitted: dict[str, str],
+                   data: dict[str, object]) -> Outcome | None:
+    """Journal the start and the admissions; a journal that cannot take them ends the run before anything."""
+    try:
+        run.journal.append(event, operator=getpass.getuser(), target=plan.target.name,
+                           hosts=list(plan.target.hosts), **data)
+        for host, why in admitted.items():
+            run.journal.append("host_admitted", None, host, operator=getpass.getuser(), why=why)
+    except JournalError as exc:
+        return Outcome("journal-failed", 0, 0, 0, str(exc))
+    return None
 
 
 def _run(run: Run, plan: Plan, inventory: Inventory, ui: RunUI) -> Outcome:

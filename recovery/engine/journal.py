@@ -3,8 +3,9 @@
 Each record stores the hash of the record before it, so editing, inserting or
 deleting a record breaks the chain (`recover journal verify`). The hash of the
 newest record is also kept in ``HEAD`` beside the database, which catches a
-truncated tail; copy it off the machine (the report prints it) to make the
-chain evidence.
+truncated tail; copy it off the machine to make the chain evidence: the
+report prints it, and observers (:meth:`Journal.subscribe`, the collectors of
+``recovery.offsite``) ship every record and so every head as it is written.
 
 A plain hash chain proves order, not origin: whoever can write the run
 directory can rewrite every record and recompute the chain. With an operator
@@ -18,10 +19,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +87,24 @@ class Journal:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        self._observers: list[Callable[[Record], None]] = []
+
+    def subscribe(self, observer: Callable[[Record], None]) -> None:
+        """Call ``observer`` with every record from now on, once it is committed and HEAD names it.
+
+        Observers are called in ``seq`` order under the journal's lock, so what
+        they see is the chain in order even when hosts run in parallel. That is
+        why an observer must return at once (hand the record to a queue, never
+        touch the network) and must not append to this journal itself. An
+        observer that raises is logged and skipped: the record is already durable
+        and the run goes on.
+        """
+        with self._lock:
+            self._observers = [*self._observers, observer]
+
+    def unsubscribe(self, observer: Callable[[Record], None]) -> None:
+        with self._lock:
+            self._observers = [o for o in self._observers if o is not observer]
 
     def append(self, event: str, step: str | None = None, host: str | None = None,
                **data: Any) -> Record:
@@ -112,7 +133,17 @@ class Journal:
                 self._db.execute("ROLLBACK")
                 raise
             _write_head(self.head_path, seq, digest)
-        return Record(seq, ts, event, step, host, json.loads(data_json), prev, digest)
+            record = Record(seq, ts, event, step, host, json.loads(data_json), prev, digest)
+            self._notify(record)
+        return record
+
+    def _notify(self, record: Record) -> None:
+        for observer in self._observers:
+            try:
+                observer(record)
+            except Exception:  # noqa: BLE001 - an observer's defect must not undo or stop a durable record
+                logging.getLogger("recovery").exception("journal observer %r failed on record %d",
+                                                        observer, record.seq)
 
     def records(self) -> list[Record]:
         with self._lock:
