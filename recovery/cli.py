@@ -21,7 +21,7 @@ from recovery.config.errors import ConfigError
 from recovery.config.load import load_inventory
 from recovery.config.schema import write_schemas
 from recovery.config.targets import UnknownTarget
-from recovery.engine import control, runlog, runstore, state
+from recovery.engine import control, registry, runlog, runstore, state
 from recovery.engine.exit_codes import Exit
 from recovery.engine.runner import Outcome
 from recovery.engine.runstore import RunStoreError
@@ -456,5 +456,5 @@ def verify(run_id: str, runs_dir: str | None) -> None:
               help="Directory for inventory.schema.json and playbook.schema.json.")
 def schema(out: Path) -> None:
     """Write JSON Schema for the inventory and playbook files (for editors, e.g. taplo)."""
-    for path in write_schemas(out):
+    for path in write_schemas(out, {name: registry.get(name).Params for name in registry.known()}):  # type: ignore[union-attr]
         ui.console.print(f"wrote {path}")

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 class Strict(BaseModel):
     """A config table: unknown keys are an error that suggests the closest known key."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
     @model_validator(mode="before")
     @classmethod

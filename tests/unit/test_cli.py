@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
+import jsonschema
 from click.testing import CliRunner
 
 from recovery.cli import main
@@ -120,3 +122,16 @@ def test_a_target_that_looks_like_a_command_is_still_a_target(tmp_path):
                                        str(ROOT / "playbooks/recover.toml")], input="n\n")
     assert "did you mean" not in result.output
     assert "Plan for plans" in result.output
+
+
+def test_the_playbook_schema_is_as_strict_as_the_planner():
+    schema = json.loads((ROOT / "schema" / "playbook.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    for playbook in [*(ROOT / "playbooks").glob("*.toml"), ROOT / "vagrant" / "recover-ssh.toml"]:
+        assert list(validator.iter_errors(tomllib.loads(playbook.read_text()))) == [], playbook
+    unknown_kind = {"steps": [{"kind": "teleport"}]}
+    misspelt = {"steps": [{"kind": "run", "params": {"comand": "true"}}]}
+    missing = {"steps": [{"kind": "run", "params": {}}]}
+    string_for_number = {"steps": [{"kind": "run", "timeout": "30", "params": {"command": "true"}}]}
+    for bad in (unknown_kind, misspelt, missing, string_for_number):
+        assert list(validator.iter_errors(bad)), bad
