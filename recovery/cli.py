@@ -106,7 +106,8 @@ class MainGroup(TargetGroup):
 
 @click.group(cls=MainGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="recovery")
-def main() -> None:
+@click.option("--no-color", is_flag=True, help="Plain text output (so is NO_COLOR=1 in the environment).")
+def main(no_color: bool) -> None:
     """Recover a compromised web fleet from known-good ZFS snapshots.
 
     \b
@@ -119,20 +120,30 @@ def main() -> None:
     recover rehearse eu-web --scenario awstats-2005   the whole incident, in the lab, graded
     recover lab up             the QEMU lab fleet with real OpenZFS
 
-    TARGET may name a host, a group or a service of the inventory.
+    TARGET may name a host, a group or a service of the inventory; --limit narrows it
+    (`--limit 'web,!us-web'`: host or group patterns, ! excludes). Shell completion:
+    eval "$(_RECOVER_COMPLETE=bash_source recover)" (zsh_source, fish_source likewise).
     """
     os.umask(0o077)  # runs, evidence and golden streams hold whole datasets: for the operator's eyes only
     runlog.quiet()
+    if no_color:
+        ui.plain()
 
 
 def config_options(playbook: str = "playbooks/recover.toml") -> Callable[..., Any]:
-    """--inventory and --playbook, with the playbook a command uses by default."""
+    """--inventory, --playbook (with the playbook a command uses by default) and --limit."""
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn = click.option("--limit", "limit_spec", default=None, metavar="PATTERNS",
+                          help="Only these hosts of TARGET: 'web,!us-web' (host/group patterns, ! excludes).")(fn)
         fn = click.option("--playbook", "playbook", type=click.Path(path_type=Path), default=Path(playbook),
                           show_default=True, help="Playbook file.")(fn)
         return click.option("--inventory", "inventory", type=click.Path(path_type=Path),
                             default=Path("inventory.toml"), show_default=True, help="Inventory file.")(fn)
     return decorate
+
+
+def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(fn)
 
 
 def runs_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -176,9 +187,9 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
 @config_options()
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @guarded
-def plan(target: str, inventory: Path, playbook: Path, as_json: bool) -> None:
+def plan(target: str, inventory: Path, playbook: Path, limit_spec: str | None, as_json: bool) -> None:
     """Show the plan for TARGET (steps x hosts, in order) without touching anything."""
-    _, the_plan = control.prepare(inventory, playbook, target)
+    _, the_plan = control.prepare(inventory, playbook, target, limit_spec)
     if as_json:
         click.echo(json.dumps(ui.plan_json(the_plan), indent=2))
     else:
@@ -201,10 +212,10 @@ start_options = bundle(
               help="Let HOST back into rotation at `return` without this run's evidence (needs --why; journaled).")
 @click.option("--why", default="", help="Why the --admit hosts are trusted (journaled with your name).")
 @guarded
-def run_cmd(target: str, inventory: Path, playbook: Path, runs_dir: str | None, yes: bool,
+def run_cmd(target: str, inventory: Path, playbook: Path, limit_spec: str | None, runs_dir: str | None, yes: bool,
             as_json: bool, admit: tuple[str, ...], why: str) -> None:
     """Run the playbook against TARGET (asks for confirmation first)."""
-    _start(target, inventory, playbook, runs_dir, yes, as_json, admit, why)
+    _start(target, inventory, playbook, limit_spec, runs_dir, yes, as_json, admit, why)
 
 
 @main.group(cls=GoldenGroup)
@@ -217,10 +228,10 @@ def golden() -> None:
 @config_options("playbooks/golden.toml")
 @start_options
 @guarded
-def golden_capture(target: str, inventory: Path, playbook: Path, runs_dir: str | None, yes: bool,
-                   as_json: bool) -> None:
+def golden_capture(target: str, inventory: Path, playbook: Path, limit_spec: str | None, runs_dir: str | None,
+                   yes: bool, as_json: bool) -> None:
     """Capture the known-good (golden) state of TARGET before it goes live."""
-    _start(target, inventory, playbook, runs_dir, yes, as_json)
+    _start(target, inventory, playbook, limit_spec, runs_dir, yes, as_json)
 
 
 @golden.command("verify")
@@ -229,28 +240,31 @@ def golden_capture(target: str, inventory: Path, playbook: Path, runs_dir: str |
               help="Inventory file.")
 @click.option("--store", type=click.Path(path_type=Path), default=None,
               help="Golden store [default: $RECOVERY_GOLDEN_STORE or ./golden-store].")
+@json_option
 @guarded
-def golden_verify(target: str, inventory: Path, store: Path | None) -> None:
+def golden_verify(target: str, inventory: Path, store: Path | None, as_json: bool) -> None:
     """Check TARGET's golden snapshots (guid, createtxg, hold) and their stored streams (sha256)."""
     results = golden_verify.golden_verify(inventory, target, manifest.store_path(store))
-    bad = 0
-    for host, findings in results.items():
+    bad = sum(not f.ok for findings in results.values() for f in findings)
+    if as_json:
+        click.echo(json.dumps({host: [{"what": f.what, "ok": f.ok, "detail": f.detail} for f in findings]
+                               for host, findings in results.items()}, indent=2))
+    for host, findings in results.items() if not as_json else ():
         for finding in findings:
-            bad += not finding.ok
             mark = "[green]PASS[/]" if finding.ok else "[bold red]FAIL[/]"
             ui.console.print(f"{mark} {ui.safe(host)}: {ui.safe(finding.what)} — {ui.safe(finding.detail)}")
     sys.exit(Exit.FAILED if bad else Exit.OK)
 
 
-def _start(target: str, inventory: Path, playbook: Path, runs_dir: str | None, yes: bool,
+def _start(target: str, inventory: Path, playbook: Path, limit_spec: str | None, runs_dir: str | None, yes: bool,
            as_json: bool, admit: tuple[str, ...] = (), why: str = "") -> None:
-    inv, the_plan = control.prepare(inventory, playbook, target)
+    inv, the_plan = control.prepare(inventory, playbook, target, limit_spec)
     admitted = control.admissions(inv, the_plan, admit, why)
     if not as_json:
         ui.show_plan(the_plan)
     control.resolve_secrets(inv, the_plan, inventory)
     _confirm(target, the_plan.destructive, yes, "start")
-    run = runstore.create(runstore.runs_root(runs_dir), target, inventory, playbook)
+    run = runstore.create(runstore.runs_root(runs_dir), target, inventory, playbook, limit_spec)
     run.lock()
     if not as_json:
         ui.console.print(f"run [bold]{run.id}[/] in {run.dir}")
@@ -413,12 +427,16 @@ def salvage(run_id: str, host: str, paths: tuple[str, ...], runs_dir: str | None
 @main.command()
 @click.argument("run_id", metavar="[RUN]", required=False)
 @runs_option
+@json_option
 @guarded
-def report(run_id: str | None, runs_dir: str | None) -> None:
+def report(run_id: str | None, runs_dir: str | None, as_json: bool) -> None:
     """Write the incident report of RUN (Markdown, HTML, SVG timeline) into its run directory."""
     run = runstore.open_run(runstore.runs_root(runs_dir), run_id)
     _, the_plan = control.reopen(run)
-    for path in control.write_report(run, the_plan):
+    written = control.write_report(run, the_plan)
+    if as_json:
+        click.echo(json.dumps({"run": run.id, "written": [str(p) for p in written]}))
+    for path in written if not as_json else ():
         ui.console.print(f"wrote {path}")
 
 
@@ -432,8 +450,9 @@ def journal() -> None:
 @journal.command()
 @click.argument("run_id", metavar="RUN")
 @runs_option
+@json_option
 @guarded
-def verify(run_id: str, runs_dir: str | None) -> None:
+def verify(run_id: str, runs_dir: str | None, as_json: bool) -> None:
     """Check RUN's hash chain: an edited, inserted or deleted record is reported (exit 6).
 
     With RECOVERY_JOURNAL_KEY set (a file: or env: reference to the operator's key, kept
@@ -444,9 +463,14 @@ def verify(run_id: str, runs_dir: str | None) -> None:
     except runstore.JournalMissing as exc:
         fail(str(exc), Exit.JOURNAL_TAMPERED)
     problems = run.journal.verify()
+    records = run.journal.records()
+    if as_json:
+        click.echo(json.dumps({"run": run.id, "intact": not problems, "problems": problems,
+                               "keyed": run.journal.key is not None, "records": len(records),
+                               "head": records[-1].hash if records else None}))
+        sys.exit(Exit.JOURNAL_TAMPERED if problems else Exit.OK)
     if problems:
         fail([f"journal of {run.id}: {p}" for p in problems], Exit.JOURNAL_TAMPERED)
-    records = run.journal.records()
     keyed = "keyed (HMAC-SHA256)" if run.journal.key else "unkeyed (SHA-256: proves order, not origin)"
     ui.console.print(f"journal of {run.id}: intact, {keyed}, {len(records)} records, head {records[-1].hash}")
 

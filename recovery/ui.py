@@ -18,13 +18,20 @@ from rich.markup import escape
 from rich.table import Table
 
 from recovery.engine import state
-from recovery.engine.plan import Plan
+from recovery.engine.plan import Plan, PlannedStep
 from recovery.hostile import for_terminal
 from recovery.secrets import REDACTOR
 
 # Wide enough for the plan table in CI logs and pipes, where rich would assume 80 columns.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def plain() -> None:
+    """No colour or styles on either stream (`--no-color`; rich already honours NO_COLOR)."""
+    for stream in (console, errors):
+        stream.no_color = True
+        stream._color_system = None  # rich decides the colour system once; this is how to take it back
 
 _STYLE = {
     state.DONE: "green", state.FAILED: "bold red", state.SKIPPED: "yellow",
@@ -77,12 +84,17 @@ def show_plan(plan: Plan) -> None:
         if planned.step.on_failure != "skip-host":
             notes.append(f"on failure: {planned.step.on_failure}")
         table.add_row(str(planned.index + 1), safe(planned.id), planned.step.kind,
-                      "once" if planned.scope == "run" else hosts,
+                      "once" if planned.scope == "run" else hosts or _no_host(planned),
                       safe(planned.description), ", ".join(notes))
     console.print(table)
     for planned in plan.steps:
         for host, what in planned.foreseen:
             console.print(f"  {safe(planned.id)}: [bold]{safe(host)}[/] — {safe(what)}")
+
+
+def _no_host(planned: PlannedStep) -> str:
+    """A step whose targets name no host of this run is shown as such, not left out."""
+    return f"none of this run (targets: {safe(', '.join(planned.step.targets))})"
 
 
 class LiveProgress:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import fnmatch
+from dataclasses import dataclass, replace
 
 from recovery.config.inventory import Inventory
 
@@ -45,6 +46,32 @@ def resolve(inv: Inventory, name: str) -> Target:
         ) from None
     kind = "host" if name in inv.hosts else "group"
     return Target(name, kind, tuple(hosts), services_of(inv, hosts))
+
+
+def limit(inv: Inventory, target: Target, spec: str) -> Target:
+    """``target`` narrowed by ``--limit``: comma-separated host or group patterns, ``!pattern`` excludes.
+
+    Patterns are shell-style (``eu-*``) over host and group names; a pattern that
+    matches nothing in the target is an error rather than a silently smaller run.
+    The target's services stay as they are: their traffic still moves as a whole.
+    """
+    wanted = [p.strip() for p in spec.split(",") if p.strip() and not p.strip().startswith("!")]
+    unwanted = [p.strip()[1:] for p in spec.split(",") if p.strip().startswith("!")]
+    hosts = [h for h in target.hosts if not wanted or any(_matches(inv, h, p) for p in wanted)]
+    hosts = [h for h in hosts if not any(_matches(inv, h, p) for p in unwanted)]
+    for pattern in [*wanted, *unwanted]:
+        if not any(_matches(inv, h, pattern) for h in target.hosts):
+            raise UnknownTarget(f"--limit: '{pattern}' matches no host of '{target.name}' "
+                                f"(its hosts: {', '.join(target.hosts)})")
+    if not hosts:
+        raise UnknownTarget(f"--limit '{spec}' leaves no host of '{target.name}'")
+    return replace(target, name=f"{target.name}[{spec}]", hosts=tuple(hosts))
+
+
+def _matches(inv: Inventory, host: str, pattern: str) -> bool:
+    if fnmatch.fnmatchcase(host, pattern):
+        return True
+    return any(fnmatch.fnmatchcase(group, pattern) and host in expand(inv, group) for group in inv.groups)
 
 
 def services_of(inv: Inventory, hosts: list[str]) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from recovery import secrets
 from recovery.config.errors import ConfigError
 from recovery.config.inventory import Inventory
 from recovery.config.load import load_inventory, load_playbook
-from recovery.config.targets import diverted_services, resolve, service_hosts
+from recovery.config.targets import diverted_services, limit, resolve, service_hosts
 from recovery.engine import plan as planning
 from recovery.engine import state
 from recovery.engine.plan import Plan
@@ -24,10 +24,15 @@ from recovery.report import model as report_model
 from recovery.report import render
 
 
-def prepare(inventory_path: Path, playbook_path: Path, target: str) -> tuple[Inventory, Plan]:
+def prepare(inventory_path: Path, playbook_path: Path, target: str,
+            limit_spec: str | None = None) -> tuple[Inventory, Plan]:
+    """Load both files and plan ``target`` (narrowed by ``--limit`` patterns, if given)."""
     inventory = load_inventory(inventory_path)
     playbook = load_playbook(playbook_path)
-    return inventory, planning.build(inventory, playbook, resolve(inventory, target), playbook_path)
+    resolved = resolve(inventory, target)
+    if limit_spec:
+        resolved = limit(inventory, resolved, limit_spec)
+    return inventory, planning.build(inventory, playbook, resolved, playbook_path)
 
 
 def resolve_secrets(inventory: Inventory, plan: Plan, inventory_path: Path) -> None:
@@ -154,7 +159,7 @@ def write_report(run: Run, plan: Plan) -> list[Path]:
 
 def reopen(run: Run) -> tuple[Inventory, Plan]:
     """The run's own copy of its config, planned again exactly as when it started."""
-    return prepare(run.inventory_path, run.playbook_path, run.meta["target"])
+    return prepare(run.inventory_path, run.playbook_path, run.meta["target"], run.meta.get("limit"))
 
 
 def mark(run: Run, plan: Plan, host: str, step: str, event: str) -> None:

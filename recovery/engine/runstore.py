@@ -87,7 +87,7 @@ class Run:
         self._lock_file.flush()
 
 
-def create(root: Path, target: str, inventory: Path, playbook: Path) -> Run:
+def create(root: Path, target: str, inventory: Path, playbook: Path, limit: str | None = None) -> Run:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     run_id = f"{stamp}-{target}-{secrets.token_hex(2)}"
     run_dir = root / run_id
@@ -96,6 +96,8 @@ def create(root: Path, target: str, inventory: Path, playbook: Path) -> Run:
     shutil.copyfile(playbook, run_dir / "playbook.toml")
     meta = {"id": run_id, "target": target, "inventory": str(inventory),
             "playbook": str(playbook), "created": stamp, "journal": KEYED if journal_key() else "sha256"}
+    if limit:
+        meta["limit"] = limit  # a resume plans exactly the hosts that were approved
     (run_dir / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
     return Run(run_id, run_dir, meta, _journal(run_dir, meta))
 

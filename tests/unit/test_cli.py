@@ -93,7 +93,8 @@ def test_plan_says_who_is_swept_and_who_stays_out():
 def test_without_a_sweep_the_plan_says_the_other_hosts_stay_out(tmp_path):
     playbook = tmp_path / "pb.toml"
     playbook.write_text('[[steps]]\nkind = "divert"\n[[steps]]\nkind = "return"\n')
-    result = invoke("plan", "eu-web", "--json", "--inventory", str(ROOT / "inventory.toml"), "--playbook", str(playbook))
+    result = invoke("plan", "eu-web", "--json", "--inventory", str(ROOT / "inventory.toml"),
+                    "--playbook", str(playbook))
     foreseen = json.loads(result.output)["foreseen"]["return"]
     assert foreseen["us-web"] == "stays out: no sweep in this playbook (`recover us-web`, or `--admit us-web`)"
     assert foreseen["eu-web"] == "stays out: this playbook does not restore and verify it (`--admit eu-web`)"
@@ -135,3 +136,24 @@ def test_the_playbook_schema_is_as_strict_as_the_planner():
     string_for_number = {"steps": [{"kind": "run", "timeout": "30", "params": {"command": "true"}}]}
     for bad in (unknown_kind, misspelt, missing, string_for_number):
         assert list(validator.iter_errors(bad)), bad
+
+
+def test_limit_narrows_the_plan_and_json_and_no_color_are_there():
+    inventory, playbook = str(ROOT / "inventory.toml"), str(ROOT / "playbooks/recover.toml")
+    limited = json.loads(invoke("plan", "web", "--limit", "web,!us-web", "--json", "--inventory", inventory,
+                                "--playbook", playbook).output)
+    assert limited["target"]["hosts"] == ["eu-web"]
+    wrong = CliRunner().invoke(main, ["plan", "web", "--limit", "mail", "--inventory", inventory])
+    assert wrong.exit_code == 2 and "--limit: 'mail' matches no host of 'web'" in wrong.output
+    plain = invoke("--no-color", "plan", "eu-web", "--inventory", inventory, "--playbook", playbook)
+    assert "\x1b[" not in plain.output
+    for command in (["golden", "verify"], ["journal", "verify"], ["report"], ["status"], ["plan"]):
+        assert "--json" in invoke(*command, "--help").output, command
+
+
+def test_a_step_for_hosts_outside_the_run_is_shown_not_dropped(tmp_path):
+    playbook = tmp_path / "pb.toml"
+    playbook.write_text('[[steps]]\nkind = "run"\nname = "us-only"\ntargets = ["us-web"]\nparams = { command = "true" }\n'
+                        '[[steps]]\nkind = "run"\nname = "all"\nparams = { command = "true" }\n')
+    shown = invoke("plan", "eu-web", "--inventory", str(ROOT / "inventory.toml"), "--playbook", str(playbook))
+    assert "us-only" in shown.output and "none of this run (targets: us-web)" in " ".join(shown.output.split())

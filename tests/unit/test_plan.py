@@ -8,7 +8,7 @@ import recovery.steps  # noqa: F401
 from recovery.config.errors import ConfigError
 from recovery.config.inventory import Inventory
 from recovery.config.playbook import Playbook
-from recovery.config.targets import resolve
+from recovery.config.targets import UnknownTarget, limit, resolve
 from recovery.engine.plan import RUN_SCOPE, build
 
 
@@ -88,3 +88,15 @@ def test_a_needed_step_must_cover_the_same_hosts():
         build(inv, Playbook.model_validate({"steps": steps}), resolve(inv, "web"), Path("pb.toml"))
     assert any("steps[1].kind: `restore` needs the result of a `find_clean` step before it on h2" in m
                for m in err.value.messages)
+
+
+def test_limit_narrows_the_hosts_with_patterns_and_exclusions():
+    inv = inventory("eu-web", "us-web", "people")
+    target = resolve(inv, "all")
+    assert limit(inv, target, "web,!us-web").hosts == ("eu-web",)
+    assert limit(inv, target, "*-web").hosts == ("eu-web", "us-web")
+    assert limit(inv, target, "!people").services == target.services
+    with pytest.raises(UnknownTarget, match="--limit: 'mail' matches no host of 'all'"):
+        limit(inv, target, "mail")
+    with pytest.raises(UnknownTarget, match="leaves no host"):
+        limit(inv, target, "web,!*-web")
