@@ -146,13 +146,14 @@ class Shipper:
         return True
 
     def _went_down(self, attempt: RetryCallState) -> None:
+        """The first failed attempt of an outage: report it (before a drain may give up on this collector)."""
         if self._down:
             return
+        error = attempt.outcome.exception() if attempt.outcome else None
+        self._on_down(self.sender.name, f"{type(error).__name__}: {error}")
         with self._cond:
             self._down = True
             self._cond.notify_all()  # a drain waiting for this collector stops waiting
-        error = attempt.outcome.exception() if attempt.outcome else None
-        self._on_down(self.sender.name, f"{type(error).__name__}: {error}")
 
     def _came_back(self) -> None:
         if not self._down:
