@@ -90,7 +90,7 @@ def _rotation(report: Report) -> list[str]:
                   [[r["host"], "yes" if r["admitted"] else "**KEPT OUT**", r["reason"], r.get("command") or "-"]
                    for r in report.rotation])
     if report.swept:
-        out += ["## Sweep of the service's other hosts", "", f"A sweep is weaker evidence: {_md(CAVEAT)}.", ""]
+        out += ["## Sweep of the service's other hosts", "", f"{_md(CAVEAT[:1].upper() + CAVEAT[1:])}.", ""]
         out += _table(["host", "verdict", "indicators", "why", "golden manifest"],
                       [[s["host"], s["verdict"], s["indicators"], s.get("reason") or "-", s.get("golden") or "-"]
                        for s in report.swept])

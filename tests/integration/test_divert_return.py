@@ -187,7 +187,7 @@ def test_a_sibling_that_cannot_be_swept_stays_out_and_is_named(tmp_path, lab_dns
     text = report(tmp_path)
     assert "| us-web | **KEPT OUT** | could not be swept: us-web: no golden manifest" in text
     assert "recover us-web |" in text
-    assert "A sweep is weaker evidence: a sweep runs the host's own tools" in text
+    assert "A sweep runs the host's own tools on its running system, which a rootkit can deceive" in text
     assert "us-web | not a target; kept out: could not be swept" in text
 
 

@@ -27,8 +27,8 @@ def facts(host: str = "eu-web", target: bool = True, history: list[StepRecord] |
     return Facts(host, "R1", "return", target, history or [], sweep, admission, health)
 
 
-RECOVERED = [done("trust-tools", "verify"), done("diff", "diff", {"indicators": 3}), done("restore", "restore", RESTORED),
-             done("verify", "verify")]
+RECOVERED = [done("trust-tools", "verify"), done("diff", "diff", {"indicators": 3}),
+             done("restore", "restore", RESTORED), done("verify", "verify")]
 
 
 def test_a_target_restored_and_then_verified_comes_back() -> None:
