@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from recovery.engine import registry, state
 from recovery.engine.journal import Record
-from recovery.engine.plan import Plan
+from recovery.engine.plan import RUN_SCOPE, Plan
 from recovery.steps.boot import BootSingleOutputs
 from recovery.steps.diff import DiffOutputs
 from recovery.steps.find_clean import FindCleanOutputs
@@ -24,7 +24,7 @@ from recovery.steps.traffic import ReturnOutputs, TrafficOutputs
 
 @dataclass(frozen=True)
 class Bar:
-    """One step on one host, for the timeline picture."""
+    """One step on one host, for the timeline picture; ``state`` is done, failed or unfinished."""
 
     host: str
     step: str
@@ -56,6 +56,11 @@ class Report:
     failures: list[str] = field(default_factory=list)
     unreached: list[str] = field(default_factory=list)  # what it means that steps never ran (traffic!)
     recommendations: list[str] = field(default_factory=list)
+    # step kind -> the hosts (RUN_SCOPE for once per run) it finished on, and those the plan had it on where it
+    # did not: an empty table then says "not run" instead of "none found".
+    ran: dict[str, list[str]] = field(default_factory=dict)
+    missing: dict[str, list[str]] = field(default_factory=dict)
+    collectors: list[dict[str, Any]] = field(default_factory=list)  # what each off-host collector received
 
 
 def build(run_id: str, target: str, plan: Plan, records: list[Record], problems: list[str]) -> Report:
@@ -73,10 +78,31 @@ def build(run_id: str, target: str, plan: Plan, records: list[Record], problems:
     report.hosts = _host_status(plan, pairs)
     report.hosts.update({r["host"]: _beside(r) for r in report.rotation if r["host"] not in report.hosts})
     report.unreached = [f"{r.step}: {r.data.get('meaning', '')}" for r in records if r.event == "step_unreached"]
+    report.ran, report.missing = _coverage(plan, pairs)
+    report.collectors = [r.data for r in records if r.event == "collector_delivery"]
     return report
 
 
+def run_order(plan: Plan) -> list[str]:
+    """The target's hosts in the order the plan takes them (priority groups, batches), not by name."""
+    order = [h for block in plan.blocks for batch in block.batches for h in batch if h != RUN_SCOPE]
+    order += list(plan.target.hosts)
+    return list(dict.fromkeys(order))
+
+
+def _coverage(plan: Plan, pairs: dict[tuple[str, str], state.PairState]) -> tuple[dict[str, list[str]],
+                                                                                  dict[str, list[str]]]:
+    """Per step kind, where it finished and where the plan had it but it did not (failed, skipped, never reached)."""
+    ran: dict[str, list[str]] = {}
+    missing: dict[str, list[str]] = {}
+    for planned, host in plan.pairs():
+        done = pairs.get((planned.id, host), state.PairState()).state == state.DONE
+        (ran if done else missing).setdefault(planned.step.kind, []).append(host)
+    return ran, missing
+
+
 def _bars(records: list[Record]) -> list[Bar]:
+    """Each attempt of a step on a host; one still open when the journal ends (a crash) ends with it, unfinished."""
     open_: dict[tuple[str, str], float] = {}
     bars = []
     for r in records:
@@ -87,7 +113,9 @@ def _bars(records: list[Record]) -> list[Bar]:
         elif r.event in ("step_succeeded", "step_failed") and (r.step, r.host) in open_:
             bars.append(Bar(r.host, r.step, open_.pop((r.step, r.host)), r.ts,
                             "done" if r.event == "step_succeeded" else "failed"))
-    return bars
+    end = records[-1].ts if records else 0.0
+    bars += [Bar(host, step, start, end, "unfinished") for (step, host), start in open_.items()]
+    return sorted(bars, key=lambda b: b.start)
 
 
 def phases(records: list[Record]) -> dict[str, float]:
@@ -125,6 +153,18 @@ def _narrate(r: Record) -> str:
         return f"run stopped by an internal error: {r.data.get('error', '')}"
     if r.event == "step_retrying":
         return f"{where}{r.step} retrying after: {r.data.get('error', '')}"
+    return _narrate_collector(r)
+
+
+def _narrate_collector(r: Record) -> str:
+    """The off-host copy: a collector lost and found again, and what it received."""
+    if r.event == "collector_unreachable":
+        return f"collector {r.data.get('collector')} unreachable ({r.data.get('error')}): records queued and retried"
+    if r.event == "collector_reachable":
+        return f"collector {r.data.get('collector')} reachable again ({r.data.get('dropped')} dropped so far)"
+    if r.event == "collector_delivery":
+        return (f"collector {r.data.get('collector')}: {r.data.get('delivered')} records delivered, "
+                f"{r.data.get('dropped')} dropped, {r.data.get('pending')} still queued at the end")
     return ""
 
 
@@ -180,8 +220,9 @@ def _beside(decision: dict[str, Any]) -> str:
 
 
 def _host_status(plan: Plan, pairs: dict[tuple[str, str], state.PairState]) -> dict[str, str]:
+    """Each target host's outcome, in run order."""
     status = {}
-    for host in plan.target.hosts:
+    for host in run_order(plan):
         mine = [(p.id, pairs.get((p.id, host))) for p in plan.steps if p.scope == "host" and host in p.hosts]
         failed = [(s, p) for s, p in mine if p and p.state == state.FAILED]
         if failed:

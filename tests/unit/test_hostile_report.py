@@ -1,9 +1,10 @@
-"""Host-chosen text in the incident report and on the terminal: inert, one line, valid UTF-8 and JSON."""
+"""Host-chosen text in the incident report (Markdown, HTML, SVG) and on the terminal: inert, one line, valid UTF-8."""
 
 from __future__ import annotations
 
 import json
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,37 @@ def test_for_terminal_one_line_and_json_safe() -> None:
     shown.encode("utf-8")  # no lone surrogate left
     assert json.loads(json.dumps(shown, ensure_ascii=False)) == shown
     assert "\n" in for_terminal("two\nlines")  # multi-line display (consoles, log tails) is still possible
+
+
+#: Every element the HTML page and its timeline use; anything else came from a host.
+PAGE_TAGS = {"html", "head", "meta", "title", "style", "body", "header", "h1", "h2", "dl", "dt", "dd", "span", "nav",
+             "ol", "ul", "li", "a", "section", "p", "code", "strong", "table", "thead", "tbody", "tr", "th", "td",
+             "div", "svg", "g", "rect", "text", "line"}
+
+
+class _Elements(HTMLParser):
+    """The tags and attributes of a page, as a browser's parser sees them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: set[str] = set()
+        self.attributes: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        self.attributes += attrs
+
+
+def test_html_page_holds_only_its_own_elements_and_no_active_content(written: dict[str, bytes]) -> None:
+    page = written["report.html"].decode()
+    parsed = _Elements()
+    parsed.feed(page)
+    assert parsed.tags <= PAGE_TAGS, parsed.tags - PAGE_TAGS
+    names = {name for name, _ in parsed.attributes}
+    assert not {n for n in names if n.startswith("on")}, names
+    links = [value for name, value in parsed.attributes if name in ("href", "src")]
+    assert all(link and link.startswith("#") for link in links), links  # in-page anchors only: nothing fetched
+    assert "default-src 'none'" in page  # and the browser is told so
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    svg_text = written["timeline.svg"].decode()
+    assert "<script" not in svg_text and "&lt;script&gt;" in svg_text

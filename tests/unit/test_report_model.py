@@ -36,3 +36,42 @@ def test_single_user_boot_recommends_rotating_the_console_credential_and_unreach
     assert "eu-web: the journaled result of a `diff` step has the wrong shape" in report.failures
     text = markdown(report)
     assert "## Recommendations" in text and "**Not reached:** return: traffic stays on the known-good mirror" in text
+
+
+def _plan(tmp_path, steps: str):
+    (tmp_path / "pb.toml").write_text('[order]\nserial = 1\npriority = [["us-web"]]\n' + steps)
+    inventory = load_inventory(ROOT / "inventory.toml")
+    playbook = load_playbook(tmp_path / "pb.toml")
+    return build_plan(inventory, playbook, resolve(inventory, "web"), tmp_path / "pb.toml")
+
+
+PRESERVE_DIFF = '[[steps]]\nkind = "preserve"\nparams = {}\n[[steps]]\nkind = "diff"\nparams = {}\n'
+
+
+def test_a_section_whose_steps_never_ran_says_not_run_and_hosts_come_in_run_order(tmp_path):
+    plan = _plan(tmp_path, PRESERVE_DIFF)
+    journal = Journal(tmp_path / "journal.sqlite")
+    journal.append("run_started", operator="sre", target="web", hosts=list(plan.target.hosts))
+    journal.append("step_started", "preserve", "us-web", kind="preserve")
+    journal.append("step_failed", "preserve", "us-web", error="pool tank is not imported")
+    journal.append("step_started", "preserve", "eu-web", kind="preserve")
+    journal.append("step_failed", "preserve", "eu-web", error="pool tank is not imported")
+    journal.append("run_finished", status="failed", done=0, failed=2, skipped=0)
+    report = model.build("r1", "web", plan, journal.records(), journal.verify())
+    assert list(report.hosts)[:2] == ["us-web", "eu-web"]  # the plan's priority, not the alphabet
+    text = markdown(report)
+    assert "## Indicators of compromise\n\nNot run: no `diff` or `sweep` step finished." in text
+    assert "## What was restored\n\nNot run: the playbook has no `restore` step." in text
+    assert text.index("## What did not work") < text.index("## Hosts")
+    assert "(none)" not in text
+
+
+def test_found_nothing_is_not_the_same_as_not_run(tmp_path):
+    plan = _plan(tmp_path, PRESERVE_DIFF)
+    journal = Journal(tmp_path / "journal.sqlite")
+    for host in ("us-web", "eu-web"):
+        journal.append("step_started", "diff", host, kind="diff")
+    journal.append("step_succeeded", "diff", "us-web", outputs={"datasets": {}})
+    journal.append("step_failed", "diff", "eu-web", error="zfs diff refused")
+    text = markdown(model.build("r1", "web", plan, journal.records(), journal.verify()))
+    assert "## Indicators of compromise\n\nNone found.\n\n- Not run on eu-web (`diff` or `sweep`" in text
