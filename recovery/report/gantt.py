@@ -14,7 +14,7 @@ from html import escape
 from recovery.hostile import for_terminal
 from recovery.report.model import Bar
 
-WIDTH, LABEL, RIGHT = 960, 190, 70  # picture width, label column, room for the last bar's duration
+WIDTH, LABEL, RIGHT = 960, 190, 110  # picture width, label column, room for the last bar's duration
 ROW, HEAD, TOP, AXIS = 18, 22, 34, 26  # step row, host heading, legend band, axis band
 COLOURS = {"done": "#2e7d32", "failed": "#c62828", "unfinished": "#b26a00"}
 MEANING = {"done": "done", "failed": "failed", "unfinished": "started, never finished (run stopped)"}

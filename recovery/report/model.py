@@ -67,7 +67,7 @@ def build(run_id: str, target: str, plan: Plan, records: list[Record], problems:
     pairs = state.fold(records)
     report = Report(run_id, target, state.run_status(records) or "unfinished",
                     records[0].ts if records else 0.0,
-                    records[-1].ts if records and records[-1].event == "run_finished" else None,
+                    _finished(records),
                     records[-1].hash if records else "", not problems)
     report.bars = _bars(records)
     report.phases = _spans(report.bars)
@@ -81,6 +81,17 @@ def build(run_id: str, target: str, plan: Plan, records: list[Record], problems:
     report.ran, report.missing = _coverage(plan, pairs)
     report.collectors = [r.data for r in records if r.event == "collector_delivery"]
     return report
+
+
+def _finished(records: list[Record]) -> float | None:
+    """When the run last finished, unless it was resumed since (what the collectors said after it does not count)."""
+    finished = None
+    for r in records:
+        if r.event == "run_finished":
+            finished = r.ts
+        elif r.event in ("run_started", "run_resumed"):
+            finished = None
+    return finished
 
 
 def run_order(plan: Plan) -> list[str]:

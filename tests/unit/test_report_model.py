@@ -75,3 +75,15 @@ def test_found_nothing_is_not_the_same_as_not_run(tmp_path):
     journal.append("step_failed", "diff", "eu-web", error="zfs diff refused")
     text = markdown(model.build("r1", "web", plan, journal.records(), journal.verify()))
     assert "## Indicators of compromise\n\nNone found.\n\n- Not run on eu-web (`diff` or `sweep`" in text
+
+
+def test_finished_is_the_last_run_finished_not_what_collectors_said_after_it(tmp_path):
+    plan = _plan(tmp_path, PRESERVE_DIFF)
+    journal = Journal(tmp_path / "journal.sqlite")
+    journal.append("run_started", operator="sre", target="web", hosts=[])
+    end = journal.append("run_finished", status="done", done=0, failed=0, skipped=0)
+    journal.append("collector_delivery", collector="syslog 127.0.0.1:514", delivered=2, dropped=0, pending=0)
+    report = model.build("r1", "web", plan, journal.records(), [])
+    assert report.finished == end.ts and report.collectors[0]["delivered"] == 2
+    journal.append("run_resumed", operator="sre", target="web", hosts=[])
+    assert model.build("r1", "web", plan, journal.records(), []).finished is None
