@@ -117,7 +117,9 @@ def rehearse(target: str, scenario: str, lab: Lab, say: Callable[[str], None], f
         timed("lab down --wipe", lambda: lab.down(wipe=True))
     timed("lab up", lambda: lab.up())
     env = {"RECOVERY_GOLDEN_STORE": str(lab.run_dir / "golden-store"), "RECOVERY_RUNS": str(lab.run_dir / "runs")}
-    timed("golden capture", lambda: _recover(result, "golden", ["golden", target], lab.inventory_file, env,
+    # Every host of the service has its golden image before it goes live, not only the one the alarm rang
+    # on: the recovery sweeps the others against theirs.
+    timed("golden capture", lambda: _recover(result, "golden", ["golden", SERVICE], lab.inventory_file, env,
                                              PLAYBOOKS / "golden.toml"))
     timed("history", lambda: history.make_history(lab))
     truth_file = timed("attack", lambda: SCENARIOS[scenario](lab))
