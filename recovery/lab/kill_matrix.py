@@ -30,6 +30,7 @@ from recovery.lab import attacks, history
 from recovery.lab.fleet import Lab
 from recovery.rehearsal import PLAYBOOKS, DnsWatch
 from recovery.traffic.haproxy import HaproxySocket, parse_servers_state, runtime_command
+from recovery.transport.result import TransportError
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,10 @@ def run(lab: Lab, env: dict[str, str], say: Callable[[str], None], points: tuple
 
 def end_state(lab: Lab, host: str, run: runstore.Run) -> dict[str, object]:
     """The host's ZFS state, the traffic as `return` journaled it, and the journal, after ``run``."""
-    found = host_state(lab, host, run.id)
+    try:
+        found = host_state(lab, host, run.id)
+    except TransportError as exc:  # e.g. left in single-user mode by a run that did not finish
+        found = {"reachable over SSH": str(exc)}
     now = traffic(lab)
     returned = [r for r in run.journal.records() if r.event == "step_succeeded" and r.step == "return"]
     routes = returned[-1].data["outputs"]["channels"] if returned else {}

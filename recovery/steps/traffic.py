@@ -174,8 +174,10 @@ class ReturnStep(StepKind):
             raise StepFailed(f"{label}: the divert of this run did not record it")
         before = TrafficState.from_dict(diverted[label].before)
         foreign = diverted[label].foreign
-        kept_out = [h for h in service_hosts(ctx.inventory, label.split("/", 1)[0]) if not decisions[h].admitted]
+        members = service_hosts(ctx.inventory, label.split("/", 1)[0])
+        kept_out = [h for h in members if not decisions[h].admitted]
         wanted = before.without([*_destinations_of(ctx.inventory, kept_out, before), *foreign])
+        wanted = _with_admitted(ctx.inventory, wanted, [h for h in members if h not in kept_out], service)
         if not wanted.routes:
             raise StepFailed(f"{label}: no host of the service may return; traffic stays on the mirror: "
                              + "; ".join(f"{h}: {decisions[h].reason} (`{decisions[h].command}`)" for h in kept_out)
@@ -228,6 +230,22 @@ def admissions(ctx: StepContext) -> dict[str, HostDecision]:
 def _health(ctx: StepContext, host: str) -> str | None:
     """The first failing health check of ``host``, or None when all pass."""
     return next((p for c in ctx.inventory.hosts[host].health if (p := probe(c, 5.0))), None)
+
+
+def _with_admitted(inventory: Inventory, wanted: TrafficState, admitted: list[str], service: Any) -> TrafficState:
+    """``wanted`` plus every admitted host, also one that was out of rotation before this run.
+
+    The inventory, not the routing found at divert, says who serves: a host an
+    earlier run kept out, restored and proven clean by this one, comes back.
+    """
+    if isinstance(service, DnsRecord):
+        routes = {(inventory.hosts[h].public_address or inventory.hosts[h].address, service.rdtype) for h in admitted}
+    else:
+        routes = {(h, "ready") for h in admitted}
+    present = dict(wanted.routes)
+    extra = [(d, c) for d, c in routes if present.get(d) != c]
+    return TrafficState.of(wanted.target, [*(r for r in wanted.routes if r[0] not in dict(extra)), *extra],
+                           ttl=wanted.ttl, serial=wanted.serial)
 
 
 def _destinations_of(inventory: Inventory, hosts: list[str], state: TrafficState) -> list[str]:
