@@ -69,6 +69,7 @@ class Attempt:
 class Matrix:
     attempts: list[Attempt] = field(default_factory=list)
     final_exit: int | None = None
+    killed_run: runstore.Run | None = None
     killed_state: dict[str, object] = field(default_factory=dict)
     reference_state: dict[str, object] = field(default_factory=dict)
     differences: list[str] = field(default_factory=list)
@@ -109,6 +110,7 @@ def run(lab: Lab, env: dict[str, str], say: Callable[[str], None], points: tuple
         process = _start(["resume", _newest_run(runs).id], lab, env)
     matrix.final_exit = process.wait()
     killed_run = _newest_run(runs)
+    matrix.killed_run = killed_run
     matrix.killed_state = end_state(lab, "eu-web", killed_run)
     reference = _start(["us-web"], lab, env).wait()
     matrix.reference_state = end_state(lab, "us-web", _newest_run(runs))

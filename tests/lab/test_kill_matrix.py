@@ -1,4 +1,9 @@
-"""kill -9 of `recover` at nine points across the flow, a resume after each, the same end as an uninterrupted run."""
+"""kill -9 of `recover` at nine points across the flow, a resume after each, the same end as an uninterrupted run.
+
+The killed run is `recover eu-web` after the 2009 attack, which www-sync carried to us-web too:
+it also shows that `return` keeps the swept, dirty sibling out and names it with the way to
+recover it (the uninterrupted rehearsal of that case costs CI a lab of its own).
+"""
 
 from __future__ import annotations
 
@@ -41,3 +46,9 @@ def test_kill_9_anywhere_then_resume_ends_as_an_uninterrupted_run(lab: Lab, tmp_
     assert all(count == 1 for _, count in matrix.killed_state["evidence snapshots per dataset"])
     assert matrix.killed_state["traffic as return journaled it"] is True
     assert matrix.killed_state["the recovered host back in rotation"] is True
+    assert matrix.killed_run is not None
+    returned = [r for r in matrix.killed_run.journal.records() if r.event == "step_succeeded" and r.step == "return"]
+    us_web = returned[-1].data["outputs"]["hosts"]["us-web"]
+    assert us_web["admitted"] is False and "dirty" in us_web["reason"] and us_web["command"] == "recover us-web"
+    report = " ".join((matrix.killed_run.dir / "report.md").read_text().split())
+    assert "| us-web | **KEPT OUT** | sweep found it dirty" in report and "| recover us-web |" in report

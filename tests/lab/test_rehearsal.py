@@ -33,7 +33,9 @@ def recovery_report(lab_dir: Path) -> str:
     return " ".join(newest.read_text().split())
 
 
-@pytest.mark.parametrize("scenario", ["awstats-2005", "rsync-2009"])
+# rsync-2009 on eu-web runs in tests/lab/test_kill_matrix.py (killed and resumed, same checks of us-web);
+# the failure rehearsal below rehearses rsync-2009 on the whole web group.
+@pytest.mark.parametrize("scenario", ["awstats-2005"])
 def test_rehearsal_of_a_seed_incident_passes(lab_dir: Path, scenario: str) -> None:
     result = rehearse(lab_dir, "eu-web", "--scenario", scenario)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
