@@ -41,7 +41,8 @@ _STYLE = {
 
 
 def safe(text: object) -> str:
-    return escape(REDACTOR.text(for_terminal(str(text), 2000)))
+    """One line of text for the terminal: a newline a host chose never starts a line of ours."""
+    return escape(for_terminal(str(text), 2000, newlines=False))
 
 
 def say(line: str) -> None:

@@ -103,3 +103,12 @@ def test_html_page_holds_only_its_own_elements_and_no_active_content(written: di
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     svg_text = written["timeline.svg"].decode()
     assert "<script" not in svg_text and "&lt;script&gt;" in svg_text
+
+
+def test_a_host_cannot_forge_a_progress_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from recovery import ui
+
+    progress = ui.LiveProgress(assume_yes=True)
+    progress.event("restore", "eu-web", "failed", "disk full\n    0.5s eu-web       restore              done")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert len(lines) == 1 and "failed" in lines[0]

@@ -160,3 +160,18 @@ def test_triage_is_fast_enough_for_large_diffs() -> None:
     start = time.perf_counter()
     findings = triage(parse_diff(out).changes)
     assert len(findings) == 20000 and time.perf_counter() - start < 5
+
+
+def test_a_diff_with_lines_that_do_not_parse_is_refused_whole() -> None:
+    """Only a lying `zfs` prints such lines; a diff judged without them could hide an indicator."""
+    from recovery.steps.zfs_host import triaged
+    from recovery.zfs.client import AgentReplyError
+    from recovery.zfs.diff import DiffResult, MalformedLine
+
+    class LyingZfs:
+        def diff_changes(self, origin: str, target: str) -> DiffResult:
+            return DiffResult(changes=(), malformed=(MalformedLine(3, "+\tF\t/srv/www/x.php", "no ctime"),),
+                              malformed_count=7)
+
+    with pytest.raises(AgentReplyError, match="7 lines do not parse .*line 3: no ctime.*refusing to triage"):
+        triaged(LyingZfs(), "tank/www@golden-1", "tank/www@incident-1")  # type: ignore[arg-type]
