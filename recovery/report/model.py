@@ -5,6 +5,7 @@ The journal is already redacted, so no secret can reach a report through here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,41 +143,34 @@ def _spans(bars: list[Bar]) -> dict[str, float]:
     return {step: round(end - start, 3) for step, (start, end) in spans.items()}
 
 
+#: How the timeline tells each kind of journal record: (record, "host " or "") -> a line.
+_NARRATION: dict[str, Callable[[Record, str], str]] = {
+    "run_started": lambda r, _: f"run started by {r.data.get('operator', '?')} for {r.data.get('target', '?')}",
+    "run_resumed": lambda r, _: f"run resumed by {r.data.get('operator', '?')} for {r.data.get('target', '?')}",
+    "step_succeeded": lambda r, where: f"{where}{r.step} done",
+    "step_failed": lambda r, where: f"{where}{r.step} FAILED: {r.data.get('error', '')}",
+    "step_skipped": lambda r, where: f"{where}{r.step} skipped by the operator",
+    "step_retrying": lambda r, where: f"{where}{r.step} retrying after: {r.data.get('error', '')}",
+    "step_unreached": lambda r, _: f"{r.step} not reached: {r.data.get('meaning', '')}",
+    "channel_changed": lambda r, where: f"{where}now reached over {r.data.get('channel')}",
+    "host_admitted": lambda r, where: (f"{where}admitted into rotation by {r.data.get('operator', '?')}: "
+                                       f"{r.data.get('why', '')}"),
+    "run_defect": lambda r, _: f"run stopped by an internal error: {r.data.get('error', '')}",
+    "run_finished": lambda r, _: f"run finished: {r.data.get('status')}",
+    # the off-host copy: a collector lost and found again, and what it received
+    "collector_unreachable": lambda r, _: (f"collector {r.data.get('collector')} unreachable ({r.data.get('error')}): "
+                                           "records queued and retried"),
+    "collector_reachable": lambda r, _: (f"collector {r.data.get('collector')} reachable again "
+                                         f"({r.data.get('dropped')} dropped so far)"),
+    "collector_delivery": lambda r, _: (f"collector {r.data.get('collector')}: {r.data.get('delivered')} records "
+                                        f"delivered, {r.data.get('dropped')} dropped, {r.data.get('pending')} "
+                                        "still queued at the end"),
+}
+
+
 def _narrate(r: Record) -> str:
-    where = f"{r.host} " if r.host and r.host != "*" else ""
-    if r.event in ("run_started", "run_resumed"):
-        return f"{r.event.replace('_', ' ')} by {r.data.get('operator', '?')} for {r.data.get('target', '?')}"
-    if r.event == "step_succeeded":
-        return f"{where}{r.step} done"
-    if r.event == "step_failed":
-        return f"{where}{r.step} FAILED: {r.data.get('error', '')}"
-    if r.event == "step_skipped":
-        return f"{where}{r.step} skipped by the operator"
-    if r.event == "run_finished":
-        return f"run finished: {r.data.get('status')}"
-    if r.event == "step_unreached":
-        return f"{r.step} not reached: {r.data.get('meaning', '')}"
-    if r.event == "channel_changed":
-        return f"{where}now reached over {r.data.get('channel')}"
-    if r.event == "host_admitted":
-        return f"{where}admitted into rotation by {r.data.get('operator', '?')}: {r.data.get('why', '')}"
-    if r.event == "run_defect":
-        return f"run stopped by an internal error: {r.data.get('error', '')}"
-    if r.event == "step_retrying":
-        return f"{where}{r.step} retrying after: {r.data.get('error', '')}"
-    return _narrate_collector(r)
-
-
-def _narrate_collector(r: Record) -> str:
-    """The off-host copy: a collector lost and found again, and what it received."""
-    if r.event == "collector_unreachable":
-        return f"collector {r.data.get('collector')} unreachable ({r.data.get('error')}): records queued and retried"
-    if r.event == "collector_reachable":
-        return f"collector {r.data.get('collector')} reachable again ({r.data.get('dropped')} dropped so far)"
-    if r.event == "collector_delivery":
-        return (f"collector {r.data.get('collector')}: {r.data.get('delivered')} records delivered, "
-                f"{r.data.get('dropped')} dropped, {r.data.get('pending')} still queued at the end")
-    return ""
+    tell = _NARRATION.get(r.event)
+    return tell(r, f"{r.host} " if r.host and r.host != "*" else "") if tell else ""
 
 
 def _collect(report: Report, kind: str, host: str, pair: state.PairState) -> None:
