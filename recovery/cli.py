@@ -385,8 +385,9 @@ def status(run_id: str | None, runs_dir: str | None, as_json: bool) -> None:
 @click.argument("host")
 @runs_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
 @guarded
-def undo(run_id: str, host: str, runs_dir: str | None, yes: bool) -> None:
+def undo(run_id: str, host: str, runs_dir: str | None, yes: bool, as_json: bool) -> None:
     """Swap HOST's datasets restored by RUN back to the state before the restore.
 
     The restored state is kept as <dataset>.restored-<RUN> (read-only); nothing is destroyed.
@@ -395,9 +396,12 @@ def undo(run_id: str, host: str, runs_dir: str | None, yes: bool) -> None:
     run.lock()
     _confirm(host, True, yes, "undo the restore")
     try:
-        undo_action.undo(run, host, lambda text: ui.console.print(ui.safe(text)))
+        datasets = undo_action.undo(run, host, (lambda text: None) if as_json else
+                                    (lambda text: ui.console.print(ui.safe(text))))
     except (AgentError, AgentReplyError, TransportError) as exc:
         fail(f"{host}: undo stopped: {exc} (run `recover undo` again to continue)", Exit.FAILED)
+    if as_json:
+        click.echo(json.dumps({"run": run.id, "host": host, "undone": datasets}))
 
 
 @main.command()
@@ -407,8 +411,10 @@ def undo(run_id: str, host: str, runs_dir: str | None, yes: bool) -> None:
 @runs_option
 @click.option("--force", is_flag=True, help="Also copy files triaged as indicators of compromise.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
 @guarded
-def salvage(run_id: str, host: str, paths: tuple[str, ...], runs_dir: str | None, force: bool, yes: bool) -> None:
+def salvage(run_id: str, host: str, paths: tuple[str, ...], runs_dir: str | None, force: bool, yes: bool,
+            as_json: bool) -> None:
     """Copy legitimate files lost by RUN's restore from HOST's quarantine back into service.
 
     Each file's triage class (from the run's diff) is shown first; indicators are refused
@@ -418,10 +424,14 @@ def salvage(run_id: str, host: str, paths: tuple[str, ...], runs_dir: str | None
     run.lock()
     _confirm(host, True, yes, "copy files into the restored datasets")
     try:
-        salvage_action.salvage(run, host, list(paths), force, lambda text: ui.console.print(ui.safe(text)))
+        classes = salvage_action.salvage(run, host, list(paths), force, (lambda text: None) if as_json else
+                                         (lambda text: ui.console.print(ui.safe(text))))
     except (AgentError, AgentReplyError, TransportError, SalvageError) as exc:
         fail(f"{host}: salvage stopped: {exc}", Exit.FAILED)
-    ui.console.print(f"salvaged {len(paths)} file(s) on {host}")
+    if as_json:
+        click.echo(json.dumps({"run": run.id, "host": host, "salvaged": classes, "forced": force}))
+    else:
+        ui.console.print(f"salvaged {len(paths)} file(s) on {host}")
 
 
 @main.command()

@@ -147,7 +147,8 @@ def test_limit_narrows_the_plan_and_json_and_no_color_are_there():
     assert wrong.exit_code == 2 and "--limit: 'mail' matches no host of 'web'" in wrong.output
     plain = invoke("--no-color", "plan", "eu-web", "--inventory", inventory, "--playbook", playbook)
     assert "\x1b[" not in plain.output
-    for command in (["golden", "verify"], ["journal", "verify"], ["report"], ["status"], ["plan"]):
+    for command in (["golden", "verify"], ["journal", "verify"], ["report"], ["status"], ["plan"], ["undo"],
+                    ["salvage"]):
         assert "--json" in invoke(*command, "--help").output, command
 
 
