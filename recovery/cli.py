@@ -14,7 +14,7 @@ import click
 
 import recovery.steps  # noqa: F401  (registers the step kinds)
 from recovery import ui
-from recovery.actions import golden_verify
+from recovery.actions import golden_verify as golden_verify_action
 from recovery.actions import salvage as salvage_action
 from recovery.actions import undo as undo_action
 from recovery.config.errors import ConfigError
@@ -244,7 +244,7 @@ def golden_capture(target: str, inventory: Path, playbook: Path, limit_spec: str
 @guarded
 def golden_verify(target: str, inventory: Path, store: Path | None, as_json: bool) -> None:
     """Check TARGET's golden snapshots (guid, createtxg, hold) and their stored streams (sha256)."""
-    results = golden_verify.golden_verify(inventory, target, manifest.store_path(store))
+    results = golden_verify_action.golden_verify(inventory, target, manifest.store_path(store))
     bad = sum(not f.ok for findings in results.values() for f in findings)
     if as_json:
         click.echo(json.dumps({host: [{"what": f.what, "ok": f.ok, "detail": f.detail} for f in findings]

@@ -73,7 +73,8 @@ class Runner:
                 self._guard_journal(self._record_unreached)
         except Exception as exc:  # noqa: BLE001 - a defect of the runner itself still ends in a journaled stop
             self._stop.set()
-            self._guard_journal(lambda: self.journal.append("run_defect", error=_explain(exc)))
+            error = _explain(exc)
+            self._guard_journal(lambda: self.journal.append("run_defect", error=error))
         return self._outcome()
 
     # -- ordering -----------------------------------------------------------------

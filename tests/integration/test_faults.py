@@ -23,7 +23,6 @@ from tests.integration.conftest import WEB_ADDRESSES
 from tests.integration.test_contain import TINY_VM
 from tests.integration.test_divert_return import ADMIT_BOTH, addresses, write_project
 from tests.support.project import recover, write_inventory
-from tests.support.sshd import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -158,3 +158,12 @@ def test_a_step_for_hosts_outside_the_run_is_shown_not_dropped(tmp_path):
                         '[[steps]]\nkind = "run"\nname = "all"\nparams = { command = "true" }\n')
     shown = invoke("plan", "eu-web", "--inventory", str(ROOT / "inventory.toml"), "--playbook", str(playbook))
     assert "us-only" in shown.output and "none of this run (targets: us-web)" in " ".join(shown.output.split())
+
+
+def test_golden_verify_without_a_manifest_fails_each_host_clearly(tmp_path):
+    result = CliRunner().invoke(main, ["golden", "verify", "web", "--inventory", str(ROOT / "inventory.toml"),
+                                       "--store", str(tmp_path / "store"), "--json"])
+    assert result.exit_code == 1, result.output
+    found = json.loads(result.output)
+    assert set(found) == {"eu-web", "us-web"}
+    assert all(not f["ok"] and "capture one with `recover golden" in f["detail"] for f in found["eu-web"])
