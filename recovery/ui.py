@@ -20,7 +20,6 @@ from rich.table import Table
 from recovery.engine import state
 from recovery.engine.plan import Plan, PlannedStep
 from recovery.hostile import for_terminal
-from recovery.secrets import REDACTOR
 
 # Wide enough for the plan table in CI logs and pipes, where rich would assume 80 columns.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -164,7 +163,7 @@ class JsonProgress(LiveProgress):
 
     def event(self, step: str, host: str, status: str, detail: str = "") -> None:
         record = {"t": round(time.monotonic() - self._start, 3), "host": host, "step": step,
-                  "status": status, "detail": REDACTOR.text(for_terminal(detail, 2000))}
+                  "status": status, "detail": for_terminal(detail, 2000)}  # masks secrets before it cuts
         with self._lock:
             print(json.dumps(record), flush=True)
 

@@ -220,12 +220,7 @@ class Runner:
 
     def _outputs_before(self, planned: PlannedStep, host: str) -> dict[str, dict[str, Any]]:
         """Each kind's newest result on this host (or of the run) from the steps before ``planned``."""
-        outputs: dict[str, dict[str, Any]] = {}
-        for earlier in self.plan.steps[:self.plan.steps.index(planned)]:
-            pair = self._pairs.get((earlier.id, host)) or self._pairs.get((earlier.id, RUN_SCOPE))
-            if pair is not None and pair.state == state.DONE:
-                outputs[earlier.step.kind] = pair.outputs
-        return outputs
+        return state.newest_results(self.plan.steps[:self.plan.steps.index(planned)], self._pairs, host)
 
     def _history(self, planned: PlannedStep, host: str) -> list[registry.StepRecord]:
         """The per-host steps before ``planned`` that include ``host``, in plan order, as recorded so far."""

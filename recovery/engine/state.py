@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -9,7 +10,7 @@ from recovery.engine.journal import Record
 from recovery.engine.registry import Admission, Out, producer
 
 if TYPE_CHECKING:
-    from recovery.engine.plan import Plan
+    from recovery.engine.plan import Plan, PlannedStep
 
 PENDING, IN_FLIGHT, DONE, FAILED, SKIPPED = "pending", "in-flight", "done", "failed", "skipped"
 
@@ -79,12 +80,18 @@ def run_status(records: list[Record]) -> str | None:
     return status
 
 
+def newest_results(steps: Iterable["PlannedStep"], pairs: dict[tuple[str, str], PairState],
+                   host: str) -> dict[str, dict[str, Any]]:
+    """Each step kind's newest done result among ``steps`` (in plan order), on ``host`` or of the run."""
+    results: dict[str, dict[str, Any]] = {}
+    for planned in steps:
+        pair = pairs.get((planned.id, host)) or pairs.get((planned.id, "*"))
+        if pair is not None and pair.state == DONE:
+            results[planned.step.kind] = pair.outputs
+    return results
+
+
 def result_of(plan: "Plan", pairs: dict[tuple[str, str], PairState], host: str, model: type[Out]) -> Out | None:
     """The newest journaled result, on ``host`` (or of the run), of the step kind that produces ``model``."""
-    kind = producer(model)
-    found = None
-    for planned in plan.steps:
-        pair = pairs.get((planned.id, host)) or pairs.get((planned.id, "*"))
-        if planned.step.kind == kind and pair is not None and pair.state == DONE:
-            found = pair.outputs
+    found = newest_results(plan.steps, pairs, host).get(producer(model))
     return None if found is None else model.model_validate(found)

@@ -9,7 +9,6 @@ to the run directory and hashed again here: both hashes go into the journal
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from recovery.steps.zfs_host import (
     protected,
     snapshots,
 )
+from recovery.zfs.manifest import sha256_file
 from recovery.zfs.swap import SwapNames, filesystems
 
 
@@ -110,7 +110,7 @@ class PreserveStep(StepKind):
         record = Evidence(guid=rows[0].guid, createtxg=rows[0].createtxg, held=EVIDENCE_HOLD)
         local = _stream_path(ctx, dataset)
         if ctx.params.copy_streams and local.is_file():
-            record = record.model_copy(update={"bytes": local.stat().st_size, "sha256": _sha256(local),
+            record = record.model_copy(update={"bytes": local.stat().st_size, "sha256": sha256_file(local),
                                                "stream": str(local.relative_to(ctx.run_dir))})
         return record
 
@@ -130,7 +130,7 @@ def copy_stream(ctx: StepContext, client: Any, snapshot: str, local: Path,
         sent = client.send(snapshot, remote)
     partial = local.with_suffix(".partial")
     session.get(remote, str(partial), max_bytes=sent.bytes)  # the size the host hashed, not what it sends now
-    local_sha = _sha256(partial)
+    local_sha = sha256_file(partial)
     if local_sha != sent.sha256:
         raise StepFailed(f"{ctx.host}: stream of {snapshot} changed in transit: the host hashed "
                          f"{sent.sha256}, the copy here hashes {local_sha}")
@@ -154,11 +154,3 @@ def stream_name(snapshot: str) -> str:
 def _stream_path(ctx: StepContext, dataset: str) -> Path:
     """Named after the evidence snapshot as taken, before a restore may move it into quarantine."""
     return ctx.run_dir / "evidence" / str(ctx.host) / stream_name(incident_snapshot(ctx, dataset))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
