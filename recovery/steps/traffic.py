@@ -103,29 +103,26 @@ class DivertStep(StepKind):
             if path := _notice_file(ctx.inventory, name):
                 notice.publish(path, ctx.params.notice or ctx.inventory.services[name].notice)
                 ctx.note(f"{name}: the mirror shows the security notice")
+        seen, outputs = self._first_seen(ctx), DivertOutputs()
         for label, driver, service in self._all(ctx):
-            before = self._first_seen(ctx).get(label) or _read(label, driver, service)
-            if label not in self._first_seen(ctx):
+            now = _read(label, driver, service)
+            before = seen.get(label, now)  # a resumed divert keeps the routing the run first saw
+            if label not in seen:
                 ctx.remember({"label": label, "before": before.as_dict()})  # journaled before anything changes
-            after = _act(label, lambda: driver.divert(service, _read(label, driver, service)))
+            after = _act(label, lambda: driver.divert(service, now))
             ctx.note(f"{label}: {before.describe()} -> {after.describe()}")
-        return self.outputs_when_done(ctx).model_copy(update={"already_done": False})
+            outputs.channels[label] = _routing(ctx, label, before, after, service)
+        return outputs
 
     def outputs_when_done(self, ctx: StepContext) -> DivertOutputs:
         """Each system's routing as first seen by this run (journaled before the change) and as it is now."""
         seen = self._first_seen(ctx)
         outputs = DivertOutputs(already_done=True)
         for label, driver, service in self._all(ctx):
-            before = seen.get(label)
-            if before is None:
+            if label not in seen:
                 raise StepFailed(f"{label}: diverted, but this run never journaled the routing before it; "
                                  "`return` cannot know what to put back: restore the routing by hand")
-            foreign = _foreign(ctx.inventory, label, before, service)
-            if foreign:
-                ctx.note(f"{label}: INDICATOR: traffic went to {', '.join(foreign)}, which is no host of the "
-                         "service (hijacked?); `return` will not send traffic there")
-            outputs.channels[label] = Routing(before=before.as_dict(), after=_read(label, driver, service).as_dict(),
-                                              foreign=foreign)
+            outputs.channels[label] = _routing(ctx, label, seen[label], _read(label, driver, service), service)
         return outputs
 
     def _first_seen(self, ctx: StepContext) -> dict[str, TrafficState]:
@@ -253,6 +250,15 @@ def _destinations_of(inventory: Inventory, hosts: list[str], state: TrafficState
     names = set(hosts)
     addresses = {inventory.hosts[h].public_address or inventory.hosts[h].address for h in hosts}
     return [d for d in state.destinations if d in names or d in addresses]
+
+
+def _routing(ctx: StepContext, label: str, before: TrafficState, after: TrafficState, service: Any) -> Routing:
+    """One system's divert, with any destination the inventory does not know reported as an indicator."""
+    foreign = _foreign(ctx.inventory, label, before, service)
+    if foreign:
+        ctx.note(f"{label}: INDICATOR: traffic went to {', '.join(foreign)}, which is no host of the "
+                 "service (hijacked?); `return` will not send traffic there")
+    return Routing(before=before.as_dict(), after=after.as_dict(), foreign=foreign)
 
 
 def _foreign(inventory: Inventory, label: str, before: TrafficState, service: Any) -> list[str]:
