@@ -90,3 +90,16 @@ def test_a_console_that_drops_mid_command_is_a_transport_fault(shell: PtyShell) 
     with pytest.raises(TransportError, match="pty: console lost") as caught:
         session.run("sleep 5; echo never", timeout=20)
     assert caught.value.transient  # a resume (or a retry) logs in again
+
+
+def test_files_go_both_ways_over_the_console(shell: PtyShell, tmp_path) -> None:
+    payload = bytes(range(256)) * 40  # every byte value, several put lines
+    (tmp_path / "out").write_bytes(payload)
+    session = _session(shell).open()  # the fixture closes the shell
+    session.put(str(tmp_path / "out"), str(tmp_path / "on-host"))
+    assert session.get(str(tmp_path / "on-host"), str(tmp_path / "back"), max_bytes=len(payload)) == len(payload)
+    with pytest.raises(TransportError, match="larger than the 10239 bytes expected"):
+        session.get(str(tmp_path / "on-host"), str(tmp_path / "short"), max_bytes=len(payload) - 1)
+    assert (tmp_path / "back").read_bytes() == payload
+    assert (tmp_path / "on-host").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "back").stat().st_mode & 0o777 == 0o600
