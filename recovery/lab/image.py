@@ -94,6 +94,9 @@ def build_image(cache_dir: Path | None = None, progress: Progress = _say) -> Ima
         root_password_file=password,
         log=cache / f"build-{key}.log",
     )
+    if final.is_dir():  # cached: never wait behind another recipe's build
+        progress(f"base image {key} cached in {final}")
+        return paths
     with _locked(cache / "build.lock"):
         if final.is_dir():
             progress(f"base image {key} cached in {final}")
