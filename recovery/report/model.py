@@ -209,11 +209,15 @@ def _collect(report: Report, kind: str, host: str, pair: state.PairState) -> Non
 
 
 def _collect_sweep(report: Report, out: SweepOutputs) -> None:
-    """Each swept host's verdict, and its indicators among the run's (found on the live system)."""
-    for host, swept in out.hosts.items():
-        report.swept.append({"host": host, **swept.model_dump(exclude={"datasets"})})
+    """Each swept host's verdict, and its indicators among the run's (found on the live system);
+    a restored target's second look is listed with what it was compared against."""
+    looks = [(host, swept, "sweep (live)", "") for host, swept in out.hosts.items()]
+    looks += [(host, swept, "second look since the restore (live)", " (since its restore)")
+              for host, swept in out.restored.items()]
+    for host, swept, found_by, since in looks:
+        report.swept.append({"host": host + since, **swept.model_dump(exclude={"datasets"})})
         for dataset, found in swept.datasets.items():
-            report.indicators += [{"host": host, "dataset": dataset, "found_by": "sweep (live)", **f.model_dump()}
+            report.indicators += [{"host": host, "dataset": dataset, "found_by": found_by, **f.model_dump()}
                                   for f in found.findings if f.verdict == "indicator"]
 
 

@@ -94,7 +94,7 @@ def traffic(report: Report) -> list[Table]:
               bad_rows=frozenset(i for i, r in enumerate(report.rotation) if not r["admitted"])),
     ]
     if report.swept:
-        tables.append(Table("sweep", "Sweep of the service's other hosts",
+        tables.append(Table("sweep", "Sweep of the service's other hosts (and a second look at restored targets)",
                             ("host", "verdict", "indicators", "why", "golden manifest"),
                             [[s["host"], s["verdict"], s["indicators"], s.get("reason") or "-",
                               s.get("golden") or "-"] for s in report.swept], "",

@@ -6,7 +6,8 @@ from the other, unexamined. So a host of the service comes back only when
 
 - the run restored and verified it (a `verify` done after its `restore`), or,
   for a target with nothing to restore, its `diff` found no indicator and a
-  `verify` after it passed; or
+  `verify` after it passed, and the `sweep`'s second look found nothing new
+  since the restore; or
 - the `sweep` found it clean (weaker: the host's own tools, see
   :data:`recovery.steps.sweep.CAVEAT`); or
 - an operator admitted it by name (`--admit`, journaled with who and why);
@@ -73,7 +74,12 @@ def target_decision(facts: Facts) -> HostDecision:
     if proof is None:
         return HostDecision(admitted=False, reason="this run did not restore and verify it",
                             command=f"recover {facts.host}")
-    return HostDecision(admitted=True, reason=proof)
+    again = facts.sweep.restored.get(facts.host) if facts.sweep else None
+    if again is not None and again.verdict != "clean":
+        what = "changed since its restore" if again.verdict == "dirty" else "could not be looked at again"
+        return HostDecision(admitted=False, reason=f"{proof}, but {what}: {again.reason}",
+                            command=f"recover {facts.host}")
+    return HostDecision(admitted=True, reason=proof + ("; nothing new since" if again else ""))
 
 
 def evidence_of(history: list[StepRecord]) -> str | None:

@@ -16,6 +16,13 @@ which it destroys when it exits; nothing of it remains on the host.
 The sweep runs the host's own tools (zfs, python3) on its running system: a
 rootkit can lie to them. It is weaker evidence than a recovery from a rescue
 boot, and the report says so.
+
+The targets this run restored are looked at again too, just before `return`:
+``zfs diff`` from the clean snapshot each dataset now serves to its live state.
+Between the restore and `return` the host ran multi-user on the service's
+network, where whatever carried the attack in (in 2009 the staging host's
+scheduled rsync) can carry it in again; an indicator since the restore keeps
+the host out.
 """
 
 from __future__ import annotations
@@ -27,11 +34,13 @@ from pydantic import Field
 from recovery.config.base import Strict
 from recovery.config.inventory import Inventory
 from recovery.config.targets import Target, beside_target
-from recovery.engine.registry import StepContext, StepFailed, StepKind, StepOutputs, register
+from recovery.engine import state
+from recovery.engine.registry import StepContext, StepFailed, StepKind, StepOutputs, StepRecord, register
 from recovery.errors import Fault
 from recovery.hostile import for_terminal
 from recovery.steps.diff import DatasetDiff, summarize
 from recovery.steps.golden import store_dir
+from recovery.steps.restore import RestoreOutputs
 from recovery.steps.triage_rules import TriageParams
 from recovery.steps.verify import VerifyParams, against_manifest, newest_manifest
 from recovery.steps.zfs_host import agent_errors, snapshots, triaged
@@ -60,6 +69,7 @@ class SweptHost(Strict):
 
 class SweepOutputs(StepOutputs):
     hosts: dict[str, SweptHost] = Field(default_factory=dict)
+    restored: dict[str, SweptHost] = Field(default_factory=dict)  # targets looked at again since their restore
 
 
 @register
@@ -78,14 +88,49 @@ class SweepStep(StepKind):
             ctx.note("every host of the diverted services is a target of this run: nothing to sweep")
         outputs = SweepOutputs()
         for host in hosts:
-            outputs.hosts[host] = sweep_host(ctx, host)
-            ctx.note(f"{host}: {outputs.hosts[host].verdict}"
-                     + (f": {outputs.hosts[host].reason}" if outputs.hosts[host].reason else ""))
+            outputs.hosts[host] = _said(ctx, host, sweep_host(ctx, host))
+        for host in ctx.target.hosts:
+            if restored := restored_snapshots(ctx.history(host)):
+                outputs.restored[host] = _said(ctx, host, recheck_host(ctx, host, restored), "since its restore")
         return outputs
 
     def foresee(self, inventory: Inventory, target: Target, before: tuple[str, ...]) -> dict[str, str]:
-        return {h: "swept read-only over SSH (zfs diff golden -> live, tools, critical files)"
+        said = {h: "swept read-only over SSH (zfs diff golden -> live, tools, critical files)"
                 for h in beside_target(inventory, target)}
+        if "restore" in before:
+            said |= {h: "looked at again over SSH: zfs diff from the restored snapshot -> live"
+                     for h in target.hosts}
+        return said
+
+
+def _said(ctx: StepContext, host: str, swept: SweptHost, since: str = "") -> SweptHost:
+    ctx.note(f"{host}: {swept.verdict}{' ' + since if since else ''}" + (f": {swept.reason}" if swept.reason else ""))
+    return swept
+
+
+def restored_snapshots(history: list[StepRecord]) -> dict[str, str]:
+    """The clean snapshot each dataset serves since the newest `restore` done on the host."""
+    for record in reversed(history):
+        if record.kind == "restore" and record.state == state.DONE:
+            return {d: r.clean for d, r in RestoreOutputs.model_validate(record.outputs).datasets.items()}
+    return {}
+
+
+def recheck_host(ctx: StepContext, host: str, restored: dict[str, str]) -> SweptHost:
+    """A restored target's changes since its restore; any fault makes it unsweepable, never clean."""
+    try:
+        client = AgentClient(ctx.access(host).session(), timeout=ctx.timeout)
+        diffs = {}
+        for dataset, clean in restored.items():
+            with agent_errors(host, f"looking at {dataset} since its restore"):
+                diffs[dataset] = summarize(clean, triaged(client, clean, dataset, ctx.params.compiled()))
+    except Fault as exc:
+        return SweptHost(verdict="unsweepable", reason=for_terminal(str(exc), 500))
+    swept = judged("", diffs, [], [], strict=False, since="its restore")
+    if swept.verdict == "dirty":
+        swept.reason += ("; something wrote to it after the restore: contain whatever pushes to it "
+                         "(a sync or deploy job on another host) before recovering it again")
+    return swept
 
 
 def sweep_host(ctx: StepContext, host: str) -> SweptHost:
@@ -125,13 +170,13 @@ def golden_snapshot(client: AgentClient, golden: dict[str, Any], dataset: str) -
 
 
 def judged(captured: str, diffs: dict[str, DatasetDiff], bad_tools: list[str], bad_files: list[str],
-           strict: bool) -> SweptHost:
+           strict: bool, since: str = "golden") -> SweptHost:
     """The verdict: dirty on any indicator or changed tool (and on changed critical files when strict)."""
     indicators = sum(d.counts.get("indicator", 0) for d in diffs.values())
     reasons = []
     if indicators:
         paths = [f.path for d in diffs.values() for f in d.findings if f.verdict == "indicator"]
-        reasons.append(f"{indicators} indicators since golden ({', '.join(paths[:5])}"
+        reasons.append(f"{indicators} indicators since {since} ({', '.join(paths[:5])}"
                        f"{', ...' if len(paths) > 5 else ''})")
     if bad_tools:
         reasons.append(f"tools differ from golden ({'; '.join(bad_tools)})")

@@ -108,3 +108,14 @@ def test_health_is_required_even_of_proven_or_admitted_hosts(case: str) -> None:
     assert not decision.admitted
     assert "but its health check fails" in decision.reason
     assert decision.command == "recover retry R1 --host '*' --step return"
+
+
+def test_a_restored_target_changed_since_its_restore_stays_out() -> None:
+    again = SweptHost(verdict="dirty", reason="1 indicators since its restore (/srv/www/cgi-bin/a.cgi)")
+    decision = decide(facts(history=RECOVERED, sweep=SweepOutputs(restored={"eu-web": again})))
+    assert not decision.admitted and decision.command == "recover eu-web"
+    assert decision.reason.startswith("restored (tank/www) and verified in this run, but changed since its restore")
+    clean = SweepOutputs(restored={"eu-web": SweptHost(verdict="clean")})
+    assert decide(facts(history=RECOVERED, sweep=clean)).reason.endswith("; nothing new since")
+    unseen = SweepOutputs(restored={"eu-web": SweptHost(verdict="unsweepable", reason="timeout")})
+    assert not decide(facts(history=RECOVERED, sweep=unseen)).admitted

@@ -12,9 +12,17 @@ import recovery.steps  # noqa: F401  (registers the step kinds)
 from recovery.config.inventory import Inventory
 from recovery.config.playbook import Step
 from recovery.config.targets import resolve
-from recovery.engine.registry import StepContext, StepFailed
+from recovery.engine.registry import StepContext, StepFailed, StepRecord
 from recovery.steps.diff import Change, DatasetDiff
-from recovery.steps.sweep import SweepOutputs, SweepParams, SweepStep, golden_snapshot, judged, sweep_host
+from recovery.steps.sweep import (
+    SweepOutputs,
+    SweepParams,
+    SweepStep,
+    golden_snapshot,
+    judged,
+    restored_snapshots,
+    sweep_host,
+)
 from recovery.transport.result import TransportError
 from recovery.zfs.client import Dataset
 
@@ -99,3 +107,28 @@ def test_the_sweep_covers_the_service_hosts_beside_the_target_and_journals_their
     assert list(outputs.hosts) == ["us-web"]  # eu-web is the target: restored, not swept
     assert SweepOutputs.model_validate(json.loads(outputs.model_dump_json())) == outputs
     assert SweepStep().apply(context(tmp_path, target="web")).hosts == {}  # every host is a target
+
+
+def test_a_restored_target_is_looked_at_again_since_the_clean_snapshot_it_serves() -> None:
+    restore = StepRecord("restore", "restore", "done", {"datasets": {
+        "tank/www": {"clean": "tank/www@auto-2", "quarantine": "q", "evidence": "e"}}})
+    older = StepRecord("restore", "restore", "done", {"datasets": {
+        "tank/www": {"clean": "tank/www@auto-1", "quarantine": "q", "evidence": "e"}}})
+    assert restored_snapshots([older, restore]) == {"tank/www": "tank/www@auto-2"}
+    assert restored_snapshots([StepRecord("restore", "restore", "failed", {})]) == {}
+
+
+def test_a_restored_target_that_cannot_be_looked_at_again_is_unsweepable(tmp_path: Path) -> None:
+    ctx = context(tmp_path)
+    ctx.history = lambda host: [StepRecord("restore", "restore", "done", {"datasets": {
+        "tank/www": {"clean": "tank/www@auto-2", "quarantine": "q", "evidence": "e"}}})]
+    outputs = SweepStep().apply(ctx)
+    assert outputs.restored["eu-web"].verdict == "unsweepable"
+    assert "connection refused" in outputs.restored["eu-web"].reason
+
+
+def test_indicators_since_the_restore_say_what_to_contain() -> None:
+    diffs = {"tank/www": DatasetDiff(golden="tank/www@auto-2", counts={"indicator": 1},
+                                     findings=[indicator("/srv/www/cgi-bin/a.cgi")])}
+    swept = judged("", diffs, [], [], strict=False, since="its restore")
+    assert swept.reason == "1 indicators since its restore (/srv/www/cgi-bin/a.cgi)"
