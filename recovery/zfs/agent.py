@@ -46,6 +46,10 @@ MARK = "RECOVERY-AGENT-REPLY"
 CHUNK = 1024
 REQUEST_CAP = 16 * 1024 * 1024
 ZFS_CANDIDATES = ("/usr/sbin/zfs", "/sbin/zfs")
+#: Pool properties the agent reads, and the one it sets: which boot environment the pool boots.
+POOL_PROPERTIES = ("bootfs", "altroot", "health")
+POOL_SETTABLE = ("bootfs",)
+_POOL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]{0,254}")
 LIST_FIELDS = ("name", "type", "guid", "createtxg", "creation", "used", "origin", "mountpoint")
 INTEGER_FIELDS = frozenset({"guid", "createtxg", "creation", "used"})
 _DATASET_NAME = re.compile(r"[A-Za-z0-9_.:/@# -]{1,255}")
@@ -109,6 +113,25 @@ def run_zfs(zfs: str, args: List[str], dataset: Optional[str] = None) -> bytes:
         stderr = proc.stderr.decode("utf-8", "replace").strip()
         raise OperationError("zfs %s failed (exit %d): %s" % (args[0], proc.returncode, stderr), dataset)
     return proc.stdout
+
+
+def run_zpool(zfs: str, args: List[str], pool: str) -> bytes:
+    """``zpool`` from the same directory as the zfs binary in use (never $PATH)."""
+    zpool = os.path.join(os.path.dirname(zfs), "zpool")
+    if not os.access(zpool, os.X_OK):
+        raise OperationError("zpool command not found beside %s" % zfs, pool)
+    proc = subprocess.run([zpool] + args, stdin=subprocess.DEVNULL, capture_output=True)
+    if proc.returncode != 0:
+        stderr = proc.stderr.decode("utf-8", "replace").strip()
+        raise OperationError("zpool %s failed (exit %d): %s" % (args[0], proc.returncode, stderr), pool)
+    return proc.stdout
+
+
+def pool_name(args: Dict[str, Any]) -> str:
+    value = args.get("pool")
+    if not isinstance(value, str) or not _POOL_NAME.fullmatch(value):
+        raise OperationError("argument 'pool' must be a pool name")
+    return value
 
 
 def parse_zfs_list(output: bytes) -> List[Dict[str, Any]]:
@@ -309,6 +332,32 @@ def op_set(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
     return {"dataset": name, "set": sorted(properties)}
 
 
+def op_pool_get(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
+    """The pool's boot environment (``bootfs``), ``altroot`` and health; ``-`` means unset."""
+    pool = pool_name(args)
+    output = run_zpool(find_zfs(zfs), ["get", "-Hp", "-o", "property,value", ",".join(POOL_PROPERTIES), pool], pool)
+    values = {}
+    for line in output.decode("utf-8", "surrogateescape").splitlines():
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise OperationError("unexpected zpool get line: %r" % line, pool)
+        values[fields[0]] = fields[1]
+    return {"pool": pool, "values": values}
+
+
+def op_pool_set(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
+    """Point the pool at another boot environment (what ``bectl activate`` does); nothing else."""
+    pool = pool_name(args)
+    prop = args.get("property")
+    if prop not in POOL_SETTABLE:
+        raise OperationError("only %s can be set on a pool" % ", ".join(POOL_SETTABLE), pool)
+    value = dataset_name(args, "value")
+    if value.split("/", 1)[0] != pool or "@" in value:
+        raise OperationError("bootfs must be a filesystem of pool %s, not %r" % (pool, value), pool)
+    run_zpool(find_zfs(zfs), ["set", "%s=%s" % (prop, value), pool], pool)
+    return {"pool": pool, "property": prop, "value": value}
+
+
 def op_send(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
     """``zfs send`` into a new file, hashed while it streams (chain of custody)."""
     snapshot = dataset_name(args, "snapshot")
@@ -439,6 +488,8 @@ OPERATIONS: Dict[str, Callable[[Dict[str, Any], Optional[str]], Dict[str, Any]]]
     "mount": op_mount,
     "get": op_get,
     "set": op_set,
+    "pool_get": op_pool_get,
+    "pool_set": op_pool_set,
     "send": op_send,
     "diff": op_diff,
     "lstat": op_lstat,

@@ -103,6 +103,15 @@ class Dataset:
 
 
 @dataclass(frozen=True)
+class PoolState:
+    """Which boot environment a pool boots (``bootfs``) and where it is imported (``altroot``)."""
+
+    name: str
+    bootfs: str | None
+    altroot: str | None
+
+
+@dataclass(frozen=True)
 class SentStream:
     path: str
     bytes: int
@@ -252,6 +261,10 @@ class _Got(_Model):
     values: list[_PropertyRow]
 
 
+class _PoolGot(_Model):
+    values: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=1024)]]
+
+
 class _Sent(_Model):
     path: str
     bytes: Annotated[int, Field(ge=0)]
@@ -373,6 +386,16 @@ class AgentClient:
 
     def set(self, dataset: str, properties: Mapping[str, str]) -> None:
         self.call("set", dataset=dataset, properties=dict(properties))
+
+    def pool(self, pool: str) -> PoolState:
+        """The pool's boot environment and altroot (None when unset)."""
+        got = self._checked("pool_get", _PoolGot, self.call("pool_get", pool=pool)).values
+        unset = ("", "-")
+        return PoolState(pool, None if got.get("bootfs", "-") in unset else got["bootfs"],
+                         None if got.get("altroot", "-") in unset else got["altroot"])
+
+    def set_bootfs(self, pool: str, dataset: str) -> None:
+        self.call("pool_set", pool=pool, property="bootfs", value=dataset)
 
     def send(self, snapshot: str, path: str, incremental_from: str | None = None, raw: bool = False) -> SentStream:
         result = self.call("send", snapshot=snapshot, path=path, raw=raw, **{"from": incremental_from})

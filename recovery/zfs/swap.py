@@ -8,10 +8,19 @@
 3. rename ``D`` to the *quarantine* name;
 4. seal the quarantine (``readonly=on``, ``canmount=off``, which unmounts it)
    and rename the clone to ``D``;
-5. give ``D`` the mountpoint the quarantine held locally, and mount it.
+5. give ``D`` the mountpoint and ``canmount`` the quarantine held, point the
+   pool's ``bootfs`` at ``D`` if it followed the quarantine (a boot
+   environment: ``bootfs`` names a dataset by object, so it moves with the
+   rename), and mount ``D`` unless it mounts only on demand (a boot environment
+   is ``canmount=noauto``; it is mounted by the initramfs that boots it).
 
 ``undo`` moves the restored dataset aside (sealed the same way) and puts the
-quarantine back under ``D``, writable and mounted.
+quarantine back under ``D``, writable, as it mounted and booted before.
+
+A boot environment can be swapped only where it is not the running root: from
+the rescue system (pools imported with an altroot). In the host's own
+single-user mode its root is that very dataset, which cannot be renamed,
+sealed or replaced under the running system.
 
 Each sub-step is recognised from the datasets as they are, so a crash
 anywhere resumes at the right place. Nothing is destroyed; no rollback.
@@ -21,9 +30,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from recovery.errors import Fault
 from recovery.zfs.client import AgentClient, Dataset
 
 SEALED = {"readonly": "on", "canmount": "off"}
+#: The ``canmount`` a dataset had before it was sealed, kept on it so undo gives it back.
+CANMOUNT_KEPT = "recovery:canmount"
+
+
+class RunningRoot(Fault):
+    """The dataset is the running system's root: it can only be swapped from the rescue system."""
 
 
 @dataclass(frozen=True)
@@ -42,17 +58,19 @@ class SwapNames:
 def restore(client: AgentClient, names: SwapNames, clean: str) -> None:
     present = filesystems(client, names.dataset)
     if names.quarantine not in present:
+        refuse_running_root(client, names.dataset)
         if names.clone not in present:
             client.clone(names.clone, clean)
             present = filesystems(client, names.dataset)
         if is_clone(present[names.clone]):
             client.promote(names.clone)
+        _keep_canmount(client, names.dataset)
         client.rename(names.dataset, names.quarantine)
     if names.clone in filesystems(client, names.dataset):
         client.set(names.quarantine, SEALED)
         client.rename(names.clone, names.dataset)
     client.set(names.quarantine, SEALED)
-    _mount_like(client, names.dataset, names.quarantine)
+    _take_place(client, names.dataset, names.quarantine)
 
 
 def restored(client: AgentClient, names: SwapNames) -> bool:
@@ -60,33 +78,71 @@ def restored(client: AgentClient, names: SwapNames) -> bool:
     if names.quarantine not in present or names.dataset not in present or names.clone in present:
         return False
     sealed = props(client, names.quarantine, list(SEALED)) == SEALED
-    return sealed and props(client, names.dataset, ["mounted"]) == {"mounted": "yes"}
+    return sealed and _in_place(client, names.dataset, names.quarantine)
 
 
 def undo(client: AgentClient, names: SwapNames) -> None:
     present = filesystems(client, names.dataset)
     if names.restored_aside not in present:
+        refuse_running_root(client, names.dataset)
+        _keep_canmount(client, names.dataset)
         client.rename(names.dataset, names.restored_aside)
     client.set(names.restored_aside, SEALED)
     if names.quarantine in filesystems(client, names.dataset):
-        client.set(names.quarantine, {"readonly": "off", "canmount": "on"})
+        client.set(names.quarantine, {"readonly": "off", "canmount": kept_canmount(client, names.quarantine)})
         client.rename(names.quarantine, names.dataset)
-    _mount_like(client, names.dataset, names.restored_aside)
+    _take_place(client, names.dataset, names.restored_aside)
 
 
 def undone(client: AgentClient, names: SwapNames) -> bool:
     present = filesystems(client, names.dataset)
     return (names.restored_aside in present and names.quarantine not in present
-            and props(client, names.dataset, ["mounted"]) == {"mounted": "yes"})
+            and _in_place(client, names.dataset, names.restored_aside))
 
 
-def _mount_like(client: AgentClient, dataset: str, previous: str) -> None:
-    """Mount ``dataset`` where ``previous`` was mounted (a local mountpoint moves with it)."""
+def refuse_running_root(client: AgentClient, dataset: str) -> None:
+    """A dataset mounted at / outside an altroot is what the system runs on: never swap it there."""
+    now = props(client, dataset, ["mountpoint", "mounted"])
+    if now == {"mountpoint": "/", "mounted": "yes"}:
+        raise RunningRoot(f"{dataset} is the running system's root: a boot environment is restored from the "
+                          "rescue boot (boot_single mode = \"rescue\"), never under the system it replaces")
+
+
+def kept_canmount(client: AgentClient, dataset: str) -> str:
+    """The ``canmount`` the dataset had before it was sealed (``on`` when nothing was kept)."""
+    value = props(client, dataset, [CANMOUNT_KEPT]).get(CANMOUNT_KEPT, "-")
+    return value if value in ("on", "noauto") else "on"
+
+
+def _keep_canmount(client: AgentClient, dataset: str) -> None:
+    canmount = props(client, dataset, ["canmount"])["canmount"]
+    client.set(dataset, {CANMOUNT_KEPT: canmount if canmount in ("on", "noauto") else "on"})
+
+
+def _take_place(client: AgentClient, dataset: str, previous: str) -> None:
+    """``dataset`` serves where ``previous`` served: mountpoint, canmount, the pool's boot
+    environment, mounted unless it mounts only on demand.
+
+    ``canmount`` is set before the mountpoint: a boot environment given
+    ``mountpoint=/`` while it may still mount by itself would be mounted at once.
+    """
+    canmount = kept_canmount(client, previous)
+    if canmount != "on" and props(client, dataset, ["canmount"])["canmount"] != canmount:
+        client.set(dataset, {"canmount": canmount})
     (row,) = client.get([previous], ["mountpoint"])
     if row["source"] == "local" and props(client, dataset, ["mountpoint"])["mountpoint"] != row["value"]:
         client.set(dataset, {"mountpoint": row["value"]})
-    if props(client, dataset, ["mounted"])["mounted"] != "yes":
+    pool = client.pool(dataset.split("/", 1)[0])
+    if pool.bootfs == previous:
+        client.set_bootfs(pool.name, dataset)
+    if canmount == "on" and props(client, dataset, ["mounted"])["mounted"] != "yes":
         client.mount(dataset)
+
+
+def _in_place(client: AgentClient, dataset: str, previous: str) -> bool:
+    if client.pool(dataset.split("/", 1)[0]).bootfs == previous:
+        return False
+    return kept_canmount(client, previous) != "on" or props(client, dataset, ["mounted"]) == {"mounted": "yes"}
 
 
 def filesystems(client: AgentClient, dataset: str) -> dict[str, Dataset]:

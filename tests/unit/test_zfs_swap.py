@@ -1,0 +1,164 @@
+"""The swap of a dataset for its restored clone, on a small model of ZFS: data datasets and boot
+environments, every crash point resumed, and the running root refused.
+
+The model keeps what the swap relies on: a rename keeps a dataset's own
+properties, ``bootfs`` follows the dataset object it names across renames,
+a clone does not copy its origin's local properties, and sealing unmounts.
+The same flows run against real OpenZFS in tests/lab/test_zfs_recovery.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from recovery.zfs import swap
+from recovery.zfs.client import Dataset, PoolState
+from recovery.zfs.swap import SwapNames
+
+_ids = itertools.count(1)
+
+
+class Crash(Exception):
+    pass
+
+
+class FakeZfs:
+    """Filesystems as objects with local properties; ``bootfs`` holds an object, not a name."""
+
+    def __init__(self, altroot: str | None = None, crash_after: int | None = None) -> None:
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.bootfs: int | None = None
+        self.altroot = altroot
+        self.calls = 0
+        self.crash_after = crash_after
+
+    def add(self, name: str, **props: str) -> None:
+        self.objects[name] = {"id": next(_ids), "origin": None, "mounted": "no", **props}
+
+    def _step(self) -> None:
+        self.calls += 1
+        if self.crash_after is not None and self.calls > self.crash_after:
+            raise Crash(f"killed after {self.crash_after} changes")
+
+    def list_datasets(self, root: str, types: tuple[str, ...]) -> list[Dataset]:
+        return [Dataset(n, "filesystem", o["id"], 1, 0, 0, o["origin"], o.get("mountpoint"))
+                for n, o in self.objects.items() if n.startswith(root + "/")]
+
+    def clone(self, name: str, origin: str) -> None:
+        self._step()
+        self.objects[name] = {"id": next(_ids), "origin": origin, "mounted": "no"}
+
+    def promote(self, name: str) -> None:
+        self._step()
+        self.objects[name]["origin"] = None
+
+    def rename(self, source: str, target: str) -> None:
+        self._step()
+        self.objects[target] = self.objects.pop(source)
+
+    def mount(self, name: str) -> None:
+        self._step()
+        self.objects[name]["mounted"] = "yes"
+
+    def set(self, dataset: str, properties: dict[str, str]) -> None:
+        self._step()
+        obj = self.objects[dataset]
+        obj.update(properties)
+        if properties.get("canmount") == "off":
+            obj["mounted"] = "no"
+
+    def get(self, datasets: list[str], properties: list[str]) -> list[dict[str, str]]:
+        obj = self.objects[datasets[0]]
+        defaults = {"readonly": "off", "canmount": "on", "mountpoint": "none"}
+        return [{"name": datasets[0], "property": p, "value": obj.get(p, defaults.get(p, "-")),
+                 "source": "local" if p in obj else "default"} for p in properties]
+
+    def pool(self, pool: str) -> PoolState:
+        name = next((n for n, o in self.objects.items() if o["id"] == self.bootfs), None)
+        return PoolState(pool, name, self.altroot)
+
+    def set_bootfs(self, pool: str, dataset: str) -> None:
+        self._step()
+        self.bootfs = self.objects[dataset]["id"]
+
+    def prop(self, name: str, key: str) -> str:
+        return self.get([name], [key])[0]["value"]
+
+
+BE = "rpool/ROOT/debian"
+DATA = "tank/www"
+
+
+def boot_environment(altroot: str | None = "/mnt/host") -> FakeZfs:
+    zfs = FakeZfs(altroot=altroot)
+    zfs.add(BE, canmount="noauto", mountpoint="/")
+    zfs.bootfs = zfs.objects[BE]["id"]
+    return zfs
+
+
+def data_dataset() -> FakeZfs:
+    zfs = FakeZfs()
+    zfs.add(DATA, mountpoint="/srv/www", mounted="yes")
+    return zfs
+
+
+def test_a_boot_environment_is_restored_and_the_pool_boots_it() -> None:
+    zfs = boot_environment()
+    compromised = zfs.objects[BE]["id"]
+    names = SwapNames.for_run(BE, "R1")
+    swap.restore(zfs, names, f"{BE}@auto-2")  # type: ignore[arg-type]
+    assert swap.restored(zfs, names)  # type: ignore[arg-type]
+    assert zfs.pool("rpool").bootfs == BE and zfs.objects[BE]["id"] != compromised
+    assert zfs.objects[names.quarantine]["id"] == compromised
+    assert (zfs.prop(names.quarantine, "readonly"), zfs.prop(names.quarantine, "canmount")) == ("on", "off")
+    assert (zfs.prop(BE, "canmount"), zfs.prop(BE, "mountpoint"), zfs.prop(BE, "mounted")) == ("noauto", "/", "no")
+
+
+def test_undo_boots_the_quarantined_environment_again_as_it_was() -> None:
+    zfs = boot_environment()
+    compromised = zfs.objects[BE]["id"]
+    names = SwapNames.for_run(BE, "R1")
+    swap.restore(zfs, names, f"{BE}@auto-2")  # type: ignore[arg-type]
+    swap.undo(zfs, names)  # type: ignore[arg-type]
+    assert swap.undone(zfs, names)  # type: ignore[arg-type]
+    assert zfs.objects[BE]["id"] == compromised and zfs.pool("rpool").bootfs == BE
+    assert (zfs.prop(BE, "readonly"), zfs.prop(BE, "canmount")) == ("off", "noauto")
+    assert zfs.prop(names.restored_aside, "canmount") == "off"
+
+
+@pytest.mark.parametrize("crash_after", range(1, 12))
+def test_a_boot_environment_restore_killed_anywhere_resumes_to_the_same_end(crash_after: int) -> None:
+    zfs = boot_environment()
+    zfs.crash_after = crash_after
+    names = SwapNames.for_run(BE, "R1")
+    try:
+        swap.restore(zfs, names, f"{BE}@auto-2")  # type: ignore[arg-type]
+    except Crash:
+        assert not swap.restored(zfs, names)  # type: ignore[arg-type]
+    zfs.crash_after = None
+    swap.restore(zfs, names, f"{BE}@auto-2")  # type: ignore[arg-type]
+    assert swap.restored(zfs, names) and zfs.pool("rpool").bootfs == BE  # type: ignore[arg-type]
+    assert zfs.prop(BE, "canmount") == "noauto" and zfs.prop(names.quarantine, "readonly") == "on"
+
+
+def test_a_data_dataset_is_still_restored_mounted_where_it_was() -> None:
+    zfs = data_dataset()
+    names = SwapNames.for_run(DATA, "R1")
+    swap.restore(zfs, names, f"{DATA}@auto-2")  # type: ignore[arg-type]
+    assert swap.restored(zfs, names)  # type: ignore[arg-type]
+    assert (zfs.prop(DATA, "mountpoint"), zfs.prop(DATA, "mounted")) == ("/srv/www", "yes")
+    assert zfs.pool("tank").bootfs is None
+    swap.undo(zfs, names)  # type: ignore[arg-type]
+    assert swap.undone(zfs, names) and zfs.prop(DATA, "canmount") == "on"  # type: ignore[arg-type]
+
+
+def test_the_running_root_is_never_swapped_under_the_system() -> None:
+    zfs = boot_environment(altroot=None)
+    zfs.objects[BE]["mounted"] = "yes"
+    before = {n: dict(o) for n, o in zfs.objects.items()}
+    with pytest.raises(swap.RunningRoot, match="rescue boot"):
+        swap.restore(zfs, SwapNames.for_run(BE, "R1"), f"{BE}@auto-2")  # type: ignore[arg-type]
+    assert zfs.objects == before and zfs.calls == 0
