@@ -8,13 +8,14 @@ dataset takes the service name; the compromised one is kept as
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from recovery.engine.registry import StepContext, StepFailed
 from recovery.zfs.client import AgentClient, AgentError, AgentReplyError, Dataset
-from recovery.zfs.diff import ChangeKind
+from recovery.zfs.diff import Change, ChangeKind
 from recovery.zfs.swap import SwapNames
 from recovery.zfs.triage import Finding, triage
 
@@ -75,7 +76,26 @@ def triaged(client: AgentClient, origin: str, target: str, rules: Any = None) ->
                               f"(first, line {first.line_no}: {first.reason}: {first.excerpt}); refusing to "
                               "triage a diff in part")
     paths = [c.current_path for c in result.changes if c.kind is not ChangeKind.REMOVED]
-    return triage(result.changes, rules, _modes(client, origin, target, paths))
+    modes = _modes(client, origin, target, paths)
+    altroot = client.altroot(origin.split("/", 1)[0])
+    if altroot and altroot != "/":
+        prefix = altroot.rstrip("/").encode("utf-8", "surrogateescape")
+        modes = {host_path(p, prefix): m for p, m in modes.items()}
+        return triage([as_host_sees_it(c, prefix) for c in result.changes], rules, modes)
+    return triage(result.changes, rules, modes)
+
+
+def host_path(path: bytes, altroot: bytes) -> bytes:
+    """A path as the host itself names it: a pool imported under an altroot (the rescue system's
+    ``/mnt/host``) prints every path below it, and the rules speak of ``/etc/cron.d``, not of it."""
+    if path == altroot:
+        return b"/"
+    return path[len(altroot):] if path.startswith(altroot + b"/") else path
+
+
+def as_host_sees_it(change: Change, altroot: bytes) -> Change:
+    new_path = host_path(change.new_path, altroot) if change.new_path is not None else None
+    return dataclasses.replace(change, path=host_path(change.path, altroot), new_path=new_path)
 
 
 def _modes(client: AgentClient, origin: str, target: str, paths: list[bytes]) -> dict[bytes, int]:

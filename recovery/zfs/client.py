@@ -313,6 +313,7 @@ class AgentClient:
         self.max_diff = max_diff
         self.max_diff_lines = max_diff_lines
         self.host = host or _host_name(transport)
+        self._altroots: dict[str, str | None] = {}
 
     def call(self, op: str, **args: Any) -> dict[str, Any]:
         """Run one operation; its result, or :class:`AgentError` / :class:`AgentReplyError`."""
@@ -393,6 +394,12 @@ class AgentClient:
         unset = ("", "-")
         return PoolState(pool, None if got.get("bootfs", "-") in unset else got["bootfs"],
                          None if got.get("altroot", "-") in unset else got["altroot"])
+
+    def altroot(self, pool: str) -> str | None:
+        """Where the pool is imported (asked once per client: an import's altroot cannot change)."""
+        if pool not in self._altroots:
+            self._altroots[pool] = self.pool(pool).altroot
+        return self._altroots[pool]
 
     def set_bootfs(self, pool: str, dataset: str) -> None:
         self.call("pool_set", pool=pool, property="bootfs", value=dataset)

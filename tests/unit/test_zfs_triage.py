@@ -175,3 +175,17 @@ def test_a_diff_with_lines_that_do_not_parse_is_refused_whole() -> None:
 
     with pytest.raises(AgentReplyError, match="7 lines do not parse .*line 3: no ctime.*refusing to triage"):
         triaged(LyingZfs(), "tank/www@golden-1", "tank/www@incident-1")  # type: ignore[arg-type]
+
+
+def test_under_the_rescue_altroot_the_rules_see_the_paths_the_host_uses() -> None:
+    from decimal import Decimal
+
+    from recovery.steps.zfs_host import as_host_sees_it, host_path
+    from recovery.zfs.diff import Change, ChangeKind, FileType
+
+    added = Change(1, Decimal(0), ChangeKind.CREATED, FileType.FILE, b"/mnt/host/etc/cron.d/awstats")
+    seen = as_host_sees_it(added, b"/mnt/host")
+    assert seen.path == b"/etc/cron.d/awstats"
+    assert triage([seen])[0].rule == "scheduled-jobs"
+    assert host_path(b"/mnt/host", b"/mnt/host") == b"/"
+    assert host_path(b"/mnt/hostile/x", b"/mnt/host") == b"/mnt/hostile/x"  # not below it: left alone
