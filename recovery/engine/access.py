@@ -147,9 +147,14 @@ class HostAccess:
         with self._lock:
             self._close_session()
 
-    def console(self, login_timeout: float = LOGIN_TIMEOUT) -> ConsoleSession:
-        """A session on the serial console (not yet logged in), with the host's own console credential."""
-        ref = self._inventory.hosts[self.name].root_password
+    def console(self, login_timeout: float = LOGIN_TIMEOUT, rescue: bool = False) -> ConsoleSession:
+        """A session on the serial console (not yet logged in), with the host's own console credential.
+
+        The rescue system logs root in by itself: no credential of the host is
+        ever typed there, so a password prompt ends the login instead (the host
+        did not boot the rescue image, or something imitates it).
+        """
+        ref = None if rescue else self._inventory.hosts[self.name].root_password
         password = secrets.resolve(ref, f"hosts.{self.name}.root_password") if ref else None
         return ConsoleSession(self.driver().console(), password, name=f"{self.name} console",
                               login_timeout=login_timeout)
@@ -161,7 +166,7 @@ class HostAccess:
     def _open(self, channel: Channel) -> Session:
         if channel is Channel.SSH:
             return SshSession(ssh_target(self._inventory, self.name))
-        session = self.console()
+        session = self.console(rescue=channel is Channel.RESCUE)
         session.open()
         return session
 

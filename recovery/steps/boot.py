@@ -9,6 +9,7 @@ it, boots multi-user and waits for SSH with the pinned host key.
 
 from __future__ import annotations
 
+import shlex
 import time
 from typing import Literal
 
@@ -21,6 +22,7 @@ from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, S
 from recovery.errors import is_transient
 from recovery.hostile import for_terminal
 from recovery.oob.base import BootMode, PowerState
+from recovery.steps.zfs_host import protected
 from recovery.transport.result import TransportError
 from recovery.transport.ssh import HostKeyRefused
 
@@ -32,6 +34,26 @@ class BootSingleParams(Strict):
 #: Single-user mode starts no import service: load the module, import what the host knows, mount.
 IMPORT_POOLS = ("/sbin/modprobe zfs && { /usr/sbin/zpool import -a -N 2>&1 | grep -v 'no pools available' >&2; "
                 "/usr/sbin/zfs mount -a && /usr/sbin/zpool list -H -o name; }")
+#: Where the rescue system imports the host's pools: every mountpoint lands below it.
+RESCUE_ALTROOT = "/mnt/host"
+#: The host's file systems are read there, never run: nothing on them executes or is a device.
+INSPECT_OPTIONS = "ro,nosuid,nodev,noexec"
+
+
+def rescue_import(datasets: list[str]) -> str:
+    """The rescue system imports the host's pools under :data:`RESCUE_ALTROOT` with nothing mounted,
+    then mounts the protected datasets read-only, parents first (``zfs diff`` needs them mounted).
+
+    ``-f``: the pools were last imported by the host itself, which is powered
+    off and now runs the rescue image, so no other system holds them.
+    """
+    quoted = " ".join(shlex.quote(d) for d in datasets)
+    return ("/sbin/modprobe zfs && { /usr/sbin/zpool import -a -N -f -R " + RESCUE_ALTROOT
+            + " 2>&1 | grep -v 'no pools available' >&2; "
+            f"/usr/sbin/zfs list -H -o mountpoint,name -- {quoted} | LC_ALL=C sort | "
+            "while IFS=$'\\t' read -r mountpoint name; do case $mountpoint in /*) "
+            f"/usr/sbin/zfs mount -o {INSPECT_OPTIONS} \"$name\" || exit 1;; esac; done "
+            "&& /usr/sbin/zpool list -H -o name; }")
 
 
 class BootSingleOutputs(StepOutputs):
@@ -60,7 +82,8 @@ class BootSingleStep(StepKind):
             driver.power_cycle()
         else:
             driver.power_on()
-        session = ctx.here.console(login_timeout=ctx.timeout)
+        rescue = ctx.params.mode == "rescue"
+        session = ctx.here.console(login_timeout=ctx.timeout, rescue=rescue)
         try:
             session.open()
             probe = session.run("systemctl is-system-running 2>/dev/null; id -u", timeout=60)
@@ -68,7 +91,7 @@ class BootSingleStep(StepKind):
             session.close()
             raise StepFailed(f"{host}: no root shell on the console after the {ctx.params.mode} boot: {exc}",
                              transient=exc.transient) from None
-        ctx.here.move(Channel.RESCUE if ctx.params.mode == "rescue" else Channel.CONSOLE, session)
+        ctx.here.move(Channel.RESCUE if rescue else Channel.CONSOLE, session)
         pools = self._import_pools(ctx, session) if ctx.params.import_pools else []
         state = probe.stdout.decode(errors="replace").split()
         seconds = round(time.monotonic() - started, 1)
@@ -80,7 +103,8 @@ class BootSingleStep(StepKind):
         return BootSingleOutputs(already_done=True, mode=ctx.params.mode)
 
     def _import_pools(self, ctx: StepContext, session: Session) -> list[str]:
-        result = session.run(IMPORT_POOLS, timeout=ctx.timeout)
+        command = rescue_import(protected(ctx)) if ctx.params.mode == "rescue" else IMPORT_POOLS
+        result = session.run(command, timeout=ctx.timeout)
         if result.exit_code != 0:
             raise StepFailed(f"{ctx.host}: importing the ZFS pools on the console failed "
                              f"(exit {result.exit_code}): {for_terminal(result.stderr, 300)}")

@@ -12,7 +12,16 @@ from pydantic import Field
 from recovery.config.base import Strict
 from recovery.engine.registry import Check, StepContext, StepKind, StepOutputs, register
 from recovery.steps.find_clean import FindCleanOutputs
-from recovery.steps.zfs_host import agent, agent_errors, incident_snapshot, swap_names
+from recovery.engine.access import Channel
+from recovery.steps.zfs_host import (
+    agent,
+    agent_errors,
+    incident_snapshot,
+    inspection_mounts,
+    protected,
+    release_mounts,
+    swap_names,
+)
 from recovery.zfs import swap
 
 
@@ -46,6 +55,10 @@ class RestoreStep(StepKind):
 
     def apply(self, ctx: StepContext) -> RestoreOutputs:
         client = agent(ctx)
+        rescue = ctx.here.channel is Channel.RESCUE
+        if rescue:
+            with agent_errors(ctx.host, "unmounting the host's datasets in the rescue system"):
+                release_mounts(client, protected(ctx))
         for dataset, clean in chosen(ctx).items():
             names = swap_names(ctx, dataset)
             with agent_errors(ctx.host, f"restoring {dataset} from {clean}"):
@@ -53,6 +66,9 @@ class RestoreStep(StepKind):
                 client.set(names.quarantine, {"recovery:restored-from": clean})
             ctx.note(f"{dataset}: now {clean.split('@')[1]}; compromised state kept as "
                      f"{names.quarantine} (read-only)")
+        if rescue:
+            with agent_errors(ctx.host, "mounting the restored datasets read-only in the rescue system"):
+                inspection_mounts(client, protected(ctx))
         return self._outputs(ctx)
 
     def outputs_when_done(self, ctx: StepContext) -> RestoreOutputs:

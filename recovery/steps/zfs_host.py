@@ -120,3 +120,28 @@ def agent_errors(host: str | None, action: str) -> Iterator[None]:
         yield
     except (AgentError, AgentReplyError) as exc:
         raise StepFailed(f"{host}: {action}: {exc}") from None
+
+
+def release_mounts(client: AgentClient, datasets: list[str]) -> None:
+    """Unmount the datasets, deepest first: under the rescue altroot they nest (the boot environment
+    holds every other mountpoint), and a swap cannot rename or seal one with a mount beneath it."""
+    for dataset, mountpoint in sorted(_mounts(client, datasets, mounted=True), key=lambda d: d[1], reverse=True):
+        client.unmount(dataset)
+
+
+def inspection_mounts(client: AgentClient, datasets: list[str]) -> None:
+    """Mount the datasets to be read (read-only, nosuid, nodev, noexec), parents first, after
+    unmounting them all: a parent mounted after its child would hide it."""
+    release_mounts(client, datasets)
+    for dataset, mountpoint in sorted(_mounts(client, datasets, mounted=False), key=lambda d: d[1]):
+        client.mount(dataset, inspect=True)
+
+
+def _mounts(client: AgentClient, datasets: list[str], mounted: bool) -> list[tuple[str, str]]:
+    """(dataset, mountpoint) of the datasets that can mount, either mounted now or not."""
+    values: dict[str, dict[str, str]] = {}
+    for row in client.get(datasets, ["mountpoint", "mounted", "canmount"]):
+        values.setdefault(row["name"], {})[row["property"]] = row["value"]
+    return [(d, v["mountpoint"]) for d, v in values.items()
+            if v.get("mountpoint", "").startswith("/") and v.get("canmount") != "off"
+            and (v.get("mounted") == "yes") == mounted]

@@ -306,10 +306,22 @@ def op_rename(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
     return {"source": source, "target": target}
 
 
+#: How a file system is mounted to be looked at, never run: read-only, no set-uid, no devices, no execution.
+INSPECT_OPTIONS = "ro,nosuid,nodev,noexec"
+
+
 def op_mount(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
-    """Mount a filesystem at its mountpoint (a restored clone is created unmounted)."""
+    """Mount a filesystem at its mountpoint (a restored clone is created unmounted); ``inspect``
+    mounts it only to be read."""
     name = dataset_name(args, "name")
-    run_zfs(find_zfs(zfs), ["mount", name], name)
+    options = ["-o", INSPECT_OPTIONS] if args.get("inspect") else []
+    run_zfs(find_zfs(zfs), ["mount"] + options + [name], name)
+    return {"name": name}
+
+
+def op_unmount(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
+    name = dataset_name(args, "name")
+    run_zfs(find_zfs(zfs), ["unmount", name], name)
     return {"name": name}
 
 
@@ -364,7 +376,8 @@ def op_send(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
     path = args.get("path")
     if not isinstance(path, str) or not os.path.isabs(path):
         raise OperationError("argument 'path' must be an absolute path", snapshot)
-    command = [find_zfs(zfs), "send"] + (["-w"] if args.get("raw") else [])
+    # -c: blocks go as stored (compressed), so a boot environment's stream is about half its size
+    command = [find_zfs(zfs), "send"] + (["-w"] if args.get("raw") else ["-c"])
     if args.get("from") is not None:
         command += ["-i", dataset_name(args, "from")]
     return _stream_to_file(command + [snapshot], path, snapshot)
@@ -486,6 +499,7 @@ OPERATIONS: Dict[str, Callable[[Dict[str, Any], Optional[str]], Dict[str, Any]]]
     "promote": op_promote,
     "rename": op_rename,
     "mount": op_mount,
+    "unmount": op_unmount,
     "get": op_get,
     "set": op_set,
     "pool_get": op_pool_get,

@@ -378,8 +378,12 @@ class AgentClient:
     def rename(self, source: str, target: str) -> None:
         self.call("rename", source=source, target=target)
 
-    def mount(self, name: str) -> None:
-        self.call("mount", name=name)
+    def mount(self, name: str, inspect: bool = False) -> None:
+        """Mount at the mountpoint; ``inspect``: read-only, nosuid, nodev, noexec."""
+        self.call("mount", name=name, inspect=inspect)
+
+    def unmount(self, name: str) -> None:
+        self.call("unmount", name=name)
 
     def get(self, datasets: Sequence[str], properties: Sequence[str]) -> list[dict[str, str]]:
         result = self.call("get", datasets=list(datasets), properties=list(properties))

@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from recovery.errors import Fault
-from recovery.zfs.client import AgentClient, Dataset
+from recovery.zfs.client import AgentClient, Dataset, PoolState
 
 SEALED = {"readonly": "on", "canmount": "off"}
 #: The ``canmount`` a dataset had before it was sealed, kept on it so undo gives it back.
@@ -135,14 +135,23 @@ def _take_place(client: AgentClient, dataset: str, previous: str) -> None:
     pool = client.pool(dataset.split("/", 1)[0])
     if pool.bootfs == previous:
         client.set_bootfs(pool.name, dataset)
-    if canmount == "on" and props(client, dataset, ["mounted"])["mounted"] != "yes":
+    if _mounts_itself(canmount, pool) and props(client, dataset, ["mounted"])["mounted"] != "yes":
         client.mount(dataset)
 
 
 def _in_place(client: AgentClient, dataset: str, previous: str) -> bool:
-    if client.pool(dataset.split("/", 1)[0]).bootfs == previous:
+    pool = client.pool(dataset.split("/", 1)[0])
+    if pool.bootfs == previous:
         return False
-    return kept_canmount(client, previous) != "on" or props(client, dataset, ["mounted"]) == {"mounted": "yes"}
+    mounted = props(client, dataset, ["mounted"]) == {"mounted": "yes"}
+    return mounted or not _mounts_itself(kept_canmount(client, previous), pool)
+
+
+def _mounts_itself(canmount: str, pool: PoolState) -> bool:
+    """Whether the swap mounts the dataset: not a boot environment (mounted by the initramfs that
+    boots it), and not under the rescue system's altroot (its caller mounts for inspection, parents
+    first, so no mount hides another)."""
+    return canmount == "on" and pool.altroot in (None, "/")
 
 
 def filesystems(client: AgentClient, dataset: str) -> dict[str, Dataset]:
