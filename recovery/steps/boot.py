@@ -34,6 +34,8 @@ class BootSingleParams(Strict):
 #: Single-user mode starts no import service: load the module, import what the host knows, mount.
 IMPORT_POOLS = ("/sbin/modprobe zfs && { /usr/sbin/zpool import -a -N 2>&1 | grep -v 'no pools available' >&2; "
                 "/usr/sbin/zfs mount -a && /usr/sbin/zpool list -H -o name; }")
+#: Before the host boots its own system again: every pool the rescue system imported, exported.
+EXPORT_POOLS = "/usr/sbin/zpool export -a"
 #: Where the rescue system imports the host's pools: every mountpoint lands below it.
 RESCUE_ALTROOT = "/mnt/host"
 #: The host's file systems are read there, never run: nothing on them executes or is a device.
@@ -141,6 +143,8 @@ class BootNormalStep(StepKind):
     def apply(self, ctx: StepContext) -> BootNormalOutputs:
         host = str(ctx.host)
         started = time.monotonic()
+        if ctx.here.channel is Channel.RESCUE:
+            self._export_pools(ctx)
         driver = ctx.here.driver()
         driver.boot_once(BootMode.NORMAL)
         driver.power_cycle()
@@ -149,6 +153,15 @@ class BootNormalStep(StepKind):
         seconds = round(time.monotonic() - started, 1)
         ctx.note(f"{host}: multi-user, SSH answers with the pinned key after {seconds:.1f} s")
         return BootNormalOutputs(seconds=seconds)
+
+    def _export_pools(self, ctx: StepContext) -> None:
+        """The rescue system hands the pools back exported: a pool left imported by another
+        system's host id is one the host's own initramfs may refuse to import at boot."""
+        result = ctx.here.session().run(EXPORT_POOLS, timeout=ctx.timeout)
+        if result.exit_code != 0:
+            raise StepFailed(f"{ctx.host}: exporting the host's pools from the rescue system failed "
+                             f"(exit {result.exit_code}): {for_terminal(result.stderr, 300)}; the host "
+                             "stays in the rescue system")
 
     def _wait_for_ssh(self, ctx: StepContext) -> None:
         retrying = Retrying(stop=stop_after_delay(ctx.timeout), wait=wait_fixed(ctx.params.ssh_wait),

@@ -27,7 +27,7 @@ the host out.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -42,8 +42,8 @@ from recovery.steps.diff import DatasetDiff, summarize
 from recovery.steps.golden import store_dir
 from recovery.steps.restore import RestoreOutputs
 from recovery.steps.triage_rules import TriageParams
-from recovery.steps.verify import VerifyParams, against_manifest, newest_manifest
-from recovery.steps.zfs_host import agent_errors, snapshots, triaged
+from recovery.steps.verify import VerifyParams, against_manifest, golden_snapshot, newest_manifest
+from recovery.steps.zfs_host import agent_errors, triaged
 from recovery.zfs.client import AgentClient
 
 #: What a clean sweep is worth, said wherever one is reported.
@@ -154,19 +154,6 @@ def _look(ctx: StepContext, host: str) -> SweptHost:
             diffs[dataset] = summarize(snapshot, triaged(client, snapshot, dataset, ctx.params.compiled()))
     bad_tools, bad_files = against_manifest(client, host, golden)
     return judged(golden["captured"], diffs, bad_tools, bad_files, ctx.params.strict)
-
-
-def golden_snapshot(client: AgentClient, golden: dict[str, Any], dataset: str) -> str:
-    """The golden snapshot the manifest names, if it is still the one captured (guid and createtxg)."""
-    captured = golden["datasets"].get(dataset)
-    if captured is None:
-        raise StepFailed(f"{dataset}: not in the golden manifest of {golden['captured']}: "
-                         "capture one with `recover golden`")
-    found = [s for s in snapshots(client, dataset) if s.name == captured["snapshot"]]
-    if not found or (found[0].guid, found[0].createtxg) != (captured["snapshot_guid"], captured["createtxg"]):
-        raise StepFailed(f"{captured['snapshot']}: missing, or not the snapshot captured as golden "
-                         "(guid/createtxg differ)")
-    return str(captured["snapshot"])
 
 
 def judged(captured: str, diffs: dict[str, DatasetDiff], bad_tools: list[str], bad_files: list[str],

@@ -1,5 +1,12 @@
 """`verify`: compare the host's tools and critical files with its golden manifest.
 
+From the rescue system (channel ``rescue``) it looks from the trusted side:
+the tools are the rescue image's own, so instead every protected dataset,
+the boot environment first among them, is compared with its golden snapshot
+by ``zfs diff`` (every executable, set-uid file, start-up and account file
+the triage rules know; an indicator fails the step), and the critical files
+are hashed where the rescue system mounted them.
+
 The tools recovery relies on (zfs, zpool, python3, libzfs_core) must hash as
 they did at golden capture; if not, the host stops here and the operator is
 pointed at the rescue path (`boot = "rescue"`: a trusted image with its own
@@ -17,15 +24,39 @@ from typing import Any
 
 from pydantic import Field
 
+from recovery.engine.access import Channel
 from recovery.engine.registry import StepContext, StepFailed, StepKind, StepOutputs, register
+from recovery.steps.diff import DatasetDiff, summarize
 from recovery.steps.golden import GoldenParams, store_dir
-from recovery.steps.zfs_host import agent, agent_errors
+from recovery.steps.zfs_host import (
+    agent,
+    agent_errors,
+    host_path,
+    inspection_mounts,
+    protected,
+    snapshots,
+    triaged,
+)
 from recovery.zfs import manifest
 from recovery.zfs.client import AgentClient
 
 
 class VerifyParams(GoldenParams):
     strict: bool = Field(False, description="Fail on changed critical files too, not only on changed tools.")
+
+
+def golden_snapshot(client: AgentClient, golden: dict[str, Any], dataset: str) -> str:
+    """The golden snapshot the manifest names, if it is still the one captured (guid and createtxg)."""
+    captured = golden["datasets"].get(dataset)
+    if captured is None:
+        raise StepFailed(f"{dataset}: not in the golden manifest of {golden['captured']}: "
+                         "capture one with `recover golden`")
+    found = [s for s in snapshots(client, dataset) if s.name == captured["snapshot"]]
+    if not found or (found[0].guid, found[0].createtxg) != (captured["snapshot_guid"], captured["createtxg"]):
+        raise StepFailed(f"{captured['snapshot']}: missing, or not the snapshot captured as golden "
+                         "(guid/createtxg differ)")
+    return str(captured["snapshot"])
+
 
 
 def newest_manifest(store: Path, host: str) -> dict[str, Any]:
@@ -54,6 +85,8 @@ class VerifyOutputs(StepOutputs):
     golden: str = ""  # when the manifest compared against was captured
     tools: int = 0
     files_differing: list[str] = Field(default_factory=list)
+    trusted_side: bool = False  # looked at from the rescue system, with its tools
+    since_golden: dict[str, DatasetDiff] = Field(default_factory=dict)  # from the rescue system only
 
 
 @register
@@ -66,6 +99,8 @@ class VerifyStep(StepKind):
 
     def apply(self, ctx: StepContext) -> VerifyOutputs:
         golden = newest_manifest(store_dir(ctx.params), str(ctx.host))
+        if ctx.here.channel is Channel.RESCUE:
+            return from_rescue(ctx, golden)
         bad_tools, bad_files = against_manifest(agent(ctx), str(ctx.host), golden)
         if bad_tools:
             raise StepFailed(f"{ctx.host}: tools differ from the golden manifest ({'; '.join(bad_tools)}): "
@@ -77,3 +112,33 @@ class VerifyStep(StepKind):
         ctx.note(f"{ctx.host}: tools match golden {golden['captured']}; "
                  f"{len(bad_files)} of {len(golden['files'])} critical files differ")
         return VerifyOutputs(golden=golden["captured"], tools=len(golden["tools"]), files_differing=bad_files[:200])
+
+
+def from_rescue(ctx: StepContext, golden: dict[str, Any]) -> VerifyOutputs:
+    """The restored datasets against golden with the rescue system's tools; any indicator fails."""
+    client = agent(ctx)
+    datasets = protected(ctx)
+    with agent_errors(ctx.host, "comparing the restored datasets with golden from the rescue system"):
+        inspection_mounts(client, datasets)
+        snaps = {d: golden_snapshot(client, golden, d) for d in datasets}
+        since = {d: summarize(s, triaged(client, s, d)) for d, s in snaps.items()}
+        altroot = client.altroot(datasets[0].split("/", 1)[0]) or "/"
+        files = hashed_below(client, altroot, list(golden["files"]))
+    found = [f"{d}: {f.path}" for d, diff in since.items() for f in diff.findings if f.verdict == "indicator"]
+    if found:
+        raise StepFailed(f"{ctx.host}: the restored state differs from golden where it matters ({len(found)}: "
+                         + "; ".join(found[:10]) + "): it must not return to service")
+    bad_files = differences(golden["files"], files)
+    if bad_files and ctx.params.strict:
+        raise StepFailed(f"{ctx.host}: {len(bad_files)} critical files differ from golden: " + "; ".join(bad_files[:20]))
+    ctx.note(f"{ctx.host}: from the rescue system: {len(since)} datasets match golden {golden['captured']} "
+             f"where it matters; {len(bad_files)} of {len(golden['files'])} critical files differ")
+    return VerifyOutputs(golden=golden["captured"], files_differing=bad_files[:200], trusted_side=True,
+                         since_golden=since)
+
+
+def hashed_below(client: AgentClient, altroot: str, paths: list[str]) -> dict[bytes, str]:
+    """sha256 of the host's ``paths`` where the rescue system mounted them, keyed by the host's own path."""
+    prefix = altroot.rstrip("/").encode()
+    found, _ = client.hashes([prefix + p.encode() for p in paths])
+    return {host_path(path, prefix) if prefix else path: digest for path, digest in found.items()}
