@@ -37,6 +37,8 @@ class LabOob(Strict):
     address: str = "127.0.0.1"
     machine: Name
     ssh: Ssh
+    rescue: bool = Field(False, description="The lab BMC boots this machine from the lab's rescue image "
+                                            "(its sha256 checked before each boot).")
 
 
 class IpmiOob(Strict):
@@ -45,6 +47,9 @@ class IpmiOob(Strict):
     port: int = Field(623, ge=1, le=65535)
     username: str
     password: SecretRef
+    rescue: Literal["cdrom", "network"] | None = Field(
+        None, description="Where a rescue boot starts: a rescue disc in the host's drive, or the network's "
+                          "rescue image (PXE). Unset: no rescue medium, single-user mode is used.")
 
 
 class RedfishOob(Strict):
@@ -54,9 +59,21 @@ class RedfishOob(Strict):
     username: str
     password: SecretRef
     verify_tls: bool = True
+    rescue_image: str | None = Field(
+        None, description="URL of a known-good rescue ISO the BMC inserts as virtual media for a rescue boot. "
+                          "Unset: no rescue medium, single-user mode is used.")
 
 
 Oob = Annotated[LabOob | IpmiOob | RedfishOob, Field(discriminator="driver")]
+
+
+def offers_rescue(oob: LabOob | IpmiOob | RedfishOob | None) -> bool:
+    """Whether the host's BMC can boot it from a known-good rescue medium."""
+    if isinstance(oob, LabOob):
+        return oob.rescue
+    if isinstance(oob, IpmiOob):
+        return oob.rescue is not None
+    return isinstance(oob, RedfishOob) and oob.rescue_image is not None
 
 
 class HealthCheck(Strict):

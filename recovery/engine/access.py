@@ -83,13 +83,14 @@ def oob_driver(inventory: Inventory, name: str) -> OobDriver:
     where = f"hosts.{name}.oob"
     if isinstance(oob, IpmiOob):
         return IpmiDriver(IpmiEndpoint(host=name, address=oob.address, port=oob.port, username=oob.username,
-                                       password=secrets.resolve(oob.password, f"{where}.password")))
+                                       password=secrets.resolve(oob.password, f"{where}.password"),
+                                       rescue_device=oob.rescue or "network"))
     if isinstance(oob, RedfishOob):
         url = urlsplit(oob.url)
         return RedfishDriver(RedfishEndpoint(
             host=name, address=url.hostname or "", port=url.port or (443 if url.scheme == "https" else 80),
             scheme=url.scheme, username=oob.username, password=secrets.resolve(oob.password, f"{where}.password"),
-            verify=oob.verify_tls, system_id=oob.system))
+            verify=oob.verify_tls, system_id=oob.system, rescue_image=oob.rescue_image))
     pins = ssh_pins(oob.ssh, oob.address)
     if not pins:
         raise AccessError(f"{name}: no pinned host key for the lab BMC at {oob.address}:{oob.ssh.port} "

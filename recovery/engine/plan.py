@@ -80,7 +80,7 @@ def _foresee(inventory: Inventory, target: Target, steps: tuple[PlannedStep, ...
     for i, planned in enumerate(steps):
         kind = registry.get(planned.step.kind)
         assert kind is not None  # unknown kinds never become planned steps
-        said = kind.foresee(inventory, target, tuple(p.step.kind for p in steps[:i]))
+        said = kind.foresee(inventory, target, tuple(p.step.kind for p in steps[:i]), planned.params)
         foreseen.append(replace(planned, foreseen=tuple(said.items())))
     return tuple(foreseen)
 

@@ -173,7 +173,8 @@ class StepKind:
         """What it means for the run that this step never ran (journaled at the end), if it matters."""
         return None
 
-    def foresee(self, inventory: "Inventory", target: "Target", before: tuple[str, ...]) -> dict[str, str]:
+    def foresee(self, inventory: "Inventory", target: "Target", before: tuple[str, ...],
+                params: Any = None) -> dict[str, str]:
         """For the plan: what this step will do with (or decide about) each host, given the kinds
         of the steps ``before`` it. Most kinds act on the target's hosts and say nothing here."""
         return {}

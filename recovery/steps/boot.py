@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import shlex
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
 
 from recovery.config.base import Strict
+from recovery.config.inventory import Inventory, offers_rescue
+from recovery.config.targets import Target
 from recovery.engine.access import Channel, Session
 from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, StepOutputs, register
 from recovery.errors import is_transient
@@ -28,7 +30,10 @@ from recovery.transport.ssh import HostKeyRefused
 
 
 class BootSingleParams(Strict):
-    mode: Literal["single-user", "rescue"] = "single-user"
+    mode: Literal["auto", "single-user", "rescue"] = Field(
+        "auto", description="rescue: a known-good rescue image, nothing of the host runs; single-user: the "
+                            "host's own system in maintenance mode; auto: rescue where the host's BMC offers "
+                            "it (hosts.NAME.oob), single-user otherwise.")
     import_pools: bool = Field(True, description="Import and mount the ZFS pools (single-user mode does not).")
 
 #: Single-user mode starts no import service: load the module, import what the host knows, mount.
@@ -58,6 +63,13 @@ def rescue_import(datasets: list[str]) -> str:
             "&& /usr/sbin/zpool list -H -o name; }")
 
 
+def boot_mode(inventory: Inventory, host: str, wanted: str) -> str:
+    """The mode a boot_single step boots ``host`` in: ``auto`` is rescue where its BMC offers it."""
+    if wanted != "auto":
+        return wanted
+    return "rescue" if offers_rescue(inventory.hosts[host].oob) else "single-user"
+
+
 class BootSingleOutputs(StepOutputs):
     mode: str = ""
     system: str = ""
@@ -77,35 +89,45 @@ class BootSingleStep(StepKind):
 
     def apply(self, ctx: StepContext) -> BootSingleOutputs:
         host = str(ctx.host)
+        mode = boot_mode(ctx.inventory, host, ctx.params.mode)
         started = time.monotonic()
         driver = ctx.here.driver()
-        driver.boot_once(BootMode(ctx.params.mode))
+        driver.boot_once(BootMode(mode))
         if driver.power_state() is PowerState.ON:
             driver.power_cycle()
         else:
             driver.power_on()
-        rescue = ctx.params.mode == "rescue"
+        rescue = mode == "rescue"
         session = ctx.here.console(login_timeout=ctx.timeout, rescue=rescue)
         try:
             session.open()
             probe = session.run("systemctl is-system-running 2>/dev/null; id -u", timeout=60)
         except TransportError as exc:
             session.close()
-            raise StepFailed(f"{host}: no root shell on the console after the {ctx.params.mode} boot: {exc}",
+            raise StepFailed(f"{host}: no root shell on the console after the {mode} boot: {exc}",
                              transient=exc.transient) from None
         ctx.here.move(Channel.RESCUE if rescue else Channel.CONSOLE, session)
-        pools = self._import_pools(ctx, session) if ctx.params.import_pools else []
+        pools = self._import_pools(ctx, session, rescue) if ctx.params.import_pools else []
         state = probe.stdout.decode(errors="replace").split()
         seconds = round(time.monotonic() - started, 1)
-        ctx.note(f"{host}: {ctx.params.mode} root shell on the console after {seconds:.1f} s")
-        return BootSingleOutputs(mode=ctx.params.mode, system=for_terminal(state[0] if state else "?", 40),
+        ctx.note(f"{host}: {mode} root shell on the console after {seconds:.1f} s")
+        return BootSingleOutputs(mode=mode, system=for_terminal(state[0] if state else "?", 40),
                                  pools=[for_terminal(p, 100) for p in pools], seconds=seconds)
 
     def outputs_when_done(self, ctx: StepContext) -> BootSingleOutputs:
-        return BootSingleOutputs(already_done=True, mode=ctx.params.mode)
+        return BootSingleOutputs(already_done=True, mode=ctx.here.channel.value)
 
-    def _import_pools(self, ctx: StepContext, session: Session) -> list[str]:
-        command = rescue_import(protected(ctx)) if ctx.params.mode == "rescue" else IMPORT_POOLS
+    def foresee(self, inventory: Inventory, target: Target, before: tuple[str, ...],
+                params: Any = None) -> dict[str, str]:
+        wanted = params.mode if params is not None else "auto"
+        return {h: ("rescue image through the BMC: nothing of the host runs"
+                    if boot_mode(inventory, h, wanted) == "rescue" else
+                    "single-user mode: the host's own system and tools"
+                    + (f" (no rescue medium in hosts.{h}.oob)" if wanted == "auto" else ""))
+                for h in target.hosts}
+
+    def _import_pools(self, ctx: StepContext, session: Session, rescue: bool) -> list[str]:
+        command = rescue_import(protected(ctx)) if rescue else IMPORT_POOLS
         result = session.run(command, timeout=ctx.timeout)
         if result.exit_code != 0:
             raise StepFailed(f"{ctx.host}: importing the ZFS pools on the console failed "

@@ -27,7 +27,7 @@ the host out.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -94,7 +94,8 @@ class SweepStep(StepKind):
                 outputs.restored[host] = _said(ctx, host, recheck_host(ctx, host, restored), "since its restore")
         return outputs
 
-    def foresee(self, inventory: Inventory, target: Target, before: tuple[str, ...]) -> dict[str, str]:
+    def foresee(self, inventory: Inventory, target: Target, before: tuple[str, ...],
+                params: Any = None) -> dict[str, str]:
         said = {h: "swept read-only over SSH (zfs diff golden -> live, tools, critical files)"
                 for h in beside_target(inventory, target)}
         if "restore" in before:

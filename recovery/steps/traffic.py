@@ -191,7 +191,8 @@ class ReturnStep(StepKind):
             return None
         return "traffic stays on the known-good mirror: the run stopped before `return`, no host was put back"
 
-    def foresee(self, inventory: Inventory, target: Target, before: tuple[str, ...]) -> dict[str, str]:
+    def foresee(self, inventory: Inventory, target: Target, before: tuple[str, ...],
+                params: Any = None) -> dict[str, str]:
         """Who can come back: what this playbook does before `return` decides it."""
         proves = "verify" in before and ("restore" in before or "diff" in before)
         said = {}
