@@ -47,7 +47,6 @@ class Check:
     name: str
     passed: bool
     detail: str
-    note: bool = False  # reported for a person, not graded
 
 
 @dataclass
@@ -216,7 +215,7 @@ def _rotation_checks(lab: Lab, plan: Plan, pairs: dict[tuple[str, str], state.Pa
     address = {h: inventory.hosts[h].public_address for h in hosts}
     try:  # the unbootable host sits in single-user mode without sshd: not examined, never wanted back
         holding = {h: ["(not examined: it never booted)"] if h == unbootable else
-                   _left(lab.guest(h), _planted(truth["hosts"].get(h, {}))) for h in hosts}
+                   _left(lab.guest(h), _traces(truth["hosts"].get(h, {}))) for h in hosts}
     except TransportError as exc:
         return [Check("service hosts reachable for grading", False, str(exc))]
     serving = [h for h in hosts if address[h] in final]
@@ -246,13 +245,25 @@ def _decisions(plan: Plan, pairs: dict[tuple[str, str], state.PairState], hosts:
 
 
 def _planted(host_truth: dict[str, Any]) -> list[dict[str, Any]]:
-    """Files the attack added inside the protected datasets (the root file system is a note, not graded)."""
-    return [c for c in host_truth.get("changes", []) if c["dataset"] and c["type"] == "file" and c["change"] == "added"]
+    """Files the attack added, wherever they are (the root file system too)."""
+    return [c for c in host_truth.get("changes", []) if c["type"] == "file" and c["change"] == "added"]
 
 
-def _left(guest: Any, planted: list[dict[str, Any]]) -> list[str]:
-    """The planted paths still present on the guest's live file systems."""
-    return [c["path"] for c in planted if guest.run(f"test -e {shlex.quote(c['path'])}").exit_code == 0]
+def _traces(host_truth: dict[str, Any]) -> list[dict[str, Any]]:
+    """What can be looked for after the recovery: every file the attack added, and every file it
+    changed in a recognisable way (a ``marker`` it wrote, such as the intruder's key)."""
+    return _planted(host_truth) + [c for c in host_truth.get("changes", []) if c.get("marker")]
+
+
+def _left(guest: Any, traces: list[dict[str, Any]]) -> list[str]:
+    """The traces still on the guest's live file systems, looked for over SSH from outside the recovery."""
+    left = []
+    for c in traces:
+        path = shlex.quote(c["path"])
+        probe = f"grep -qF -- {shlex.quote(c['marker'])} {path}" if c.get("marker") else f"test -e {path}"
+        if guest.run(probe).exit_code == 0:
+            left.append(c["path"] + (" (still modified)" if c.get("marker") else ""))
+    return left
 
 
 def _hosts_of(run: runstore.Run) -> list[str]:
@@ -271,10 +282,11 @@ def _failed_check(pairs: dict[tuple[str, str], state.PairState], host: str) -> C
 def _host_checks(lab: Lab, result: RestoreOutputs | None, host: str, host_truth: dict[str, Any]) -> list[Check]:
     guest = lab.guest(host)
     planted = _planted(host_truth)
+    traces = _traces(host_truth)
     restored = result.datasets if result else {}
-    left = _left(guest, planted)
-    checks = [Check(f"{host}: attack files gone from the live datasets", not left and bool(planted),
-                    f"{len(planted) - len(left)} of {len(planted)} gone" + (f"; left: {left}" if left else ""))]
+    left = _left(guest, traces)
+    checks = [Check(f"{host}: nothing of the attack left on the host", not left and bool(traces),
+                    f"{len(traces) - len(left)} of {len(traces)} traces gone" + (f"; left: {left}" if left else ""))]
     kept = _in_quarantine(guest, planted, restored)
     checks.append(Check(f"{host}: the quarantine holds them", kept == len(planted),
                         f"{kept} of {len(planted)} found in the held evidence snapshots"))
@@ -282,10 +294,10 @@ def _host_checks(lab: Lab, result: RestoreOutputs | None, host: str, host_truth:
             if "recovery-evidence" in guest.run(f"zfs holds -H {r.evidence}").stdout.decode()]
     checks.append(Check(f"{host}: evidence snapshots held", bool(restored) and len(held) == len(restored),
                         f"{len(held)} of {len(restored)} held"))
-    outside = [c["path"] for c in host_truth["changes"] if not c["dataset"] and c["change"] != "modified"]
-    if outside:
-        checks.append(Check(f"{host}: changes outside the protected datasets (not covered by snapshots)",
-                            True, ", ".join(outside) + " — reinstall or rescue-image territory", note=True))
+    outside = [c["path"] for c in host_truth["changes"] if not c["dataset"]]
+    checks.append(Check(f"{host}: every path the attack changed is in a protected dataset", not outside,
+                        ", ".join(outside) + ": no snapshot covers them, so no recovery can vouch for them"
+                        if outside else "all covered by snapshots"))
     return checks
 
 

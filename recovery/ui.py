@@ -198,7 +198,7 @@ def show_rehearsal(result: Any) -> None:
     """PASS/FAIL per check, then the time of each phase and the recovery's RTO."""
     console.print(f"\nRehearsal of [bold]{safe(result.target)}[/] ({result.scenario}), run {result.run_id}")
     for check in result.checks:
-        mark = "[yellow]NOTE[/]" if check.note else "[green]PASS[/]" if check.passed else "[bold red]FAIL[/]"
+        mark = "[green]PASS[/]" if check.passed else "[bold red]FAIL[/]"
         console.print(f"  {mark} {safe(check.name)} — {safe(check.detail)}")
     table = Table(title="time per phase (s)", title_justify="left")
     table.add_column("phase")

@@ -184,7 +184,8 @@ stamp=$(date -r {AUTHORIZED_KEYS} '+%F %T.%N')
 echo '{key}' >>{AUTHORIZED_KEYS}
 touch -d "$stamp" {AUTHORIZED_KEYS}
 {_report(AUTHORIZED_KEYS)}""")
-    truth.changed(host, AUTHORIZED_KEYS, MODIFIED, "intruder's key added", mtime=_mtime(out, AUTHORIZED_KEYS))
+    truth.changed(host, AUTHORIZED_KEYS, MODIFIED, "intruder's key added", mtime=_mtime(out, AUTHORIZED_KEYS),
+                  marker=key.split()[1])
 
 
 def _truncate_logs(guest: Guest, truth: GroundTruth, host: str) -> None:

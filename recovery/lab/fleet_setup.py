@@ -25,14 +25,17 @@ from recovery.transport.result import Result
 #: Where each protected dataset is mounted. The Apache configuration is the
 #: real /etc/apache2: the pool is imported and mounted before apache2 starts,
 #: and without the pool the image's own copy underneath is used.
+#: The system itself: every lab host boots this boot environment (the pool's bootfs).
+BOOT_ENVIRONMENT = "rpool/ROOT/debian"
 MOUNTPOINTS = {
+    BOOT_ENVIRONMENT: "/",
     "tank/www/htdocs": "/srv/www/htdocs",
     "tank/www/cgi-bin": "/srv/www/cgi-bin",
     "tank/apache": "/etc/apache2",
     "tank/home": "/home",
 }
-WEB_DATASETS = ("tank/www/htdocs", "tank/www/cgi-bin", "tank/apache", "tank/home")
-STAGING_DATASETS = ("tank/home", "tank/www/htdocs", "tank/www/cgi-bin")
+WEB_DATASETS = (BOOT_ENVIRONMENT, "tank/www/htdocs", "tank/www/cgi-bin", "tank/apache", "tank/home")
+STAGING_DATASETS = (BOOT_ENVIRONMENT, "tank/home", "tank/www/htdocs", "tank/www/cgi-bin")
 
 AUTO_SNAPSHOT = "/usr/local/sbin/auto-snapshot"
 WWW_SYNC = "/usr/local/sbin/www-sync"
@@ -157,7 +160,7 @@ def set_root_password(guest: Guest, password_file: Path) -> None:
 
 def provision(guest: Guest, host: FleetHost, fleet_keys: FleetKeys, web_host_keys: dict[str, str]) -> None:
     """Pool, datasets and the role's accounts and jobs; repeatable on a provisioned guest."""
-    run_script(guest, "pool.sh", *(f"{d}={MOUNTPOINTS[d]}" for d in host.datasets))
+    run_script(guest, "pool.sh", *(f"{d}={MOUNTPOINTS[d]}" for d in host.datasets if d != BOOT_ENVIRONMENT))
     install_program(guest, "auto-snapshot.sh", AUTO_SNAPSHOT)
     snapshot_cron = cron_line("0 * * * *", host.snapshot_command)
     if host.role == "web":

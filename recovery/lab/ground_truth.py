@@ -7,8 +7,7 @@ reads it: in a real incident nobody hands you this file.
 A change is described the way ``zfs diff`` would see it between the snapshot
 before and the snapshot after the attack: adding or removing an entry also
 modifies its directory, so the directory is listed too. Paths outside the
-host's protected datasets (``dataset: null``) are on the root file system,
-which snapshots do not cover.
+host's protected datasets (``dataset: null``) are in no snapshot at all.
 """
 
 from __future__ import annotations
@@ -39,6 +38,7 @@ class PathChange:
     at: str
     what: str = ""
     mtime: str | None = None
+    marker: str | None = None  # text the attack wrote into a file it modified, to look for afterwards
 
 
 @dataclass
@@ -71,11 +71,11 @@ class GroundTruth:
         return self.hosts.setdefault(name, HostTruth())
 
     def changed(self, host: str, path: str, change: str, what: str, kind: str = FILE,
-                mtime: str | None = None) -> None:  # fmt: skip
+                mtime: str | None = None, marker: str | None = None) -> None:  # fmt: skip
         """Record one change, and the directory it modifies when an entry comes or goes."""
         at = now()
         truth = self.host(host)
-        truth.changes.append(PathChange(path, change, kind, dataset_of(host, path), at, what, mtime))
+        truth.changes.append(PathChange(path, change, kind, dataset_of(host, path), at, what, mtime, marker))
         if change in (ADDED, REMOVED):
             self._directory_modified(host, posixpath.dirname(path), at)
 
@@ -112,6 +112,7 @@ def dataset_of(host: str, path: str) -> str | None:
     best: tuple[int, str | None] = (-1, None)
     for dataset in fleet_host(host).datasets:
         mountpoint = MOUNTPOINTS[dataset]
-        if (path == mountpoint or path.startswith(mountpoint + "/")) and len(mountpoint) > best[0]:
+        inside = path == mountpoint or path.startswith(mountpoint.rstrip("/") + "/")
+        if inside and len(mountpoint) > best[0]:
             best = (len(mountpoint), dataset)
     return best[1]

@@ -108,6 +108,7 @@ def _oob(host: FleetHost, oob: OobFacts) -> str:
     return f"""[hosts.{host.name}.oob]
 driver = "lab"
 machine = {_q(host.name)}
+rescue = true
 
 [hosts.{host.name}.oob.ssh]
 port = {oob.port}

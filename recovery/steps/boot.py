@@ -80,7 +80,8 @@ class BootSingleOutputs(StepOutputs):
 @register
 class BootSingleStep(StepKind):
     kind = "boot_single"
-    summary = "boot single-user through out-of-band control; continue on the serial console"
+    summary = ("boot the rescue image (or single-user) through out-of-band control; continue on the serial "
+               "console")
     Params = BootSingleParams
     Outputs = BootSingleOutputs
 

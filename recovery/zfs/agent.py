@@ -258,27 +258,41 @@ def op_list(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
     return {"datasets": parse_zfs_list(run_zfs(find_zfs(zfs), command, args.get("root")))}
 
 
+def by_pool(names: List[str]) -> List[List[str]]:
+    """Names grouped by pool, in first-seen order: libzfs_core acts on one pool per call."""
+    groups: Dict[str, List[str]] = {}
+    for name in names:
+        groups.setdefault(name.split("/", 1)[0].split("@", 1)[0], []).append(name)
+    return list(groups.values())
+
+
 def op_snapshot(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
-    """All snapshots in one transaction group: a consistent point across datasets."""
+    """The snapshots of each pool in one transaction group: a consistent point across its datasets
+    (a boot environment and the data pool are taken one right after the other)."""
     names = dataset_names(args, "snapshots")
     if not all("@" in name for name in names):
         raise OperationError("every name in 'snapshots' must be dataset@snapshot")
-    call_lzc("snapshot", "lzc_snapshot", [_b(n) for n in names], _lzc_props(args))
+    for group in by_pool(names):
+        call_lzc("snapshot", "lzc_snapshot", [_b(n) for n in group], _lzc_props(args))
     return {"created": names}
 
 
 def op_hold(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
     """Persistent user holds (no cleanup descriptor): they outlive this process."""
     holds = _name_map(args, "holds")
-    missing = call_lzc("hold", "lzc_hold", {_b(s): _b(_tag(t)) for s, t in holds.items()}, None)
-    return {"missing": [_text(m) for m in missing or []]}
+    missing: List[Any] = []
+    for group in by_pool(list(holds)):
+        missing += call_lzc("hold", "lzc_hold", {_b(s): _b(_tag(holds[s])) for s in group}, None) or []
+    return {"missing": [_text(m) for m in missing]}
 
 
 def op_release(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
     holds = _name_map(args, "holds")
-    request = {_b(s): [_b(_tag(t)) for t in _tag_list(tags)] for s, tags in holds.items()}
-    missing = call_lzc("release", "lzc_release", request)
-    return {"missing": [_text(m) for m in missing or []]}
+    missing: List[Any] = []
+    for group in by_pool(list(holds)):
+        request = {_b(s): [_b(_tag(t)) for t in _tag_list(holds[s])] for s in group}
+        missing += call_lzc("release", "lzc_release", request) or []
+    return {"missing": [_text(m) for m in missing]}
 
 
 def op_holds(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:

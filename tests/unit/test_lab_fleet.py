@@ -50,9 +50,9 @@ def test_dataset_of_picks_the_deepest_protected_mountpoint() -> None:
     assert dataset_of("eu-web", "/srv/www/cgi-bin/x.pl") == "tank/www/cgi-bin"
     assert dataset_of("eu-web", "/srv/www/cgi-bin") == "tank/www/cgi-bin"
     assert dataset_of("eu-web", "/etc/apache2/conf-available/a.conf") == "tank/apache"
-    assert dataset_of("people", "/etc/apache2/apache2.conf") is None  # not protected on the staging host
-    assert dataset_of("eu-web", "/srv/www/cgi-binary") is None
-    assert dataset_of("eu-web", "/usr/sbin/telnetd") is None
+    assert dataset_of("people", "/etc/apache2/apache2.conf") == "rpool/ROOT/debian"  # the system holds it there
+    assert dataset_of("eu-web", "/srv/www/cgi-binary") == "rpool/ROOT/debian"
+    assert dataset_of("eu-web", "/usr/sbin/telnetd") == "rpool/ROOT/debian"  # root on ZFS: covered too
 
 
 def test_ground_truth_lists_the_directory_an_added_entry_modifies(tmp_path: Path) -> None:
