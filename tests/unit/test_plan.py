@@ -100,3 +100,20 @@ def test_limit_narrows_the_hosts_with_patterns_and_exclusions():
         limit(inv, target, "mail")
     with pytest.raises(UnknownTarget, match="leaves no host"):
         limit(inv, target, "web,!*-web")
+
+
+def test_boot_single_boots_the_rescue_image_where_the_bmc_offers_one() -> None:
+    from recovery.config.inventory import Inventory
+    from recovery.steps.boot import boot_mode
+
+    ssh = {"key": "/k", "host_key": "ssh-ed25519 AAAA"}
+    lab = {"driver": "lab", "machine": "m", "ssh": {**ssh}}
+    ipmi = {"driver": "ipmi", "address": "127.0.0.1", "username": "u", "password": "env:P"}
+    inventory = Inventory.model_validate({"hosts": {
+        "a": {"address": "127.0.0.1", "ssh": ssh, "oob": {**lab, "rescue": True}},
+        "b": {"address": "127.0.0.1", "ssh": ssh, "oob": lab},
+        "c": {"address": "127.0.0.1", "ssh": ssh, "oob": {**ipmi, "rescue": "cdrom"}},
+        "d": {"address": "127.0.0.1", "ssh": ssh, "oob": ipmi},
+    }})
+    assert [boot_mode(inventory, h, "auto") for h in "abcd"] == ["rescue", "single-user", "rescue", "single-user"]
+    assert boot_mode(inventory, "a", "single-user") == "single-user"  # asked for by name

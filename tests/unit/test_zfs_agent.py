@@ -226,3 +226,19 @@ def test_zfs_is_never_looked_up_on_path(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(agent.OperationError):
         agent.find_zfs("zfs")  # a relative name would follow $PATH
+
+
+def test_libzfs_core_calls_are_grouped_by_pool() -> None:
+    names = ["rpool/ROOT/debian@s", "tank/www@s", "tank/home@s"]
+    assert agent.by_pool(names) == [["rpool/ROOT/debian@s"], ["tank/www@s", "tank/home@s"]]
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ({"pool": "rpool", "property": "altroot", "value": "rpool/ROOT/x"}, "only bootfs can be set on a pool"),
+    ({"pool": "rpool", "property": "bootfs", "value": "tank/ROOT/x"}, "must be a filesystem of pool rpool"),
+    ({"pool": "rpool", "property": "bootfs", "value": "rpool/ROOT/x@s"}, "must be a filesystem of pool rpool"),
+    ({"pool": "-o x", "property": "bootfs", "value": "rpool/ROOT/x"}, "'pool' must be a pool name"),
+])
+def test_only_bootfs_is_set_on_a_pool_and_only_to_one_of_its_filesystems(args: dict, expected: str) -> None:
+    reply = agent.handle(request("pool_set", **args))
+    assert not reply["ok"] and expected in reply["error"]["message"]
