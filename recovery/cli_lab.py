@@ -144,8 +144,12 @@ def _show(found: LabStatus) -> None:
               help="The lab's run directory [default: $RECOVERY_LAB_RUN or ~/.cache/recovery-lab/run].")
 @click.option("--reuse-lab", is_flag=True, help="Keep a running lab instead of starting a fresh one.")
 @click.option("--unbootable", metavar="HOST", default=None,
-              help="Failure rehearsal: HOST never comes back from its single-user boot.")
-def rehearse(target: str, scenario: str, lab_dir: Path | None, reuse_lab: bool, unbootable: str | None) -> None:
+              help="Failure rehearsal: HOST has no rescue medium and never comes back from its single-user boot.")
+@click.option("--no-rescue", is_flag=True,
+              help="Recover through the hosts' own single-user mode instead of the rescue image (shows what "
+                   "the rootkit scenario does to a recovery that runs the host's own tools).")
+def rehearse(target: str, scenario: str, lab_dir: Path | None, reuse_lab: bool, unbootable: str | None,
+             no_rescue: bool) -> None:
     """Rehearse the recovery of TARGET in the lab: attack, `recover TARGET --yes`, then grade it.
 
     Brings the lab up (building its image on first use, about six minutes), captures golden
@@ -153,6 +157,6 @@ def rehearse(target: str, scenario: str, lab_dir: Path | None, reuse_lab: bool, 
     attack's ground truth. Exit 0 only if every check passes.
     """
     result = rehearsal.rehearse(target, scenario, Lab(lab_dir, progress=ui.say), ui.say, fresh=not reuse_lab,
-                                unbootable=unbootable)
+                                unbootable=unbootable, rescue=not no_rescue)
     ui.show_rehearsal(result)
     sys.exit(Exit.OK if result.passed else Exit.FAILED)

@@ -104,11 +104,13 @@ class DnsWatch:
 
 
 def rehearse(target: str, scenario: str, lab: Lab, say: Callable[[str], None], fresh: bool = True,
-             unbootable: str | None = None) -> Rehearsal:
+             unbootable: str | None = None, rescue: bool = True) -> Rehearsal:
     """``fresh`` wipes an existing lab first: an attack's ground truth assumes an untouched fleet.
 
-    ``unbootable`` names a host that never comes back from its single-user boot (its
-    console password is wrong in the inventory the recovery uses): the failure rehearsal.
+    ``unbootable`` names a host that never comes back from its boot: it has no rescue
+    medium and its console password is wrong in the inventory the recovery uses (the
+    failure rehearsal). Without ``rescue`` every host is recovered through its own
+    single-user mode.
     """
     result = Rehearsal(target, scenario)
     timed = _stopwatch(result, say)
@@ -126,7 +128,7 @@ def rehearse(target: str, scenario: str, lab: Lab, say: Callable[[str], None], f
     assert service is not None, "the lab inventory has the www DNS block"
     watch = DnsWatch(service.server, service.port, f"{service.record}.{service.zone}.")
     before = watch.answer()
-    inventory = _broken_inventory(lab, unbootable) if unbootable else lab.inventory_file
+    inventory = _changed_inventory(lab, unbootable, rescue)
     with watch:
         code = timed("recover", lambda: _recover(result, "recover", [target], inventory, env,
                                                  PLAYBOOKS / "recover.toml"))
@@ -149,20 +151,25 @@ def _stopwatch(result: Rehearsal, say: Callable[[str], None]) -> Callable[[str, 
     return timed
 
 
-def _broken_inventory(lab: Lab, host: str) -> Path:
-    """The lab inventory, except that ``host``'s root password reference names a wrong password."""
+def _changed_inventory(lab: Lab, unbootable: str | None, rescue: bool) -> Path:
+    """The lab inventory, with no rescue medium for ``unbootable`` (or for every host without
+    ``rescue``) and a root password reference for ``unbootable`` that names a wrong password."""
+    if unbootable is None and rescue:
+        return lab.inventory_file
     wrong = lab.run_dir / "wrong-root-password"
     wrong.write_text("not-the-root-password\n")
-    lines, in_host, done = [], False, False
+    lines, host = [], ""
     for line in lab.inventory_file.read_text().splitlines():
-        if line.startswith("["):
-            in_host = line.strip() == f"[hosts.{host}]"
-        if in_host and not done and line.startswith("root_password"):
-            line, done = f'root_password = "file:{wrong}"', True
+        if line.startswith("[hosts."):
+            host = line.strip("[]").split(".")[1]
+        if line.startswith("rescue = true") and (not rescue or host == unbootable):
+            line = "rescue = false"
+        if line.startswith("root_password") and host == unbootable:
+            line = f'root_password = "file:{wrong}"'
         lines.append(line)
-    broken = lab.run_dir / f"inventory-{host}-unbootable.toml"
-    broken.write_text("\n".join(lines) + "\n")
-    return broken
+    changed = lab.run_dir / f"inventory-{unbootable or 'all'}-{'rescue' if rescue else 'single-user'}.toml"
+    changed.write_text("\n".join(lines) + "\n")
+    return changed
 
 
 def _recover(result: Rehearsal, label: str, args: list[str], inventory: Path, env: dict[str, str],

