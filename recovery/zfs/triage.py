@@ -264,7 +264,7 @@ def _mode(value: Any) -> int:
     return value
 
 
-# --- default rules for web servers ------------------------------------------
+# --- default rules for web servers and their systems ------------------------
 
 WEB_ROOTS = ("/srv/www", "/var/www", "/srv/http")
 #: What a web server may run or obey in a web root: PHP in all its extensions (and "x.php.jpg", which
@@ -299,8 +299,12 @@ DEFAULT_RULES: tuple[Rule, ...] = (
                            "/etc/sudoers", "/etc/sudoers.d/**"],
           "accounts or privileges changed", changes=WRITES),
     _rule("scheduled-jobs", _I, ["/etc/crontab", "/etc/anacrontab", "/etc/cron*/**", "/var/spool/cron/**",
-                                 "/etc/systemd/system/**", "/etc/systemd/user/**"],
-          "scheduled job or service unit added or changed", changes=WRITES),
+                                 "/etc/systemd/system/**", "/etc/systemd/user/**", "/usr/lib/systemd/system/**",
+                                 "/lib/systemd/system/**", "/usr/lib/systemd/user/**", "/run/systemd/system/**"],
+          "scheduled job, service unit or timer added or changed", changes=WRITES),
+    _rule("kernel-module", _I, ["/lib/modules/**", "/usr/lib/modules/**", "/**/*.ko", "/**/*.ko.*",
+                                "/etc/modules", "/etc/modules-load.d/**", "/etc/modprobe.d/**"],
+          "kernel module or module loading changed", changes=WRITES),
     _rule("boot-persistence", _I, ["/etc/rc.local", "/etc/init.d/**", "/etc/rc?.d/**", "/etc/inetd.conf",
                                    "/etc/xinetd.conf", "/etc/xinetd.d/**", "/etc/ld.so.preload",
                                    "/etc/ld.so.conf", "/etc/ld.so.conf.d/**", "/etc/pam.d/**",
@@ -317,8 +321,8 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     _rule("web-executable", _I, [f"{root}/**" for root in WEB_ROOTS], "executable written in a web root",
           changes=WRITES, file_types=frozenset({FileType.FILE}), mode_any=EXECUTE_BITS),
     _rule("system-binary", _I, ["/usr/local/bin/**", "/usr/local/sbin/**", "/usr/bin/**", "/usr/sbin/**",
-                                "/bin/**", "/sbin/**", "/usr/local/lib/**", "/lib/**/*.so*",
-                                "/usr/lib/**/*.so*"],
+                                "/bin/**", "/sbin/**", "/usr/local/lib/**", "/lib/**/*.so*", "/lib64/**",
+                                "/usr/lib/**/*.so*", "/usr/lib*/security/**", "/lib/*/security/**"],
           "program or library written after the golden image", changes=WRITES, file_types=FILES_AND_LINKS),
     _rule("temp-executable", _I, [f"{root}/**" for root in TEMP_DIRS], "executable in a temporary directory",
           changes=WRITES, file_types=frozenset({FileType.FILE}), mode_any=EXECUTE_BITS),

@@ -189,3 +189,33 @@ def test_under_the_rescue_altroot_the_rules_see_the_paths_the_host_uses() -> Non
     assert triage([seen])[0].rule == "scheduled-jobs"
     assert host_path(b"/mnt/host", b"/mnt/host") == b"/"
     assert host_path(b"/mnt/hostile/x", b"/mnt/host") == b"/mnt/hostile/x"  # not below it: left alone
+
+
+@pytest.mark.parametrize(("path", "rule"), [
+    (b"/usr/sbin/telnetd", "system-binary"),
+    (b"/usr/bin/python3", "system-binary"),
+    (b"/etc/cron.d/awstats", "scheduled-jobs"),
+    (b"/usr/lib/systemd/system/backdoor.timer", "scheduled-jobs"),
+    (b"/usr/lib/modules/6.1.0-28-amd64/extra/rootkit.ko", "kernel-module"),
+    (b"/etc/modules-load.d/rootkit.conf", "kernel-module"),
+    (b"/usr/lib/x86_64-linux-gnu/security/pam_backdoor.so", "system-binary"),
+    (b"/etc/ld.so.preload", "boot-persistence"),
+    (b"/etc/pam.d/sshd", "boot-persistence"),
+])
+def test_system_changes_of_a_rootkit_are_indicators(path: bytes, rule: str) -> None:
+    from decimal import Decimal
+
+    from recovery.zfs.diff import Change, ChangeKind, FileType
+
+    finding = triage([Change(1, Decimal(0), ChangeKind.CREATED, FileType.FILE, path)])[0]
+    assert (finding.verdict.value, finding.rule) == ("indicator", rule)
+
+
+def test_logs_and_service_state_of_a_running_system_are_churn() -> None:
+    from decimal import Decimal
+
+    from recovery.zfs.diff import Change, ChangeKind, FileType
+
+    changes = [Change(1, Decimal(0), ChangeKind.MODIFIED, FileType.FILE, p)
+               for p in (b"/var/log/syslog", b"/var/lib/systemd/random-seed", b"/var/cache/apt/pkgcache.bin")]
+    assert {f.verdict.value for f in triage(changes)} == {"churn"}
