@@ -14,11 +14,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from recovery.engine.registry import StepContext, StepFailed
-from recovery.zfs.client import AgentClient, AgentError, AgentReplyError, Dataset
+from recovery.zfs.client import AgentClient, AgentError, AgentReplyError, Dataset, snapshot_view
 from recovery.zfs.diff import Change, ChangeKind
 from recovery.zfs.swap import SwapNames
-from recovery.zfs.triage import Finding, triage
+from recovery.zfs.triage import Finding, Verdict, triage
 
+#: Rules that a Debian package's own files trip when dpkg installs or upgrades them.
+SHIPPED_RULES = frozenset({"setuid-file", "system-binary", "kernel-module", "scheduled-jobs"})
 GOLDEN_PREFIX = "golden-"
 GOLDEN_HOLD = "recovery-golden"
 EVIDENCE_HOLD = "recovery-evidence"
@@ -78,11 +80,30 @@ def triaged(client: AgentClient, origin: str, target: str, rules: Any = None) ->
     paths = [c.current_path for c in result.changes if c.kind is not ChangeKind.REMOVED]
     modes = _modes(client, origin, target, paths)
     altroot = client.altroot(origin.split("/", 1)[0])
-    if altroot and altroot != "/":
-        prefix = altroot.rstrip("/").encode("utf-8", "surrogateescape")
-        modes = {host_path(p, prefix): m for p, m in modes.items()}
-        return triage([as_host_sees_it(c, prefix) for c in result.changes], rules, modes)
-    return triage(result.changes, rules, modes)
+    prefix = altroot.rstrip("/").encode("utf-8", "surrogateescape") if altroot else b""
+    changes = [as_host_sees_it(c, prefix) for c in result.changes] if prefix else result.changes
+    findings = triage(changes, rules, {host_path(p, prefix): m for p, m in modes.items()} if prefix else modes)
+    return as_shipped(client, origin, target, findings, prefix)
+
+
+def as_shipped(client: AgentClient, origin: str, target: str, findings: list[Finding],
+               altroot: bytes) -> list[Finding]:
+    """Package churn is not an attack: a system file that is exactly what its Debian package ships,
+    by the dpkg database of the same state, is churn (a dpkg run between the two states).
+
+    Only a dataset mounted at the system's root holds that database; an
+    intruder's change to a packaged file does not match its recorded md5, and
+    files no package ships (a new "telnetd") stay indicators.
+    """
+    suspects = [f.path for f in findings if f.verdict is Verdict.INDICATOR and f.rule in SHIPPED_RULES]
+    mountpoint = _mountpoint(client, origin.split("@", 1)[0]) if suspects else None
+    if mountpoint is None or mountpoint.rstrip(b"/") != altroot:
+        return findings
+    root = mountpoint if "@" not in target else snapshot_view(mountpoint, target, mountpoint)
+    shipped = client.shipped(root, suspects)
+    return [dataclasses.replace(f, verdict=Verdict.CHURN, rule="package", reason="as its Debian package ships "
+                                "it (dpkg database of the same state): a package was installed or upgraded")
+            if shipped.get(f.path) else f for f in findings]
 
 
 def host_path(path: bytes, altroot: bytes) -> bytes:

@@ -431,6 +431,57 @@ def op_lstat(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
     return {"modes": [_lstat_mode(base64.b64decode(p)) for p in paths]}
 
 
+#: Where dpkg keeps each package's file list with md5 sums, below a system's root.
+DPKG_INFO = b"var/lib/dpkg/info"
+#: Merged /usr: a package may name /bin/x while the file lives at /usr/bin/x.
+_MERGED = ((b"usr/bin/", b"bin/"), (b"usr/sbin/", b"sbin/"), (b"usr/lib/", b"lib/"), (b"usr/lib64/", b"lib64/"))
+
+
+def op_shipped(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
+    """For each file (its path below ``root``), whether its md5 is the one its Debian package
+    records in the same state's dpkg database (None: no package ships it, or it is not a file).
+
+    A dpkg run between two snapshots changes packaged programs; an intruder's
+    change to one does not match what the package shipped.
+    """
+    root = base64.b64decode(args.get("root") or "")
+    files = args.get("files")
+    if not os.path.isabs(root) or not isinstance(files, list):
+        raise OperationError("arguments 'root' (absolute, base64) and 'files' (base64 list) are required")
+    sums = _dpkg_md5sums(os.path.join(root, DPKG_INFO))
+    shipped: List[Optional[bool]] = []
+    for rel in (base64.b64decode(f).lstrip(b"/") for f in files):
+        recorded = sums.get(rel) or next((sums[alias + rel[len(real):]] for real, alias in _MERGED
+                                          if rel.startswith(real) and alias + rel[len(real):] in sums), None)
+        shipped.append(None if recorded is None else _md5_file(os.path.join(root, rel)) == recorded)
+    return {"shipped": shipped}
+
+
+def _dpkg_md5sums(info: bytes) -> Dict[bytes, str]:
+    sums: Dict[bytes, str] = {}
+    try:
+        names = [n for n in os.listdir(info) if n.endswith(b".md5sums")]
+    except OSError:
+        return sums
+    for name in names:
+        with open(os.path.join(info, name), "rb") as handle:
+            for line in handle:
+                digest, _, rel = line.rstrip(b"\n").partition(b"  ")
+                if rel and re.fullmatch(rb"[0-9a-f]{32}", digest):
+                    sums[rel] = digest.decode("ascii")
+    return sums
+
+
+def _md5_file(path: bytes) -> Optional[str]:
+    if os.path.islink(path) or not os.path.isfile(path):
+        return None
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def op_hash(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
     """sha256 of regular files under the given paths (base64 bytes), symlinks not followed.
 
@@ -522,6 +573,7 @@ OPERATIONS: Dict[str, Callable[[Dict[str, Any], Optional[str]], Dict[str, Any]]]
     "diff": op_diff,
     "lstat": op_lstat,
     "hash": op_hash,
+    "shipped": op_shipped,
 }
 
 

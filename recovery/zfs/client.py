@@ -279,6 +279,10 @@ class _Modes(_Model):
     modes: list[int | None]
 
 
+class _Shipped(_Model):
+    shipped: list[bool | None]
+
+
 class _Hashed(_Model):
     files: dict[str, str]
     complete: bool
@@ -461,6 +465,19 @@ class AgentClient:
         with self._reply_errors("hash"):
             files = {base64.b64decode(k, validate=True): v for k, v in hashed.files.items()}
         return files, hashed.complete
+
+    def shipped(self, root: bytes, paths: Sequence[bytes]) -> dict[bytes, bool]:
+        """For files below ``root`` (a system's root, or its view in a snapshot), whether each is exactly
+        as its Debian package ships it in that state (paths no package ships are left out)."""
+        found: dict[bytes, bool] = {}
+        for batch in _batches(paths, LSTAT_BATCH):
+            encoded = [base64.b64encode(p).decode("ascii") for p in batch]
+            reply = self.call("shipped", root=base64.b64encode(root).decode("ascii"), files=encoded)
+            shipped = self._checked("shipped", _Shipped, reply).shipped
+            if len(shipped) != len(batch):
+                raise AgentReplyError(f"{self.host}: shipped: reply has {len(shipped)} entries for {len(batch)} paths")
+            found.update((path, ok) for path, ok in zip(batch, shipped) if ok is not None)
+        return found
 
     def modes_in_snapshot(self, mountpoint: bytes, snapshot: str, paths: Sequence[bytes]) -> dict[bytes, int]:
         """Modes of mountpoint-absolute ``paths`` as they are in ``snapshot``, keyed by those paths.

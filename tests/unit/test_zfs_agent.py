@@ -242,3 +242,24 @@ def test_libzfs_core_calls_are_grouped_by_pool() -> None:
 def test_only_bootfs_is_set_on_a_pool_and_only_to_one_of_its_filesystems(args: dict, expected: str) -> None:
     reply = agent.handle(request("pool_set", **args))
     assert not reply["ok"] and expected in reply["error"]["message"]
+
+
+def test_shipped_tells_a_package_upgrade_from_a_changed_program(tmp_path: Path) -> None:
+    import hashlib
+
+    info = tmp_path / "var/lib/dpkg/info"
+    info.mkdir(parents=True)
+    (tmp_path / "usr/bin").mkdir(parents=True)
+    (tmp_path / "usr/sbin").mkdir(parents=True)
+    (tmp_path / "usr/bin/sudo").write_bytes(b"sudo as shipped")
+    (tmp_path / "usr/sbin/sshd").write_bytes(b"sshd with a backdoor")
+    (tmp_path / "usr/bin/bash").write_bytes(b"bash as shipped")
+    (tmp_path / "usr/sbin/telnetd").write_bytes(b"no package ships this")
+    md5 = lambda data: hashlib.md5(data).hexdigest()  # noqa: E731
+    (info / "sudo.md5sums").write_text(f"{md5(b'sudo as shipped')}  usr/bin/sudo\n")
+    (info / "openssh-server.md5sums").write_text(f"{md5(b'sshd as shipped')}  usr/sbin/sshd\n")
+    (info / "bash.md5sums").write_text(f"{md5(b'bash as shipped')}  bin/bash\n")  # merged /usr: named /bin/bash
+    files = [base64.b64encode(p).decode() for p in
+             (b"/usr/bin/sudo", b"/usr/sbin/sshd", b"/usr/bin/bash", b"/usr/sbin/telnetd")]
+    reply = agent.handle(request("shipped", root=base64.b64encode(str(tmp_path).encode()).decode(), files=files))
+    assert reply["ok"] and reply["result"]["shipped"] == [True, False, True, None]
