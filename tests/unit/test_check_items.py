@@ -5,8 +5,10 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+from pathlib import Path
 from types import SimpleNamespace
 
+import jsonschema
 import pytest
 
 from recovery.actions.check import lessons, restore_points
@@ -202,3 +204,13 @@ def test_accepting_an_item_by_name_or_by_host_and_name() -> None:
     assert refused(r, ()) == ["eu-web:ssh", "us-web:ssh", "us-web:bmc"]
     assert refused(r, ("ssh",)) == ["us-web:bmc"]
     assert refused(r, ("us-web:bmc", "eu-web:ssh")) == ["us-web:ssh"]
+
+
+def test_the_inventory_schema_knows_the_check_table() -> None:
+    schema = json.loads((Path(__file__).parents[2] / "schema" / "inventory.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    entry = {"address": "x", "ssh": {"key": "/k", "host_key": f"ssh-ed25519 {KEY}"},
+             "check": {"rpo": "2h", "cgi_dirs": ["/srv/cgi"], "waive": {"logs": "why"}}}
+    assert not list(validator.iter_errors({"hosts": {"a": entry}}))
+    entry["check"] = {"waive": {"log": "why"}}
+    assert list(validator.iter_errors({"hosts": {"a": entry}}))
