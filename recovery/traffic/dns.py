@@ -217,7 +217,7 @@ class DnsDriver:
             raise TrafficUnreachable(f"{where}: {exc.strerror or exc}; nothing was changed") from None
         except dns.tsig.PeerError as exc:
             raise TrafficRefused(
-                f"{where}: update refused, server rejected TSIG key {self.server.key.name} "
+                f"{where}: the server rejected TSIG key {self.server.key.name} "
                 f"({type(exc).__name__}: {exc}); nothing was changed"
             ) from None
         except (dns.message.UnknownTSIGKey, dns.tsig.BadSignature, dns.tsig.BadTime) as exc:

@@ -13,12 +13,13 @@ import pytest
 
 from recovery.actions.check import lessons, restore_points
 from recovery.actions.check.model import Report, Status, Subject, failed, passed, waived, warned
-from recovery.actions.check.preflight import refused
+from recovery.actions.check.preflight import refused, scope
 from recovery.actions.check.reach import rescue_image
 from recovery.actions.check.remote import split_files
 from recovery.config.errors import ConfigError
 from recovery.config.inventory import Host, Readiness, duration_seconds
 from recovery.config.load import load_inventory
+from recovery.engine import control
 from recovery.engine.exit_codes import Exit
 from recovery.transport.result import Result
 
@@ -214,3 +215,21 @@ def test_the_inventory_schema_knows_the_check_table() -> None:
     assert not list(validator.iter_errors({"hosts": {"a": entry}}))
     entry["check"] = {"waive": {"log": "why"}}
     assert list(validator.iter_errors({"hosts": {"a": entry}}))
+
+
+def test_the_preflight_checks_only_what_the_plan_reaches(tmp_path) -> None:
+    hosts = "".join(f'[hosts.{h}]\naddress = "x"\n[hosts.{h}.ssh]\nkey = "/k"\nhost_key = "ssh-ed25519 {KEY}"\n'
+                    for h in ("a", "b"))
+    oob = '[hosts.b.oob]\ndriver = "ipmi"\naddress = "y"\nusername = "u"\npassword = "env:P"\n'
+    (tmp_path / "inventory.toml").write_text(hosts + oob + '[groups]\nweb = ["a", "b"]\n')
+    for steps, expected in (
+        (["http_check"], {}),
+        (["contain"], {"a": {"secrets"}, "b": {"secrets", "bmc"}}),
+        (["contain", "run"], {"a": {"secrets", "ssh"}, "b": {"secrets", "bmc", "ssh"}}),
+    ):
+        params = {"http_check": 'params = { url = "http://127.0.0.1:1/" }', "run": 'params = { command = "true" }',
+                  "contain": "params = {}"}
+        (tmp_path / "pb.toml").write_text("".join(f'[[steps]]\nkind = "{k}"\n{params[k]}\n' for k in steps))
+        inventory, plan = control.prepare(tmp_path / "inventory.toml", tmp_path / "pb.toml", "web")
+        found = scope(inventory, plan)
+        assert {h: set(found.wanted(h)) for h in found.hosts} == expected and found.services == ()

@@ -21,24 +21,30 @@ from recovery.engine.plan import Plan
 PREFLIGHT_ITEMS = ("secrets", "ssh", "bmc", "dns", "haproxy")
 #: Step kinds that reach no host (the traffic steps reach services, checked separately).
 NO_HOST = {"approval", "message", "http_check", "divert", "return"}
+#: Step kinds that reach a host only through its BMC (and its console).
+BMC_ONLY = {"contain", "boot_single"}
 TRAFFIC = {"divert", "return"}
 
 
 def scope(inventory: Inventory, plan: Plan) -> Scope:
-    """The hosts the plan's steps reach and the services whose traffic it moves."""
-    reaching = [step for step in plan.steps if step.step.kind not in NO_HOST]
-    hosts = {h for step in reaching for h in (step.hosts if step.scope == "host" else plan.target.hosts)}
+    """Per host, what the plan's steps reach it through; the services whose traffic it moves."""
+    per_host: dict[str, set[str]] = {}
+    for step in plan.steps:
+        if step.step.kind in NO_HOST:
+            continue
+        needs = "bmc" if step.step.kind in BMC_ONLY else "ssh"
+        for host in step.hosts if step.scope == "host" else plan.target.hosts:
+            per_host.setdefault(host, {"secrets"}).add(needs)
+    for host, items in per_host.items():  # a host without a BMC block: the plan's own checks speak for it
+        if inventory.hosts[host].oob is None:
+            items.discard("bmc")
     moves_traffic = any(step.step.kind in TRAFFIC for step in plan.steps)
-    return Scope(tuple(h for h in plan.target.hosts if h in hosts),
-                 plan.target.services if moves_traffic else (), items=PREFLIGHT_ITEMS)
+    return Scope(tuple(h for h in plan.target.hosts if h in per_host),
+                 plan.target.services if moves_traffic else (), items=PREFLIGHT_ITEMS, per_host=per_host)
 
 
 def preflight(inventory: Inventory, plan: Plan) -> Report:
-    report = check(inventory, plan.target.name, scope(inventory, plan))
-    for subject in report.subjects:  # a host without a BMC block: the plan's own checks speak for it
-        if subject.kind == "host" and inventory.hosts[subject.name].oob is None:
-            subject.items = [i for i in subject.items if i.name != "bmc"]
-    return report
+    return check(inventory, plan.target.name, scope(inventory, plan))
 
 
 def refused(report: Report, accepted: tuple[str, ...]) -> list[str]:

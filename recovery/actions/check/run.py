@@ -7,9 +7,9 @@ turns a FAIL it accepts into a WARN with the reason.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from recovery.actions.check import lessons, reach, restore_points
@@ -41,6 +41,11 @@ class Scope:
     items: Collection[str] = HOST_ITEMS + SERVICE_ITEMS
     deep: bool = False
     store: Path = Path("golden-store")
+    per_host: Mapping[str, Collection[str]] = field(default_factory=dict)  # a host's own items, if not ``items``
+
+    def wanted(self, host: str) -> list[str]:
+        items = self.per_host.get(host, self.items)
+        return [item for item in HOST_ITEMS if item in items and (item != "console" or self.deep)]
 
     @classmethod
     def of(cls, target: Target, deep: bool, store: Path) -> "Scope":
@@ -62,7 +67,7 @@ def check(inventory: Inventory, target_name: str, scope: Scope) -> Report:
 
 def _host(inventory: Inventory, access: Access, name: str, scope: Scope) -> Subject:
     host = inventory.hosts[name]
-    wanted = [item for item in HOST_ITEMS if item in scope.items and (item != "console" or scope.deep)]
+    wanted = scope.wanted(name)
     session = None
     items: dict[str, Item] = {}
     try:
