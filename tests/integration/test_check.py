@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
+from recovery.actions.check import reach
+from recovery.config.inventory import Inventory
+from recovery.engine.access import Channel, HostAccess
 from recovery.engine.journal import Journal
 from tests.integration.test_divert_return import addresses, write_project
 from tests.support.project import recover
+from tests.support.pty_shell import PtyShell
 from tests.support.sshd import keygen
 
 pytestmark = pytest.mark.integration
@@ -118,3 +123,60 @@ def test_an_accepted_failure_starts_the_run_and_is_journaled(tmp_path, lab_dns, 
     (db,) = (tmp_path / "runs").glob("*/journal.sqlite")
     started = next(r for r in Journal(db).records() if r.event == "run_started")
     assert started.data["checks"]["accepted"] == ["eu-web:ssh"]
+
+
+class _ShellConsole:
+    """A BMC whose console is one interactive shell on a pty; each session's stream leaves the shell running."""
+
+    def __init__(self, shell: PtyShell) -> None:
+        self.shell = shell
+
+    def console(self) -> "_ShellConsole":
+        return self
+
+    def read(self, timeout: float) -> bytes:
+        return self.shell.read(timeout)
+
+    def write(self, data: bytes) -> None:
+        self.shell.write(data)
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_deep_console_check_logs_in_runs_and_logs_out(tmp_path) -> None:
+    inventory = Inventory.model_validate({"hosts": {"web1": {
+        "address": "127.0.0.1", "ssh": {"key": "/k", "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK"}}}})
+    shell = PtyShell()
+    try:
+        access = HostAccess("web1", inventory, None, Channel.SSH, lambda: _ShellConsole(shell))  # type: ignore[arg-type]
+        item = reach.console(access)
+        assert item.status.value == "PASS", item
+        deadline = time.monotonic() + 10
+        with pytest.raises(EOFError):  # the shell was told `exit`: nothing is left logged in on the line
+            while time.monotonic() < deadline:
+                shell.read(0.2)
+    finally:
+        shell.close()
+
+
+def test_the_deep_console_check_leaves_a_single_user_shell_alone(tmp_path) -> None:
+    inventory = Inventory.model_validate({"hosts": {"web1": {
+        "address": "127.0.0.1", "ssh": {"key": "/k", "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK"}}}})
+    shell = PtyShell()
+    try:
+        fake = tmp_path / "bin" / "systemctl"  # what systemd answers under rescue.target
+        fake.parent.mkdir()
+        fake.write_text("#!/bin/sh\necho maintenance\n")
+        fake.chmod(0o755)
+        shell.write(f"export PATH={fake.parent}:$PATH\n".encode())
+        access = HostAccess("web1", inventory, None, Channel.SSH, lambda: _ShellConsole(shell))  # type: ignore[arg-type]
+        item = reach.console(access)
+        assert item.status.value == "PASS" and "single-user mode" in item.detail, item
+        shell.write(b"echo still-here\n")
+        seen, deadline = b"", time.monotonic() + 10
+        while b"still-here\r\n" not in seen and time.monotonic() < deadline:
+            seen += shell.read(0.2)
+        assert b"still-here\r\n" in seen
+    finally:
+        shell.close()
