@@ -96,7 +96,7 @@ def test_logs_need_a_forward_and_the_daemon_that_ships_it() -> None:
     assert lessons.logs(FakeHost({})).status is Status.FAIL
     without_daemon = lessons.logs(FakeHost(conf))
     assert without_daemon.status is Status.FAIL and "rsyslogd is not installed" in without_daemon.detail
-    shipped = lessons.logs(FakeHost(conf, {"command -v": b"/usr/sbin/rsyslogd\n"}))
+    shipped = lessons.logs(FakeHost(conf, {"for p in rsyslogd": b"/usr/sbin/rsyslogd\n"}))
     assert shipped.status is Status.PASS and "loghost:514" in shipped.detail
 
 

@@ -83,8 +83,8 @@ def logs(session: Runs) -> Item:
         return failed("logs", "no remote log target configured (rsyslog, syslog-ng, systemd-journal-upload)",
                       'ship logs off the host: e.g. /etc/rsyslog.d/90-remote.conf with '
                       '`*.* action(type="omfwd" target="LOGHOST" port="514" protocol="tcp")`, then restart rsyslog')
-    installed = set(output(session, "command -v rsyslogd syslog-ng; ls /lib/systemd/systemd-journal-upload "
-                                    "/usr/lib/systemd/systemd-journal-upload 2>/dev/null").split())
+    installed = set(output(session, "for p in rsyslogd syslog-ng; do command -v $p; done; ls /lib/systemd/systemd-journal-upload "
+                                    "/usr/lib/systemd/systemd-journal-upload 2>/dev/null; true").split())
     shipping = [f for f in forwards if any(p.endswith("/" + LOG_DAEMONS[f.daemon]) for p in installed)]
     if not shipping:
         first = forwards[0]

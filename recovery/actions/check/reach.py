@@ -37,12 +37,16 @@ def ssh_session(inventory: Inventory, name: str) -> tuple[Item, SshSession | Non
         return failed("ssh", f"SSH key file {key} does not exist (hosts.{name}.ssh.key)", fix_key), None
     try:
         target = dataclasses.replace(ssh_target(inventory, name), connect_timeout=CONNECT_TIMEOUT)
-        if not target.host_keys:
-            return failed("ssh", f"no host key pinned for {target.address}:{target.port}",
-                          f"pin it: hosts.{name}.ssh.host_key = 'TYPE BASE64' (from a trusted copy, not the network)"), None
-        session = SshSession(target, output_cap=4 * 1024 * 1024)
+    except (TransportError, OSError, ValueError) as exc:
+        return failed("ssh", str(exc), _ssh_fix(name, str(exc))), None
+    if not target.host_keys:
+        return failed("ssh", f"no host key pinned for {target.address}:{target.port}",
+                      f"pin it: hosts.{name}.ssh.host_key = 'TYPE BASE64' (from a trusted copy, not the network)"), None
+    session = SshSession(target)
+    try:
         result = session.run("true", timeout=CONNECT_TIMEOUT * 2)
     except (TransportError, OSError, ValueError) as exc:
+        session.close()
         return failed("ssh", str(exc), _ssh_fix(name, str(exc))), None
     if not result.ok:
         session.close()

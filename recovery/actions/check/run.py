@@ -56,13 +56,17 @@ def check(inventory: Inventory, target_name: str, scope: Scope) -> Report:
     """The report of every wanted item; nothing on any host or service is changed."""
     access = Access(inventory)
     try:
-        with ThreadPoolExecutor(max_workers=max(1, min(PARALLEL_HOSTS, len(scope.hosts)))) as pool:
+        with ThreadPoolExecutor(max_workers=PARALLEL_HOSTS) as pool:
+            services = [pool.submit(_service, inventory, name, scope) for name in scope.services]
             hosts = list(pool.map(lambda name: _host(inventory, access, name, scope), scope.hosts))
+            subjects = hosts + [s for s in (f.result() for f in services) if s.items]
     finally:
         access.close()
-    services = [Subject("service", name, [i for i in service_items(inventory, name) if i.name in scope.items])
-                for name in scope.services]
-    return Report(target_name, hosts + [s for s in services if s.items], scope.deep)
+    return Report(target_name, subjects, scope.deep)
+
+
+def _service(inventory: Inventory, name: str, scope: Scope) -> Subject:
+    return Subject("service", name, [i for i in service_items(inventory, name) if i.name in scope.items])
 
 
 def _host(inventory: Inventory, access: Access, name: str, scope: Scope) -> Subject:
@@ -110,10 +114,11 @@ def _one(item: str, inventory: Inventory, access: Access, name: str, scope: Scop
 
 
 def _guarded(item: str, work: Callable[[], Item]) -> Item:
-    """An item whose host or BMC failed mid-way is a FAIL naming the error, never a crash of the check."""
+    """An item whose host, BMC or golden store failed mid-way (a dropped connection, a manifest of the wrong
+    shape) is a FAIL naming the error, never a crash of the check."""
     try:
         return work()
-    except (AdapterError, TransportError) as exc:
+    except (AdapterError, TransportError, OSError, ValueError, KeyError) as exc:
         return failed(item, str(exc), "look at the host; run `recover check` again")
 
 
