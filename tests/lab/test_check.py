@@ -70,6 +70,14 @@ def test_a_good_lab_passes_but_for_its_named_gaps(lab: Lab, store: Path) -> None
         assert statuses[service_item] == "PASS"
 
 
+def test_the_table_groups_items_per_host_and_service_and_sums_up(lab: Lab, store: Path) -> None:
+    result = recover("--no-color", "check", HOST, "--inventory", str(lab.inventory_file), cwd=lab.run_dir,
+                     env={"RECOVERY_GOLDEN_STORE": str(store)}, timeout=300)
+    print(result.stdout)
+    assert result.returncode == 8 and f"host {HOST}" in result.stdout and "service www" in result.stdout
+    assert f"check {HOST}: WARN — 11 PASS, 3 WARN, 0 FAIL" in result.stdout
+
+
 def test_the_restricted_deploy_key_still_carries_the_scheduled_sync(lab: Lab) -> None:
     on_host(lab, STAGING.name, www_sync_command())
 
