@@ -16,16 +16,19 @@ import recovery.steps  # noqa: F401  (registers the step kinds)
 from recovery import ui
 from recovery.actions import golden_verify as golden_verify_action
 from recovery.actions.check import preflight
-from recovery.actions.check.run import HOST_ITEMS, SERVICE_ITEMS, Scope
+from recovery.actions.check.model import Report as CheckReport
+from recovery.actions.check.run import Scope
 from recovery.actions.check.run import check as check_action
 from recovery.actions import salvage as salvage_action
 from recovery.actions import undo as undo_action
 from recovery.config.errors import ConfigError
+from recovery.config.inventory import Inventory
 from recovery.config.load import load_inventory
 from recovery.config.schema import write_schemas
 from recovery.config.targets import UnknownTarget, limit, resolve
 from recovery.engine import control, registry, runlog, runstore, state
 from recovery.engine.exit_codes import Exit
+from recovery.engine.plan import Plan
 from recovery.engine.runner import Outcome
 from recovery.engine.runstore import RunStoreError
 from recovery.transport.result import TransportError
@@ -210,6 +213,15 @@ start_options = bundle(
 )
 
 
+def _check_items(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """``--accept-check`` values name a preflight item, alone or after ``HOST:``."""
+    known = preflight.PREFLIGHT_ITEMS
+    for value in values:
+        if value.rpartition(":")[2] not in known:
+            raise click.BadParameter(f"{value!r} names no check item (items: {', '.join(known)})")
+    return values
+
+
 @main.command("run")
 @click.argument("target")
 @config_options()
@@ -217,9 +229,9 @@ start_options = bundle(
 @click.option("--admit", multiple=True, metavar="HOST",
               help="Let HOST back into rotation at `return` without this run's evidence (needs --why; journaled).")
 @click.option("--why", default="", help="Why the --admit hosts are trusted (journaled with your name).")
-@click.option("--accept-check", "accepted", multiple=True, metavar="ITEM",
-              type=click.Choice(sorted({*HOST_ITEMS, *SERVICE_ITEMS})),
-              help="Start although the preflight check's ITEM fails (repeatable; journaled; --yes never does this).")
+@click.option("--accept-check", "accepted", multiple=True, metavar="[HOST:]ITEM", callback=_check_items,
+              help="Start although the preflight check's ITEM fails, on every host or on HOST only "
+                   "(repeatable; journaled; --yes never does this).")
 @guarded
 def run_cmd(target: str, inventory: Path, playbook: Path, limit_spec: str | None, runs_dir: str | None, yes: bool,
             as_json: bool, admit: tuple[str, ...], why: str, accepted: tuple[str, ...]) -> None:
@@ -318,7 +330,7 @@ def _start(target: str, inventory: Path, playbook: Path, limit_spec: str | None,
     _finish(run.id, outcome, as_json)
 
 
-def _preflight(inv: Any, the_plan: Any, accepted: tuple[str, ...], as_json: bool) -> dict[str, Any]:
+def _preflight(inv: Inventory, the_plan: Plan, accepted: tuple[str, ...], as_json: bool) -> dict[str, Any]:
     """Check what the plan will reach before anything changes; refuse on a FAIL not accepted by name.
 
     Returns what the run journals with its start: the check's status and the items accepted.
@@ -337,7 +349,7 @@ def _preflight(inv: Any, the_plan: Any, accepted: tuple[str, ...], as_json: bool
     return {"status": report.status.value, "accepted": overridden, "failed": report.failures()}
 
 
-def _details(report: Any, names: list[str]) -> list[tuple[str, str]]:
+def _details(report: CheckReport, names: list[str]) -> list[tuple[str, str]]:
     return [(f"{s.name}:{i.name}", i.detail) for s, i in report.items() if f"{s.name}:{i.name}" in names]
 
 

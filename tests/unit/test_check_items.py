@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import jsonschema
 import pytest
+from click.testing import CliRunner
 
 from recovery.actions.check import lessons, restore_points
 from recovery.actions.check.model import Report, Status, Subject, failed, passed, waived, warned
@@ -18,6 +19,7 @@ from recovery.actions.check.reach import rescue_image
 from recovery.actions.check.remote import split_files
 from recovery.config.errors import ConfigError
 from recovery.config.inventory import Host, Readiness, duration_seconds
+from recovery.cli import main
 from recovery.config.load import load_inventory
 from recovery.engine import control
 from recovery.engine.exit_codes import Exit
@@ -233,3 +235,8 @@ def test_the_preflight_checks_only_what_the_plan_reaches(tmp_path) -> None:
         inventory, plan = control.prepare(tmp_path / "inventory.toml", tmp_path / "pb.toml", "web")
         found = scope(inventory, plan)
         assert {h: set(found.wanted(h)) for h in found.hosts} == expected and found.services == ()
+
+
+def test_accept_check_takes_a_preflight_item_alone_or_for_one_host() -> None:
+    result = CliRunner().invoke(main, ["run", "eu-web", "--accept-check", "eu-web:sssh"])
+    assert result.exit_code == 2 and "names no check item (items: secrets, ssh, bmc, dns, haproxy)" in result.output
