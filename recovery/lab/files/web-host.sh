@@ -25,6 +25,7 @@ fi
 
 # The deploy key's line, with its from=/command= options; an older unrestricted line of that key goes.
 key_blob=$(printf '%s\n' "$deploy_key" | awk '{for (i = 1; i < NF; i++) if ($i ~ /^ssh-/) { print $(i + 1); exit }}')
+[ -n "$key_blob" ] || { echo "web-host.sh: no ssh- key in the deploy key line" >&2; exit 1; }
 grep -vF "$key_blob" /root/.ssh/authorized_keys >/root/.ssh/authorized_keys.new || true
 printf '%s\n' "$deploy_key" >>/root/.ssh/authorized_keys.new
 chmod 600 /root/.ssh/authorized_keys.new
