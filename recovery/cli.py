@@ -15,14 +15,20 @@ import click
 import recovery.steps  # noqa: F401  (registers the step kinds)
 from recovery import ui
 from recovery.actions import golden_verify as golden_verify_action
+from recovery.actions.check import preflight
+from recovery.actions.check.model import Report as CheckReport
+from recovery.actions.check.run import Scope
+from recovery.actions.check.run import check as check_action
 from recovery.actions import salvage as salvage_action
 from recovery.actions import undo as undo_action
 from recovery.config.errors import ConfigError
+from recovery.config.inventory import Inventory
 from recovery.config.load import load_inventory
 from recovery.config.schema import write_schemas
-from recovery.config.targets import UnknownTarget
+from recovery.config.targets import UnknownTarget, limit, resolve
 from recovery.engine import control, registry, runlog, runstore, state
 from recovery.engine.exit_codes import Exit
+from recovery.engine.plan import Plan
 from recovery.engine.runner import Outcome
 from recovery.engine.runstore import RunStoreError
 from recovery.transport.result import TransportError
@@ -42,6 +48,8 @@ Exit codes:
   6    `recover journal verify` found a broken hash chain
   7    the journal could not be written (disk full?): the run stopped
        at once; free space, then `recover resume RUN`
+  8    `recover check`: nothing failed, but some item warns
+       (a FAIL exits 1; `recover TARGET` refuses to start on one: exit 3)
   130  interrupted; `recover resume RUN` continues
 """
 
@@ -117,6 +125,7 @@ def main(no_color: bool) -> None:
     recover resume RUN         continue a run after a crash or Ctrl-C; done steps are not redone
     recover retry RUN --host H --step S / recover skip ...   deal with one failed step
     recover golden eu-web      capture the known-good state before a host goes live
+    recover check eu-web       readiness before an incident: PASS/WARN/FAIL per item, with the fix
     recover rehearse eu-web --scenario awstats-2005   the whole incident, in the lab, graded
     recover lab up             the QEMU lab fleet with real OpenZFS
 
@@ -204,6 +213,15 @@ start_options = bundle(
 )
 
 
+def _check_items(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """``--accept-check`` values name a preflight item, alone or after ``HOST:``."""
+    known = preflight.PREFLIGHT_ITEMS
+    for value in values:
+        if value.rpartition(":")[2] not in known:
+            raise click.BadParameter(f"{value!r} names no check item (items: {', '.join(known)})")
+    return values
+
+
 @main.command("run")
 @click.argument("target")
 @config_options()
@@ -211,11 +229,14 @@ start_options = bundle(
 @click.option("--admit", multiple=True, metavar="HOST",
               help="Let HOST back into rotation at `return` without this run's evidence (needs --why; journaled).")
 @click.option("--why", default="", help="Why the --admit hosts are trusted (journaled with your name).")
+@click.option("--accept-check", "accepted", multiple=True, metavar="[HOST:]ITEM", callback=_check_items,
+              help="Start although the preflight check's ITEM fails, on every host or on HOST only "
+                   "(repeatable; journaled; --yes never does this).")
 @guarded
 def run_cmd(target: str, inventory: Path, playbook: Path, limit_spec: str | None, runs_dir: str | None, yes: bool,
-            as_json: bool, admit: tuple[str, ...], why: str) -> None:
-    """Run the playbook against TARGET (asks for confirmation first)."""
-    _start(target, inventory, playbook, limit_spec, runs_dir, yes, as_json, admit, why)
+            as_json: bool, admit: tuple[str, ...], why: str, accepted: tuple[str, ...]) -> None:
+    """Run the playbook against TARGET (checks what it will reach, then asks for confirmation)."""
+    _start(target, inventory, playbook, limit_spec, runs_dir, yes, as_json, admit, why, accepted)
 
 
 @main.group(cls=GoldenGroup)
@@ -256,13 +277,48 @@ def golden_verify(target: str, inventory: Path, store: Path | None, as_json: boo
     sys.exit(Exit.FAILED if bad else Exit.OK)
 
 
+@main.command("check")
+@click.argument("target")
+@click.option("--inventory", type=click.Path(path_type=Path), default=Path("inventory.toml"), show_default=True,
+              help="Inventory file.")
+@click.option("--limit", "limit_spec", default=None, metavar="PATTERNS",
+              help="Only these hosts of TARGET: 'web,!us-web' (host/group patterns, ! excludes).")
+@click.option("--deep", is_flag=True, help="Also log in on each host's serial console (and out again), "
+                                           "and hash the golden streams.")
+@click.option("--store", type=click.Path(path_type=Path), default=None,
+              help="Golden store [default: $RECOVERY_GOLDEN_STORE or ./golden-store].")
+@json_option
+@guarded
+def check_cmd(target: str, inventory: Path, limit_spec: str | None, deep: bool, store: Path | None,
+              as_json: bool) -> None:
+    """Readiness of TARGET before an incident: PASS/WARN/FAIL per item, with the fix; changes nothing.
+
+    \b
+    Exit 0 all pass, 8 some item warns (nothing fails), 1 some item fails.
+    Items: bmc, ssh, console (--deep), golden, snapshots (age vs check.rpo),
+    snapshot-schedule, secrets, rescue-image, cgi, automation-keys, logs,
+    root-login per host; secrets, dns, haproxy per service.
+    """
+    inv = load_inventory(inventory)
+    resolved = resolve(inv, target)
+    if limit_spec:
+        resolved = limit(inv, resolved, limit_spec)
+    report = check_action(inv, target, Scope.of(resolved, deep, manifest.store_path(store)))
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        ui.show_check(report)
+    sys.exit(report.exit_code())
+
+
 def _start(target: str, inventory: Path, playbook: Path, limit_spec: str | None, runs_dir: str | None, yes: bool,
-           as_json: bool, admit: tuple[str, ...] = (), why: str = "") -> None:
+           as_json: bool, admit: tuple[str, ...] = (), why: str = "", accepted: tuple[str, ...] = ()) -> None:
     inv, the_plan = control.prepare(inventory, playbook, target, limit_spec)
     admitted = control.admissions(inv, the_plan, admit, why)
     if not as_json:
         ui.show_plan(the_plan)
     control.resolve_secrets(inv, the_plan, inventory)
+    checks = _preflight(inv, the_plan, accepted, as_json)
     _confirm(target, the_plan.destructive, yes, "start")
     run = runstore.create(runstore.runs_root(runs_dir), target, inventory, playbook, limit_spec)
     run.lock()
@@ -270,8 +326,31 @@ def _start(target: str, inventory: Path, playbook: Path, limit_spec: str | None,
         ui.console.print(f"run [bold]{run.id}[/] in {run.dir}")
     with _progress(yes, as_json) as progress:
         outcome = control.execute(run, the_plan, inv, progress, "run_started", admitted,
-                                  confirmed="--yes" if yes else "operator")
+                                  confirmed="--yes" if yes else "operator", checks=checks)
     _finish(run.id, outcome, as_json)
+
+
+def _preflight(inv: Inventory, the_plan: Plan, accepted: tuple[str, ...], as_json: bool) -> dict[str, Any]:
+    """Check what the plan will reach before anything changes; refuse on a FAIL not accepted by name.
+
+    Returns what the run journals with its start: the check's status and the items accepted.
+    """
+    report = preflight.preflight(inv, the_plan)
+    if not as_json and report.subjects:
+        ui.show_check(report)
+    refused = preflight.refused(report, accepted)
+    if refused:
+        fail([f"preflight check failed: {name} — {detail}" for name, detail in _details(report, refused)]
+             + [f"nothing was changed; fix it, or start with --accept-check ITEM for each: "
+                f"{', '.join(sorted({n.split(':', 1)[1] for n in refused}))}"], Exit.REFUSED)
+    overridden = [name for name in report.failures() if name not in refused]
+    for name in overridden:
+        ui.errors.print(f"[bold yellow]warning:[/] preflight FAIL accepted by --accept-check: {ui.safe(name)}")
+    return {"status": report.status.value, "accepted": overridden, "failed": report.failures()}
+
+
+def _details(report: CheckReport, names: list[str]) -> list[tuple[str, str]]:
+    return [(f"{s.name}:{i.name}", i.detail) for s, i in report.items() if f"{s.name}:{i.name}" in names]
 
 
 def _progress(yes: bool, as_json: bool) -> ui.LiveProgress:

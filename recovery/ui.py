@@ -210,3 +210,21 @@ def show_rehearsal(result: Any) -> None:
                   f"({result.overhead_share:.1%} of the RTO; the rest is waiting on guests, BMCs and servers)")
     console.print(f"RTO (recover, start to finish): {result.timings.get('recover', 0):.1f} s — "
                   + ("[green]all checks passed[/]" if result.passed else "[bold red]some checks failed[/]"))
+
+
+_CHECK_STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red"}
+
+
+def show_check(report: Any) -> None:
+    """`recover check`: one table per host or service (item, status, what was found, the fix), then a summary."""
+    for subject in report.subjects:
+        table = Table(title=f"{subject.kind} {escape(subject.name)}", title_justify="left")
+        for column in ("item", "status", "found", "fix"):
+            table.add_column(column, overflow="fold")
+        for item in subject.items:
+            style = _CHECK_STYLE[item.status.value]
+            table.add_row(item.name, f"[{style}]{item.status.value}[/]", safe(item.detail), safe(item.fix))
+        console.print(table)
+    counts = ", ".join(f"{report.count(s)} {s.value}" for s in type(report.status))
+    style = _CHECK_STYLE[report.status.value]
+    console.print(f"check {escape(report.target)}: [{style}]{report.status.value}[/] — {counts}")

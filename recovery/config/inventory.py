@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from recovery.config.base import Name, SecretRef, Strict
 
@@ -84,6 +85,58 @@ class HealthCheck(Strict):
     contains: str = ""
 
 
+_DURATION = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> int:
+    """Seconds of a duration written '90s', '30m', '2h' or '1d' (one number, one unit: no guessing)."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"'{text}' is not a duration: write a whole number and one unit, e.g. '30m', '2h', '1d'")
+    return int(match.group(1)) * _SECONDS[match.group(2)]
+
+
+def _check_duration(value: str) -> str:
+    duration_seconds(value)
+    return value
+
+
+#: A duration such as '2h' (s, m, h or d).
+Duration = Annotated[str, AfterValidator(_check_duration)]
+
+#: Item names of `recover check` (recovery.actions.check) a host may waive.
+CheckItemName = Literal["bmc", "ssh", "console", "golden", "snapshots", "snapshot-schedule", "secrets",
+                        "rescue-image", "cgi", "automation-keys", "logs", "root-login"]
+
+
+class Readiness(Strict):
+    """What `recover check` holds the host to, beyond being reachable."""
+
+    rpo: Duration | None = Field(
+        None, description="Recovery point objective: the newest snapshot of every protected dataset must be "
+                          "younger than this ('2h'); unset, the age is shown but not judged.")
+    snapshot_jobs: list[str] = Field(
+        default_factory=lambda: ["auto-snapshot", "sanoid", "zrepl"], min_length=1,
+        description="A cron line or systemd unit naming one of these is the host's snapshot schedule.")
+    automation_accounts: list[str] = Field(
+        default_factory=list, description="Accounts used by scripts (backup, deploy): every authorized_keys "
+                                          "entry must carry from= and command= (the 2009 lesson).")
+    cgi_dirs: list[str] = Field(
+        default_factory=list, description="The only directories where Apache may run CGI (ExecCGI, "
+                                          "cgi-script handler, ScriptAlias): the 2005/2009 lesson.")
+    waive: dict[CheckItemName, str] = Field(
+        default_factory=dict, description="Items whose FAIL is a known, accepted gap on this host: "
+                                          "item -> why (shown as WARN with the reason).")
+
+    @model_validator(mode="after")
+    def _reasons(self) -> "Readiness":
+        for item, why in self.waive.items():
+            if not why.strip():
+                raise ValueError(f"waive.{item}: say why the gap is accepted")
+        return self
+
+
 class Host(Strict):
     address: str
     public_address: str | None = Field(
@@ -94,6 +147,7 @@ class Host(Strict):
     datasets: list[str] = Field(default_factory=list, description="Protected ZFS datasets.")
     health: list[HealthCheck] = Field(default_factory=list)
     root_password: SecretRef | None = Field(None, description="For sulogin on the console.")
+    check: Readiness = Field(default_factory=Readiness, description="What `recover check` expects of the host.")
 
 
 class Dns(Strict):

@@ -14,6 +14,7 @@ class Exit(enum.IntEnum):
     NEEDS_OPERATOR = 5  # a step was in flight at a crash and cannot be re-checked: retry or skip it
     JOURNAL_TAMPERED = 6  # `recover journal verify` found a broken hash chain
     JOURNAL_FAILED = 7  # the journal could not be written (disk full?): the run stopped where it was
+    CHECK_WARN = 8  # `recover check`: no FAIL, but some item WARNs (FAIL exits 1)
     INTERRUPTED = 130  # Ctrl-C; `recover resume RUN` continues
 
 

@@ -39,6 +39,8 @@ STAGING_DATASETS = (BOOT_ENVIRONMENT, "tank/home", "tank/www/htdocs", "tank/www/
 
 AUTO_SNAPSHOT = "/usr/local/sbin/auto-snapshot"
 WWW_SYNC = "/usr/local/sbin/www-sync"
+#: The only command the staging host's deploy key may run on a web server (its authorized_keys command=).
+WWW_SYNC_RECEIVE = "/usr/local/sbin/www-sync-receive"
 SETUP_TIMEOUT = 600.0
 
 
@@ -164,7 +166,9 @@ def provision(guest: Guest, host: FleetHost, fleet_keys: FleetKeys, web_host_key
     install_program(guest, "auto-snapshot.sh", AUTO_SNAPSHOT)
     snapshot_cron = cron_line("0 * * * *", host.snapshot_command)
     if host.role == "web":
-        run_script(guest, "web-host.sh", public(fleet_keys.webmaster), public(fleet_keys.deploy), snapshot_cron)
+        install_program(guest, "www-sync-receive.sh", WWW_SYNC_RECEIVE)
+        deploy = f'from="{STAGING.lan.ip}",command="{WWW_SYNC_RECEIVE}",restrict {public(fleet_keys.deploy)}'
+        run_script(guest, "web-host.sh", public(fleet_keys.webmaster), deploy, snapshot_cron)
         return
     install_program(guest, "www-sync.sh", WWW_SYNC)
     known_hosts = "\n".join(f"{h.lan.ip} {' '.join(web_host_keys[h.name].split()[:2])}" for h in WEB_HOSTS)

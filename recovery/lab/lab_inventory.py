@@ -95,13 +95,27 @@ key = {_q(operator_key)}
 host_key = {_q(f"{key_type} {key_b64}")}
 """
     if host.role == "web":
-        text += f"""
+        text += _web_check(host) + f"""
 [[hosts.{host.name}.health]]
 url = {_q(f"http://{LOOPBACK}:{facts.http_port}/")}
 status = 200
 contains = {_q(SITE_MARK)}
 """
     return text
+
+
+def _web_check(host: FleetHost) -> str:
+    """What `recover check` holds a lab web server to, and the two gaps the lab accepts, with the reason."""
+    return f"""
+[hosts.{host.name}.check]
+rpo = "1d"
+automation_accounts = ["root"]  # root holds the staging host's deploy key (www-sync pushes as root)
+cgi_dirs = ["/srv/www/cgi-bin", "/usr/lib/cgi-bin"]
+
+[hosts.{host.name}.check.waive]
+logs = "the lab image has no syslog daemon; recovery's own journal goes to the inventory's collectors"
+snapshot-schedule = "the lab runs auto-snapshot itself at fixed points, so its cron line is commented out"
+"""
 
 
 def _oob(host: FleetHost, oob: OobFacts) -> str:

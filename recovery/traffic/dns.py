@@ -102,6 +102,24 @@ class DnsDriver:
             serial=self._serial(),
         )
 
+    def key_works(self) -> int | None:
+        """The zone's serial, asked in a TSIG-signed SOA query: a read, so a readiness check changes nothing.
+
+        The server must know the key and sign its answer with it; an unknown
+        key or a wrong secret comes back as :class:`TrafficRefused`.
+        """
+        query = dns.message.make_query(self._zone, "SOA")
+        query.use_tsig(_tsig_key(self.server.key))
+        where = f"DNS server {self._where()} (SOA query signed with TSIG key {self.server.key.name})"
+        response, _ = self._exchange(
+            where, lambda: dns.query.udp_with_fallback(query, self.server.host, self.server.timeout, self.server.port)
+        )
+        if response.rcode() != dns.rcode.NOERROR or not response.had_tsig:
+            raise TrafficRefused(f"{where}: answered {dns.rcode.to_text(response.rcode())}"
+                                 f"{'' if response.had_tsig else ', unsigned'}")
+        rrset = response.get_rrset(response.answer, self._zone, dns.rdataclass.IN, dns.rdatatype.SOA)
+        return rrset[0].serial if rrset else None
+
     def lower_ttl(self, service: DnsRecord, expected: TrafficState) -> TrafficState:
         """Rewrite the same addresses with ``service.ttl``, ahead of a divert."""
         return self._apply(service, expected, expected.destinations, service.ttl)
@@ -199,7 +217,7 @@ class DnsDriver:
             raise TrafficUnreachable(f"{where}: {exc.strerror or exc}; nothing was changed") from None
         except dns.tsig.PeerError as exc:
             raise TrafficRefused(
-                f"{where}: update refused, server rejected TSIG key {self.server.key.name} "
+                f"{where}: the server rejected TSIG key {self.server.key.name} "
                 f"({type(exc).__name__}: {exc}); nothing was changed"
             ) from None
         except (dns.message.UnknownTSIGKey, dns.tsig.BadSignature, dns.tsig.BadTime) as exc:

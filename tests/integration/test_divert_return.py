@@ -82,9 +82,11 @@ def served(url: str) -> str:
 ADMIT_BOTH = ("--admit", "eu-web", "--admit", "us-web", "--why", "the fixture's sites serve known files")
 
 
-def run(tmp_path: Path, target: str = "www", admit: tuple[str, ...] = ADMIT_BOTH) -> object:
+def run(tmp_path: Path, target: str = "www", admit: tuple[str, ...] = ADMIT_BOTH, accept: tuple[str, ...] = ()) -> object:
+    """``accept``: preflight items to accept, so the run itself meets the fault (as when it arises after the check)."""
+    accepted = [arg for item in accept for arg in ("--accept-check", item)]
     return recover(target, "--inventory", "inventory.toml", "--playbook", "pb.toml",
-                   "--runs-dir", "runs", "--yes", *admit, cwd=tmp_path)
+                   "--runs-dir", "runs", "--yes", *admit, *accepted, cwd=tmp_path)
 
 
 def journal(tmp_path: Path) -> Journal:
@@ -132,7 +134,7 @@ def test_unhealthy_host_stays_out_on_return(tmp_path, lab_dns, lab_haproxy, web_
 
 def test_refused_update_stops_the_run_and_changes_nothing(tmp_path, lab_dns, lab_haproxy, web_sites):
     write_project(tmp_path, lab_dns, lab_haproxy, web_sites, "d3JvbmcgYnV0IHdlbGwgZm9ybWVkIGtleQ==")
-    result = run(tmp_path)
+    result = run(tmp_path, accept=("dns",))
     assert result.returncode == 4, result.stdout + result.stderr
     assert "www/dns" in result.stdout
     assert addresses(lab_dns) == set(WEB_ADDRESSES)
@@ -176,7 +178,8 @@ def test_a_sibling_that_cannot_be_swept_stays_out_and_is_named(tmp_path, lab_dns
     """Target eu-web: us-web left rotation with it; with no golden manifest it cannot be swept, so it stays out."""
     write_project(tmp_path, lab_dns, lab_haproxy, web_sites, lab_dns.secret)
     (tmp_path / "pb.toml").write_text(SWEEP_PLAYBOOK.replace("HAPROXY_URL", lab_haproxy.url))
-    result = run(tmp_path, "eu-web", ("--admit", "eu-web", "--why", "rebuilt from the image this morning"))
+    result = run(tmp_path, "eu-web", ("--admit", "eu-web", "--why", "rebuilt from the image this morning"),
+                 accept=("ssh",))
     assert result.returncode == 0, result.stdout + result.stderr
     assert addresses(lab_dns) == {WEB_ADDRESSES[0]}
     assert {served(lab_haproxy.url) for _ in range(4)} == {"served by eu-web\n"}
@@ -194,7 +197,7 @@ def test_a_sibling_that_cannot_be_swept_stays_out_and_is_named(tmp_path, lab_dns
 def test_an_operator_may_admit_an_unswept_sibling_by_name(tmp_path, lab_dns, lab_haproxy, web_sites):
     write_project(tmp_path, lab_dns, lab_haproxy, web_sites, lab_dns.secret)
     (tmp_path / "pb.toml").write_text(SWEEP_PLAYBOOK.replace("HAPROXY_URL", lab_haproxy.url))
-    result = run(tmp_path, "eu-web")
+    result = run(tmp_path, "eu-web", accept=("ssh",))
     assert result.returncode == 0, result.stdout + result.stderr
     assert addresses(lab_dns) == set(WEB_ADDRESSES)
     assert "against the run's evidence: could not be swept" in report(tmp_path)

@@ -76,16 +76,16 @@ on_failure = "continue"
 """)
 
 
-def run_all(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def run_all(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return recover("all", "--inventory", "inventory.toml", "--playbook", "pb.toml", "--runs-dir", "runs",
-                   "--yes", *ADMIT_BOTH, cwd=tmp_path, timeout=180)
+                   "--yes", *ADMIT_BOTH, *extra, cwd=tmp_path, timeout=180)
 
 
 def test_dns_server_down_at_divert_stops_before_any_change(tmp_path, lab_dns, lab_haproxy, web_sites,
                                                            sshd_factory):
     traffic_project(tmp_path, lab_dns, lab_haproxy, web_sites, sshd_factory("ops"), "true")
     lab_dns.stop()
-    result = run_all(tmp_path)
+    result = run_all(tmp_path, "--accept-check", "dns")  # the run meets the fault, as if it came after the check
     assert result.returncode == 4, result.stdout + result.stderr
     report = assert_explained(result, tmp_path / "runs", "www/dns")
     assert states(tmp_path)[("divert", "*")] == "failed"
@@ -151,7 +151,8 @@ name = "after"
 params = { command = "echo never" }
 """)
         result = recover("web", "--inventory", "inventory.toml", "--playbook", "pb.toml", "--runs-dir", "runs",
-                         "--yes", cwd=tmp_path, env={"BMC_PASSWORD": "wrong-Password-2"}, timeout=180)
+                         "--yes", "--accept-check", "bmc", cwd=tmp_path, env={"BMC_PASSWORD": "wrong-Password-2"},
+                         timeout=180)
     assert result.returncode == 1, result.stdout + result.stderr
     assert_explained(result, tmp_path / "runs", "h1:", "h2:")
     found = states(tmp_path)
@@ -203,7 +204,7 @@ def test_a_port_that_drops_the_ssh_banner_fails_quietly_into_the_run_log(tmp_pat
         (tmp_path / "pb.toml").write_text('[[steps]]\nkind = "run"\nparams = { command = "true" }\n')
         closer = _accept_and_close(mute)
         result = recover("h1", "--inventory", "inventory.toml", "--playbook", "pb.toml", "--runs-dir", "runs",
-                         "--yes", cwd=tmp_path, timeout=120)
+                         "--yes", "--accept-check", "ssh", cwd=tmp_path, timeout=120)
         closer.join(5)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "protocol banner" not in result.stderr and "Exception (client)" not in result.stderr

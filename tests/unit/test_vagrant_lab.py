@@ -24,7 +24,7 @@ def test_vagrantfile_provisions_with_the_qemu_labs_scripts():
     text = (VAGRANT / "Vagrantfile").read_text()
     lab = VAGRANT.parent / "recovery" / "lab"
     for script in ("provision.sh", "files/pool.sh", "files/web-host.sh", "files/staging-host.sh",
-                   "files/auto-snapshot.sh", "files/www-sync.sh"):
+                   "files/auto-snapshot.sh", "files/www-sync.sh", "files/www-sync-receive.sh"):
         assert script.split("/")[-1] in text
         assert (lab / script).is_file()
 
