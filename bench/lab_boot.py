@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recovery.lab.image import build_image  # noqa: E402
+from recovery.lab.rootpool import build_lab_image  # noqa: E402
 from recovery.lab.vm import BootMode, Guest  # noqa: E402
 
 NAMES = ("bench-a", "bench-b", "bench-c")
@@ -58,9 +58,9 @@ def single_user_prompt(image, run_dir: Path) -> float:
 def main(cold: bool) -> None:
     if cold:
         with tempfile.TemporaryDirectory() as cache:
-            timed("image build, cold", lambda: build_image(Path(cache), progress=lambda line: None))
-    image = build_image(progress=lambda line: None)
-    timed("image build, cached", lambda: build_image(progress=lambda line: None))
+            timed("image build, cold", lambda: build_lab_image(Path(cache), progress=lambda line: None))
+    image = build_lab_image(progress=lambda line: None)
+    timed("image build, cached", lambda: build_lab_image(progress=lambda line: None))
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp)
         one_by_one = [boot_to_ssh(image, run_dir / "serial", n) for n in NAMES]

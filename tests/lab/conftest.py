@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from recovery.lab.bmc import LabBmc
-from recovery.lab.image import ImagePaths, build_image
+from recovery.lab.image import ImagePaths
+from recovery.lab.rootpool import build_lab_image
 from recovery.lab.keys import generate_ed25519
 from recovery.lab.vm import BootMode, Guest, LanAddress, LanSwitch
 from recovery.oob.lab import LabDriver
@@ -18,8 +19,8 @@ BOOT_TIMEOUT = 300.0
 
 @pytest.fixture(scope="session")
 def lab_image() -> ImagePaths:
-    """The base image for the current recipe (built on first use, about six minutes)."""
-    return build_image()
+    """The lab image for the current recipe: base, rescue and root pool disks (built on first use, about ten minutes)."""
+    return build_lab_image()
 
 
 @pytest.fixture(scope="session")

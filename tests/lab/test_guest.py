@@ -24,7 +24,7 @@ pytestmark = pytest.mark.lab
 @pytest.fixture(scope="module")
 def pool(guest: Guest) -> str:
     """Pool ``tank`` on the guest's data disk (created once)."""
-    result = guest.run("modprobe zfs && (zpool list tank >/dev/null 2>&1 || zpool create -f tank /dev/vdb)")
+    result = guest.run("modprobe zfs && (zpool list tank >/dev/null 2>&1 || zpool create -f tank /dev/disk/by-id/virtio-TANK0)")
     assert result.ok, result.stderr
     return "tank"
 
@@ -69,7 +69,7 @@ def test_zpool_is_online(guest: Guest, pool: str) -> None:
     result = guest.run(f"zpool status {pool}")
     assert result.ok, result.stderr
     assert b"state: ONLINE" in result.stdout
-    assert b"vdb" in result.stdout
+    assert b"virtio-TANK0" in result.stdout
 
 
 def test_libzfs_core_snapshot(guest: Guest, pool: str) -> None:
