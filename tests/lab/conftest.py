@@ -61,7 +61,7 @@ def boot_guest(lab_image: ImagePaths, lab_run_dir: Path) -> Iterator[Callable[..
 def guest(boot_guest: Callable[..., Guest], lan: LanSwitch) -> Guest:
     """One web host in normal mode, on the lab LAN as 10.77.0.11, reachable over SSH."""
     web = boot_guest("lab-web", lan=lan, lan_address=LanAddress.for_host_number(11))
-    web.wait_for_ssh(BOOT_TIMEOUT)
+    print(f"lab-web: normal boot to SSH in {web.wait_for_ssh(BOOT_TIMEOUT):.1f} s")
     return web
 
 
