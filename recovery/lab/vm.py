@@ -39,8 +39,10 @@ from recovery.transport.ssh import HostKeyRefused, LoginRefused, SshSession, Ssh
 
 QEMU = "qemu-system-x86_64"
 KERNEL_ARGS = "rw console=ttyS0 net.ifnames=0"
-#: The initramfs imports the root pool and mounts the dataset its ``bootfs`` names.
-ZFS_ROOT = "root=ZFS=AUTO"
+#: Debian's initramfs (scripts/zfs) imports pool ``rpool`` and mounts the dataset its ``bootfs``
+#: names: ``zfs:AUTO`` is the one spelling that reads bootfs, and ``rpool=`` keeps it from
+#: importing other pools in search of one (tank's bootfs is the host's to set, not the boot's).
+ZFS_ROOT = "root=zfs:AUTO rpool=rpool"
 ROOT_POOL_SERIAL = "RPOOL0"
 TANK_SERIAL = "TANK0"
 #: Where pool tank's disk appears in every guest, whatever else is attached.

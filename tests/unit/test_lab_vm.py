@@ -54,7 +54,7 @@ def test_host_boots_follow_the_root_pool_bootfs_from_its_disks(image: ImagePaths
     for mode in (BootMode.NORMAL, BootMode.SINGLE_USER):
         command = guest.qemu_command(mode)
         (append,) = options(command, "-append")
-        assert append.split()[0] == "root=ZFS=AUTO"
+        assert append.split()[:2] == ["root=zfs:AUTO", "rpool=rpool"]
         assert options(command, "-device")[:2] == [
             "virtio-blk-pci,drive=rpool,serial=RPOOL0", "virtio-blk-pci,drive=tank,serial=TANK0",
         ]  # fmt: skip
