@@ -7,7 +7,9 @@ set bootfs``. A second disk holds pool ``tank``. Disks carry virtio serials
 (``/dev/disk/by-id/virtio-<serial>`` in the guest), so their names do not
 depend on the order they are attached in. A rescue boot (the lab BMC's
 virtual media) starts the known-good rescue image instead, attached as a
-snapshot so the cached file never changes, with the host's disks after it. Networking never leaves this machine: QEMU user
+snapshot so the cached file never changes, with the host's disks after it.
+
+Networking never leaves this machine: QEMU user
 networking with ``restrict=on`` and forwards bound to 127.0.0.1 (SSH, HTTP),
 and optionally a second NIC on a vde switch that only the lab guests share.
 The serial console and QMP are unix sockets in the guest's run directory.
