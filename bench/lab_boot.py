@@ -55,6 +55,22 @@ def single_user_prompt(image, run_dir: Path) -> float:
         guest.stop()
 
 
+def rescue_shell(image, run_dir: Path) -> float:
+    """The rescue image logs root in on the console by itself: time to its shell prompt."""
+    guest = Guest(image, run_dir, "bench-rescue")
+    try:
+        start = time.monotonic()
+        guest.start(BootMode.RESCUE)
+        console = guest.console()
+        try:
+            console.expect(rb"root@rescue:~# ", timeout=600)
+        finally:
+            console.close()
+        return time.monotonic() - start
+    finally:
+        guest.stop()
+
+
 def main(cold: bool) -> None:
     if cold:
         with tempfile.TemporaryDirectory() as cache:
@@ -73,6 +89,7 @@ def main(cold: bool) -> None:
         print(f"{'three guests one by one (sum)':<44} {sum(one_by_one):8.1f} s")
         print(f"{'three guests in parallel (wall)':<44} {wall:8.1f} s  (slowest {max(together):.1f} s)")
         print(f"{'single-user boot to the sulogin prompt':<44} {single_user_prompt(image, run_dir):8.1f} s")
+        print(f"{'rescue boot to the root shell prompt':<44} {rescue_shell(image, run_dir):8.1f} s")
 
 
 if __name__ == "__main__":
