@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from recovery.lab.bmc import LabBmc
-from recovery.lab.image import build_image
+from recovery.lab.rootpool import build_lab_image
 from recovery.lab.keys import generate_ed25519
 from recovery.lab.vm import Guest
 from recovery.oob.base import BootMode, PowerState
@@ -74,7 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=20)
     repeat = parser.parse_args().repeat
-    image = build_image()
+    image = build_lab_image()
     password = resolve(f"file:{image.root_password_file}", "lab root password")
     with tempfile.TemporaryDirectory(prefix="bench-console-") as tmp:
         run_dir = Path(tmp)

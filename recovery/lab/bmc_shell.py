@@ -15,6 +15,12 @@ killing the process the lab recorded if it does not go. ``console`` relays
 bytes between the SSH channel and the guest's serial socket until either
 side closes.
 
+A rescue boot is the BMC's virtual media: the lab's known-good rescue image,
+attached so that it cannot change, with the host's disks after it. Before
+every rescue boot its sha256 is checked against the one recorded when it was
+built; a changed or unrecorded image is refused and the machine is left as
+it was.
+
 Usage (by sshd): ``python -m recovery.lab.bmc_shell STATE_DIR``
 """
 
@@ -29,12 +35,13 @@ from pathlib import Path
 
 from recovery.hostile import for_terminal
 from recovery.lab.bmc_machines import NORMAL, MachineStore, UnknownMachine
+from recovery.lab.image import RescueImageRefused, check_rescue
 from recovery.lab.power import power_of
 from recovery.lab.qmp import QmpError
 from recovery.lab.vm import BootMode as GuestBootMode
 from recovery.lab.vm import Guest, GuestError
 from recovery.oob.base import BootMode, PowerState
-from recovery.oob.lab import EXIT_FAILED, EXIT_REFUSED, EXIT_UNSUPPORTED
+from recovery.oob.lab import EXIT_FAILED, EXIT_REFUSED
 
 USAGE = (
     "commands: power status <machine> | power on <machine> [normal|single-user|rescue]"
@@ -51,19 +58,21 @@ class Refused(Exception):
     """The request is not one this BMC grants."""
 
 
-class Unsupported(Exception):
-    """The request is well formed but this BMC cannot do it."""
-
-
 def guest_mode(mode: str) -> GuestBootMode:
-    """The guest boot mode for a CLI mode word; a lab guest has no rescue medium to boot."""
+    """The guest boot mode for a CLI mode word."""
     try:
-        wanted = BootMode(mode)
+        return GuestBootMode(BootMode(mode).value)
     except ValueError:
         raise Refused(f"unknown boot mode {for_terminal(mode, 40)!r} (normal, single-user, rescue)") from None
-    if wanted is BootMode.RESCUE:
-        raise Unsupported("no rescue image is configured for lab machines")
-    return GuestBootMode(wanted.value)
+
+
+def check_medium(guest: Guest, mode: GuestBootMode) -> None:
+    """Before a rescue boot, the rescue image must be the one the build recorded."""
+    if mode is GuestBootMode.RESCUE:
+        try:
+            check_rescue(guest.image.rescue_disk, guest.image.rescue_sha256)
+        except RescueImageRefused as exc:
+            raise Refused(f"rescue boot of {guest.name}: {exc}") from None
 
 
 def power_status(store: MachineStore, name: str) -> str:
@@ -85,6 +94,7 @@ def power_on(store: MachineStore, name: str, mode: str | None) -> str:
         if guest.running():
             return "already on"
         boot = guest_mode(mode or record.next_boot)
+        check_medium(guest, boot)
         _start(guest, boot)
         store.save(record.with_next_boot(NORMAL))
     return f"powered on ({boot.value})"
@@ -107,6 +117,7 @@ def power_cycle(store: MachineStore, name: str) -> str:
         record = store.load(name)
         guest = record.guest()
         boot = guest_mode(record.next_boot)
+        check_medium(guest, boot)
         if guest.running():
             guest.stop()
         _start(guest, boot)
@@ -205,8 +216,6 @@ def main(argv: list[str]) -> int:
         return _fail(EXIT_REFUSED, f"refused: {exc}")
     except UnknownMachine as exc:
         return _fail(EXIT_REFUSED, f"refused: no machine named {for_terminal(str(exc), 64)!r} on this BMC")
-    except Unsupported as exc:
-        return _fail(EXIT_UNSUPPORTED, f"not supported: {exc}")
     except (GuestError, QmpError, OSError) as exc:
         return _fail(EXIT_FAILED, f"failed: {exc}")
     if answer:

@@ -45,7 +45,8 @@ from recovery.lab.fleet_setup import (
     www_sync_command,
 )
 from recovery.lab.haproxy import MIRROR_SERVER, LabHaproxy
-from recovery.lab.image import ImagePaths, build_image, default_cache_dir
+from recovery.lab.image import ImagePaths, default_cache_dir
+from recovery.lab.rootpool import build_lab_image
 from recovery.lab.lab_inventory import GuestFacts, OobFacts, ServiceFacts, inventory_text
 from recovery.lab.mirror import NOTICE_FILE, Mirror
 from recovery.lab.ports import LOOPBACK
@@ -228,7 +229,7 @@ class Lab:
     def _start(self) -> None:
         started = time.monotonic()
         timings: dict[str, Any] = {}
-        image = build_image(self.cache_dir, self.progress)
+        image = build_lab_image(self.cache_dir, self.progress)
         timings["image_s"] = round(time.monotonic() - started, 1)
         record: dict[str, Any] = {
             "format": RECORD_FORMAT,

@@ -6,6 +6,10 @@ is built once (about six minutes, most of it the zfs-dkms build) and cached
 outside the repository under a key derived from its recipe: change the recipe
 and a new image is built; keep it and the cached one is reused.
 
+The same build also cuts the rescue image from the provisioned root: the
+known-good system the lab BMC boots from read-only media. Its sha256 is
+recorded beside it, so the BMC can refuse a rescue disk that changed.
+
 Building needs root (debootstrap, chroot, mounts) and the host's Debian mirror.
 """
 
@@ -34,10 +38,17 @@ BOOTSTRAP_PACKAGES = ("systemd-sysv", "udev", "kmod", "e2fsprogs", "openssh-clie
 #: Virtual size of the root disk; the ext4 image is sparse and qcow2 stores only used blocks.
 ROOT_DISK_SIZE = "4G"
 ROOT_LABEL = "lab-root"
+RESCUE_LABEL = "lab-rescue"
+#: The rescue disk's virtio serial: set by the BMC's QEMU, so a host's own disk cannot pose as it.
+RESCUE_SERIAL = "RESCUE"
+RESCUE_ROOT = f"/dev/disk/by-id/virtio-{RESCUE_SERIAL}"
 #: Bump when the build procedure changes in a way the other inputs do not show.
 RECIPE_VERSION = "1"
 
 PROVISION_SCRIPT = Path(__file__).with_name("provision.sh")
+RESCUE_SCRIPT = Path(__file__).with_name("rescue.sh")
+#: The root pool disk's recipe, run in a builder guest by recovery.lab.rootpool.
+ROOT_POOL_SCRIPT = Path(__file__).with_name("rootpool.sh")
 OPERATOR_KEY_NAME = "operator_ed25519"
 ROOT_PASSWORD_NAME = "root-password"
 
@@ -46,6 +57,10 @@ Progress = Callable[[str], None]
 
 class ImageBuildError(Exception):
     """The base image could not be built; the message names the full log."""
+
+
+class RescueImageRefused(Exception):
+    """The rescue disk is not the one the build recorded: booting it would trust unknown media."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,11 @@ class ImagePaths:
     operator_key: Path
     root_password_file: Path
     log: Path
+    rescue_disk: Path
+    #: ``sha256sum`` line of the rescue disk, written when it was built.
+    rescue_sha256: Path
+    #: Root pool with the boot environment; built after the base image (recovery.lab.rootpool).
+    root_pool: Path
 
 
 def default_cache_dir() -> Path:
@@ -93,6 +113,9 @@ def build_image(cache_dir: Path | None = None, progress: Progress = _say) -> Ima
         operator_key=operator_key,
         root_password_file=password,
         log=cache / f"build-{key}.log",
+        rescue_disk=final / "rescue.qcow2",
+        rescue_sha256=final / "rescue.qcow2.sha256",
+        root_pool=final / f"rpool-{root_pool_key(key)}.qcow2",
     )
     if final.is_dir():  # cached: never wait behind another recipe's build
         progress(f"base image {key} cached in {final}")
@@ -119,12 +142,21 @@ def recipe_key(operator_key: Path, password: Path) -> str:
         ",".join(BOOTSTRAP_PACKAGES),
         ROOT_DISK_SIZE,
         ROOT_LABEL,
+        RESCUE_LABEL,
+        RESCUE_ROOT,
     ):
         h.update(part.encode() + b"\0")
     h.update(PROVISION_SCRIPT.read_bytes() + b"\0")
+    h.update(RESCUE_SCRIPT.read_bytes() + b"\0")
     h.update(operator_key.with_name(operator_key.name + ".pub").read_bytes() + b"\0")
     h.update(password.read_bytes())
     return h.hexdigest()[:16]
+
+
+def root_pool_key(base_key: str) -> str:
+    """The root pool disk is rebuilt when its script or the base image it is copied from changes."""
+    h = hashlib.sha256(base_key.encode() + b"\0" + ROOT_POOL_SCRIPT.read_bytes())
+    return h.hexdigest()[:12]
 
 
 @contextmanager
@@ -151,7 +183,11 @@ def _build(paths: ImagePaths, progress: Progress) -> None:
         _provision(rootfs, paths)
         progress("packing the root filesystem into a qcow2 disk…")
         _copy_boot_files(rootfs, work)
-        _pack(rootfs, work / "base.qcow2", paths.log)
+        _pack(rootfs, work / "base.qcow2", paths.log, ROOT_LABEL)
+        progress("cutting the rescue image from the same root…")
+        _make_rescue(rootfs, paths)
+        _pack(rootfs, work / "rescue.qcow2", paths.log, RESCUE_LABEL)
+        record_sha256(work / "rescue.qcow2")
         _remove_tree(rootfs)
         os.rename(work, final)
     except BaseException:
@@ -234,6 +270,46 @@ def _provision(rootfs: Path, paths: ImagePaths) -> None:
     policy.unlink()
 
 
+def _make_rescue(rootfs: Path, paths: ImagePaths) -> None:
+    """Run rescue.sh in the chroot of the provisioned root (already packed as the base disk)."""
+    shutil.copy(RESCUE_SCRIPT, rootfs / "tmp/recovery-rescue.sh")
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "LC_ALL": "C",
+        "RECOVERY_RESCUE_KEY": paths.key,
+        "RECOVERY_RESCUE_ROOT": RESCUE_ROOT,
+    }
+    with _chroot_mounts(rootfs, paths.log):
+        _run(paths.log, ["chroot", str(rootfs), "/bin/sh", "/tmp/recovery-rescue.sh"], env=env)
+    (rootfs / "tmp/recovery-rescue.sh").unlink()
+
+
+def record_sha256(disk: Path) -> None:
+    """``sha256sum`` format beside the disk: what the BMC checks before every rescue boot."""
+    disk.with_name(disk.name + ".sha256").write_text(f"{_sha256(disk)}  {disk.name}\n")
+
+
+def check_rescue(disk: Path, record: Path) -> None:
+    """Refuse a rescue disk whose sha256 is not the recorded one (or has no record)."""
+    try:
+        recorded = record.read_text().split()[0]
+    except (OSError, IndexError):
+        raise RescueImageRefused(f"no sha256 recorded for the rescue image ({record})") from None
+    if not disk.is_file():
+        raise RescueImageRefused(f"the rescue image {disk} is missing")
+    actual = _sha256(disk)
+    if actual != recorded:
+        raise RescueImageRefused(
+            f"the rescue image {disk} has sha256 {actual[:16]}…, the build recorded {recorded[:16]}…: "
+            "it changed since it was built"
+        )
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 @contextmanager
 def _chroot_mounts(rootfs: Path, log: Path) -> Iterator[None]:
     """/proc, /sys and /dev inside the chroot for apt and dkms, always unmounted afterwards."""
@@ -288,10 +364,10 @@ def _version_key(name: str) -> list[int]:
     return [int(n) for n in re.findall(r"\d+", name)]
 
 
-def _pack(rootfs: Path, disk: Path, log: Path) -> None:
+def _pack(rootfs: Path, disk: Path, log: Path, label: str) -> None:
     """An ext4 image made from the directory (no loop mount needed), stored as qcow2."""
     raw = disk.with_suffix(".raw")
-    _run(log, ["mkfs.ext4", "-q", "-F", "-L", ROOT_LABEL, "-d", str(rootfs), str(raw), ROOT_DISK_SIZE])
+    _run(log, ["mkfs.ext4", "-q", "-F", "-L", label, "-d", str(rootfs), str(raw), ROOT_DISK_SIZE])
     _run(log, ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(disk)])
     raw.unlink()
 

@@ -53,28 +53,77 @@ install_kernel_and_zfs() {
     apt_install linux-image-amd64 linux-headers-amd64
     log "building zfs-dkms for the installed kernel"
     apt_install zfs-dkms zfsutils-linux python3-pyzfs
+    ensure_hostid
+    # Root on ZFS: the initramfs must import the root pool. zfs-initramfs
+    # needs zfs-dkms or zfs-modules to configure, so it goes in while
+    # zfs-dkms is still there (a later dpkg -i leaves it unconfigured).
+    log "installing zfs-initramfs"
+    apt_install zfs-initramfs busybox
+}
+
+# One hostid for the initrd and every system cut from this image (the hosts'
+# boot environments and the rescue system), so each may import the pools the
+# others last used without forcing.
+ensure_hostid() {
+    if [ ! -s /etc/hostid ]; then
+        zgenhostid
+    fi
 }
 
 # The zfs modules are kept, the compiler and headers go: purging zfs-dkms
-# would delete the modules it built, so they are set aside and put back.
+# would delete the modules it built, so they are first packed into a local
+# package that provides zfs-modules (zfs-initramfs depends on it); dpkg's
+# view of the system stays consistent and the purge keeps zfs-initramfs.
 keep_zfs_modules_purge_build_tools() {
-    kver=$(find /lib/modules -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n 1)
+    kver=$(newest_kernel)
     built=$(find "/lib/modules/$kver" -name 'zfs.ko*' | head -n 1)
     if [ -z "$built" ]; then
         echo "provision: zfs module was not built for kernel $kver" >&2
         exit 1
     fi
-    log "zfs module built for $kver; purging build tools"
-    saved=$(mktemp -d)
-    cp -a "$(dirname "$built")"/. "$saved"/
-    apt-mark manual zfsutils-linux python3-pyzfs >/dev/null
+    log "zfs module built for $kver; packing it and purging build tools"
+    install_zfs_modules_package "$kver" "$(dirname "$built")"
+    apt-mark manual zfsutils-linux python3-pyzfs zfs-initramfs busybox >/dev/null
     apt-get purge -y --auto-remove zfs-dkms dkms linux-headers-amd64 "linux-headers-*"
-    mkdir -p "/lib/modules/$kver/extra/zfs"
-    cp -a "$saved"/. "/lib/modules/$kver/extra/zfs/"
-    rm -rf "$saved"
     depmod "$kver"
     modinfo -k "$kver" zfs >/dev/null
-    dpkg -s zfsutils-linux python3-pyzfs >/dev/null
+    dpkg -s zfsutils-linux python3-pyzfs zfs-initramfs >/dev/null
+}
+
+newest_kernel() {
+    find /lib/modules -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n 1
+}
+
+install_zfs_modules_package() {
+    pkg=$(mktemp -d)
+    mkdir -p "$pkg/DEBIAN" "$pkg/lib/modules/$1/extra/zfs"
+    cp -a "$2"/. "$pkg/lib/modules/$1/extra/zfs/"
+    cat >"$pkg/DEBIAN/control" <<CONTROL
+Package: zfs-modules-lab
+Version: $(dpkg-query -W -f '${Version}' zfs-dkms)
+Architecture: amd64
+Maintainer: recovery lab <root@localhost>
+Provides: zfs-modules
+Description: OpenZFS modules zfs-dkms built for kernel $1 (lab image)
+CONTROL
+    dpkg-deb --root-owner-group --build "$pkg" "$pkg.deb" >/dev/null
+    dpkg -i "$pkg.deb"
+    rm -rf "$pkg" "$pkg.deb"
+}
+
+# The initrd beside the disk must import the root pool: rebuild it now that
+# modules, hostid and hook are final, and fail if any of them is missing.
+update_zfs_initramfs() {
+    kver=$(newest_kernel)
+    update-initramfs -u -k "$kver"
+    contents=$(lsinitramfs "/boot/initrd.img-$kver")
+    for wanted in scripts/zfs etc/hostid sbin/zpool /zfs.ko; do
+        if ! echo "$contents" | grep -q "$wanted"; then
+            echo "provision: $wanted missing from /boot/initrd.img-$kver" >&2
+            exit 1
+        fi
+    done
+    log "initrd has the ZFS hook ($(echo "$contents" | grep -c zfs) zfs entries)"
 }
 
 install_services() {
@@ -246,6 +295,7 @@ main() {
     if [ "$BARE_IMAGE" = yes ]; then
         install_kernel_and_zfs
         keep_zfs_modules_purge_build_tools
+        update_zfs_initramfs
     else
         apt_install "linux-headers-$(uname -r)"
         apt_install zfs-dkms zfsutils-linux python3-pyzfs

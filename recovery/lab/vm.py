@@ -1,7 +1,15 @@
-"""Lab guests: QEMU virtual machines booted from the cached base image.
+"""Lab guests: QEMU virtual machines booted from the cached lab image.
 
-Each guest runs on a copy-on-write overlay of the base image plus its own
-data disk for pool ``tank``. Networking never leaves this machine: QEMU user
+Each guest's root disk is a copy-on-write overlay of the cached root pool
+disk: the initramfs imports pool ``rpool`` and mounts the boot environment
+its ``bootfs`` names, so a recovery switches boot environments with ``zpool
+set bootfs``. A second disk holds pool ``tank``. Disks carry virtio serials
+(``/dev/disk/by-id/virtio-<serial>`` in the guest), so their names do not
+depend on the order they are attached in. A rescue boot (the lab BMC's
+virtual media) starts the known-good rescue image instead, attached as a
+snapshot so the cached file never changes, with the host's disks after it.
+
+Networking never leaves this machine: QEMU user
 networking with ``restrict=on`` and forwards bound to 127.0.0.1 (SSH, HTTP),
 and optionally a second NIC on a vde switch that only the lab guests share.
 The serial console and QMP are unix sockets in the guest's run directory.
@@ -25,14 +33,22 @@ from pathlib import Path
 
 from recovery.hostile import for_terminal
 from recovery.lab import keys
-from recovery.lab.image import ImagePaths
+from recovery.lab.image import RESCUE_ROOT, RESCUE_SERIAL, ImagePaths
 from recovery.lab.ports import LOOPBACK, free_port, is_free
 from recovery.lab.qmp import QmpError, qmp
 from recovery.transport.result import Result, TransportError
 from recovery.transport.ssh import HostKeyRefused, LoginRefused, SshSession, SshTarget
 
 QEMU = "qemu-system-x86_64"
-KERNEL_ARGS = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
+KERNEL_ARGS = "rw console=ttyS0 net.ifnames=0"
+#: Debian's initramfs (scripts/zfs) imports pool ``rpool`` and mounts the dataset its ``bootfs``
+#: names: ``zfs:AUTO`` is the one spelling that reads bootfs, and ``rpool=`` keeps it from
+#: importing other pools in search of one (tank's bootfs is the host's to set, not the boot's).
+ZFS_ROOT = "root=zfs:AUTO rpool=rpool"
+ROOT_POOL_SERIAL = "RPOOL0"
+TANK_SERIAL = "TANK0"
+#: Where pool tank's disk appears in every guest, whatever else is attached.
+TANK_DEVICE = f"/dev/disk/by-id/virtio-{TANK_SERIAL}"
 DATA_DISK_SIZE = "512M"
 #: QEMU's user-network NIC; every guest has its own slirp, so one MAC serves all.
 WAN_MAC = "52:54:00:12:34:56"
@@ -49,15 +65,23 @@ class GuestError(Exception):
 
 
 class BootMode(enum.Enum):
-    """How the next boot comes up; single-user gives root's sulogin on the serial console."""
+    """How the next boot comes up.
+
+    Single-user boots the host's own boot environment to sulogin on the serial
+    console; rescue boots the known-good rescue image, which gives root a shell
+    there and leaves the host's pools alone until asked.
+    """
 
     NORMAL = "normal"
     SINGLE_USER = "single-user"
+    RESCUE = "rescue"
 
     def kernel_args(self) -> str:
+        if self is BootMode.RESCUE:
+            return f"root={RESCUE_ROOT} {KERNEL_ARGS}"
         if self is BootMode.SINGLE_USER:
-            return f"{KERNEL_ARGS} systemd.unit=rescue.target"
-        return KERNEL_ARGS
+            return f"{ZFS_ROOT} {KERNEL_ARGS} systemd.unit=rescue.target"
+        return f"{ZFS_ROOT} {KERNEL_ARGS}"
 
 
 def choose_accel(image: ImagePaths) -> str:
@@ -214,11 +238,7 @@ class Guest:
         self.dir.mkdir(parents=True, exist_ok=True)
         for path in (self.serial_socket, self.qmp_socket):
             _check_socket_path(path)
-        if not self.root_disk.exists():
-            _qemu_img("create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(self.image.disk),
-                      str(self.root_disk))  # fmt: skip
-        if not self.data_disk.exists():
-            _qemu_img("create", "-q", "-f", "qcow2", str(self.data_disk), DATA_DISK_SIZE)
+        self._prepare_disks()
         keys.ensure_ed25519(self.host_key_file, f"root@{self.name}")
         identity = self.dir / "identity"
         identity.mkdir(exist_ok=True)
@@ -229,6 +249,26 @@ class Guest:
         else:
             lan.unlink(missing_ok=True)
 
+    def _prepare_disks(self) -> None:
+        if not self.image.root_pool.exists():
+            raise GuestError(
+                f"no root pool disk {self.image.root_pool}: build it with recovery.lab.rootpool.build_lab_image()"
+            )
+        if not self.root_disk.exists():
+            _overlay(self.image.root_pool, self.root_disk)
+        if not self.data_disk.exists():
+            _qemu_img("create", "-q", "-f", "qcow2", str(self.data_disk), DATA_DISK_SIZE)
+
+    def disks(self, mode: BootMode) -> list[str]:
+        """The host's root pool and tank disks; a rescue boot puts the rescue media first."""
+        host = virtio_disk("rpool", self.root_disk, ROOT_POOL_SERIAL) + virtio_disk("tank", self.data_disk, TANK_SERIAL)
+        if mode is BootMode.RESCUE:
+            return virtio_disk("rescue", self.image.rescue_disk, RESCUE_SERIAL, "snapshot=on") + host
+        return host
+
+    def kernel_args(self, mode: BootMode) -> str:
+        return mode.kernel_args()
+
     def qemu_command(self, mode: BootMode) -> list[str]:
         """The QEMU command line for a boot in ``mode``; every network path stays on this machine."""
         forwards = f"hostfwd=tcp:{LOOPBACK}:{self.ssh_port}-:22,hostfwd=tcp:{LOOPBACK}:{self.http_port}-:80"
@@ -236,9 +276,7 @@ class Guest:
             QEMU, "-name", self.name, "-nodefaults", "-no-user-config", "-display", "none",
             "-accel", self.accel, "-smp", str(self.cpus), "-m", str(self.memory_mb),
             "-kernel", str(self.image.kernel), "-initrd", str(self.image.initrd),
-            "-append", mode.kernel_args(),
-            "-drive", f"file={self.root_disk},if=virtio,format=qcow2",
-            "-drive", f"file={self.data_disk},if=virtio,format=qcow2",
+            "-append", self.kernel_args(mode), *self.disks(mode),
             "-netdev", f"user,id=wan,restrict=on,{forwards}",
             "-device", f"virtio-net-pci,netdev=wan,mac={WAN_MAC}",
             "-chardev", f"socket,id=serial0,path={self.serial_socket},server=on,wait=off,"
@@ -392,6 +430,16 @@ def _ssh_banner(port: int) -> bool:
             return sock.recv(4).startswith(b"SSH-")
     except OSError:
         return False
+
+
+def virtio_disk(name: str, path: Path, serial: str, *options: str) -> list[str]:
+    """A qcow2 disk the guest sees as /dev/disk/by-id/virtio-<serial>."""
+    drive = ",".join((f"if=none,id={name},file={path},format=qcow2", *options))
+    return ["-drive", drive, "-device", f"virtio-blk-pci,drive={name},serial={serial}"]
+
+
+def _overlay(backing: Path, overlay: Path) -> None:
+    _qemu_img("create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(backing), str(overlay))
 
 
 def _qemu_img(*args: str) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from recovery.lab.bmc import LabBmc
-from recovery.lab.image import ImagePaths, build_image
+from recovery.lab.image import ImagePaths
+from recovery.lab.rootpool import build_lab_image
 from recovery.lab.keys import generate_ed25519
 from recovery.lab.vm import BootMode, Guest, LanAddress, LanSwitch
 from recovery.oob.lab import LabDriver
@@ -18,8 +19,8 @@ BOOT_TIMEOUT = 300.0
 
 @pytest.fixture(scope="session")
 def lab_image() -> ImagePaths:
-    """The base image for the current recipe (built on first use, about six minutes)."""
-    return build_image()
+    """The lab image for the current recipe: base, rescue and root pool disks (built on first use, about ten minutes)."""
+    return build_lab_image()
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +61,7 @@ def boot_guest(lab_image: ImagePaths, lab_run_dir: Path) -> Iterator[Callable[..
 def guest(boot_guest: Callable[..., Guest], lan: LanSwitch) -> Guest:
     """One web host in normal mode, on the lab LAN as 10.77.0.11, reachable over SSH."""
     web = boot_guest("lab-web", lan=lan, lan_address=LanAddress.for_host_number(11))
-    web.wait_for_ssh(BOOT_TIMEOUT)
+    print(f"lab-web: normal boot to SSH in {web.wait_for_ssh(BOOT_TIMEOUT):.1f} s")
     return web
 
 

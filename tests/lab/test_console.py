@@ -110,7 +110,7 @@ def test_a_command_over_its_timeout_is_interrupted(console: ConsoleSession) -> N
 
 
 def test_zfs_agent_over_the_console(console: ConsoleSession) -> None:
-    pool = console.run("modprobe zfs && (zpool list tank >/dev/null 2>&1 || zpool create -f tank /dev/vdb)", 300)
+    pool = console.run("modprobe zfs && (zpool list tank >/dev/null 2>&1 || zpool create -f tank /dev/disk/by-id/virtio-TANK0)", 300)
     assert pool.ok, pool.stderr
     agent = AgentClient(console)
     agent.ping()  # a framed, nonce-checked reply or an exception

@@ -1,4 +1,5 @@
-"""A lab guest is a real OpenZFS host: pinned SSH, a pool, libzfs_core, the vulnerable CGI, single-user."""
+"""A lab guest is a real OpenZFS host: root on a boot environment, pinned SSH, a pool, libzfs_core, the
+vulnerable CGI, single-user."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.lab
 @pytest.fixture(scope="module")
 def pool(guest: Guest) -> str:
     """Pool ``tank`` on the guest's data disk (created once)."""
-    result = guest.run("modprobe zfs && (zpool list tank >/dev/null 2>&1 || zpool create -f tank /dev/vdb)")
+    result = guest.run("modprobe zfs && (zpool list tank >/dev/null 2>&1 || zpool create -f tank /dev/disk/by-id/virtio-TANK0)")
     assert result.ok, result.stderr
     return "tank"
 
@@ -33,6 +34,12 @@ def test_ssh_answers_with_the_pinned_host_key(guest: Guest) -> None:
     result = guest.run("hostname")
     assert result.ok
     assert result.stdout.strip() == b"lab-web"
+
+
+def test_root_is_the_boot_environment_the_pool_bootfs_names(guest: Guest) -> None:
+    result = guest.run("findmnt -no SOURCE /; zpool get -H -o value bootfs rpool")
+    assert result.ok, result.stderr
+    assert result.stdout.split() == [b"rpool/ROOT/debian", b"rpool/ROOT/debian"]
 
 
 def test_ssh_refuses_a_guest_with_another_host_key(guest: Guest, tmp_path: Path) -> None:
@@ -69,7 +76,7 @@ def test_zpool_is_online(guest: Guest, pool: str) -> None:
     result = guest.run(f"zpool status {pool}")
     assert result.ok, result.stderr
     assert b"state: ONLINE" in result.stdout
-    assert b"vdb" in result.stdout
+    assert b"virtio-TANK0" in result.stdout
 
 
 def test_libzfs_core_snapshot(guest: Guest, pool: str) -> None:
@@ -115,12 +122,14 @@ def test_single_user_boot_gives_root_shell_on_console(
         time.sleep(1.0)
         console.send_line(resolve(f"file:{lab_image.root_password_file}", "lab root password"))
         console.expect(rb"#", timeout=60)
-        console.send_line("echo RECOVERY''-BEGIN; hostname; systemctl is-active rescue.target; echo RECOVERY''-END")
+        console.send_line("echo RECOVERY''-BEGIN; hostname; systemctl is-active rescue.target; findmnt -no SOURCE /; "
+                          "echo RECOVERY''-END")
         match = console.expect(rb"(?s)RECOVERY-BEGIN\r?\n(.*?)RECOVERY-END", timeout=60)
     finally:
         console.close()
     lines = match.group(1).split()
     assert b"lab-rescue" in lines
     assert b"active" in lines
+    assert b"rpool/ROOT/debian" in lines
     print(f"single-user: sulogin prompt {prompt_seconds:.1f} s after QEMU start")
     rescue.stop()

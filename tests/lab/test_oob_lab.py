@@ -16,7 +16,7 @@ import pytest
 from recovery.lab.bmc import LabBmc
 from recovery.lab.keys import generate_ed25519
 from recovery.lab.vm import Guest
-from recovery.oob.base import BootMode, OobNotSupported, OobRefused, PowerState
+from recovery.oob.base import BootMode, OobRefused, PowerState
 from recovery.oob.lab import EXIT_REFUSED, LabDriver
 from recovery.transport.ssh import SshSession
 
@@ -95,11 +95,6 @@ def test_boot_once_applies_to_one_boot_only(bmc_driver: LabDriver, bmc_machine: 
     assert lab_bmc.machines.load(bmc_machine.name).next_boot == "normal"
     bmc_driver.power_off(graceful=False)
     bmc_driver.wait_power(PowerState.OFF, POWER_TIMEOUT)
-
-
-def test_rescue_is_refused_by_name(bmc_driver: LabDriver) -> None:
-    with pytest.raises(OobNotSupported, match="no rescue image"):
-        bmc_driver.boot_once(BootMode.RESCUE)
 
 
 def test_unknown_machine_is_refused(lab_bmc: LabBmc, bmc_key: Path) -> None:

@@ -13,7 +13,7 @@ DATASETS = ["tank/www/htdocs", "tank/www/cgi-bin", "tank/data/uploads"]
 SETUP = """
 set -e
 modprobe zfs
-zpool create -f -O mountpoint=none tank /dev/vdb
+zpool create -f -O mountpoint=none tank /dev/disk/by-id/virtio-TANK0
 mkdir -p /srv/www/htdocs /srv/www/cgi-bin
 zfs create -p -o mountpoint=/srv/www/htdocs tank/www/htdocs
 zfs create -o mountpoint=/srv/www/cgi-bin tank/www/cgi-bin

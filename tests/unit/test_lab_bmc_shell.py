@@ -8,7 +8,7 @@ import pytest
 
 from recovery.lab.bmc import authorized_key_entry
 from recovery.lab.bmc_machines import MachineRecord, MachineStore, UnknownMachine
-from recovery.lab.bmc_shell import Refused, Unsupported, dispatch
+from recovery.lab.bmc_shell import Refused, dispatch
 from recovery.oob.base import OobError, OobNotSupported, OobRefused, PowerState
 from recovery.oob.lab import EXIT_FAILED, EXIT_REFUSED, EXIT_UNSUPPORTED, LabBmcEndpoint, LabDriver
 from recovery.transport.result import Result
@@ -20,7 +20,8 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKE+iFLQSsFrvPwDHlz+IP211wPsCXC0c2oYO
 def store(tmp_path: Path) -> MachineStore:
     machines = MachineStore(tmp_path / "state")
     image = {name: str(tmp_path / name) for name in
-             ("cache", "disk", "kernel", "initrd", "operator_key", "root_password_file", "log")}  # fmt: skip
+             ("cache", "disk", "kernel", "initrd", "operator_key", "root_password_file", "log",
+              "rescue_disk", "rescue_sha256", "root_pool")}  # fmt: skip
     machines.save(MachineRecord("web", str(tmp_path / "run"), {"key": "k", **image}, 1024, 2))
     return machines
 
@@ -59,14 +60,26 @@ def test_unknown_or_path_like_machines_are_refused(store: MachineStore) -> None:
             dispatch(store, f"power status {name}")
 
 
-def test_boot_once_is_recorded_and_rescue_is_unsupported(store: MachineStore) -> None:
+def test_boot_once_is_recorded(store: MachineStore) -> None:
     assert dispatch(store, "boot once web single-user") == "next boot: single-user"
     assert store.load("web").next_boot == "single-user"
-    with pytest.raises(Unsupported, match="rescue"):
-        dispatch(store, "boot once web rescue")
     with pytest.raises(Refused, match="unknown boot mode"):
         dispatch(store, "boot once web sideways")
     assert store.load("web").next_boot == "single-user"
+    assert dispatch(store, "boot once web rescue") == "next boot: rescue"
+
+
+def test_rescue_boot_without_a_recorded_sha256_is_refused_before_anything_starts(
+    store: MachineStore, tmp_path: Path
+) -> None:
+    (tmp_path / "rescue_disk").write_bytes(b"rescue")
+    dispatch(store, "boot once web rescue")
+    with pytest.raises(Refused, match="rescue boot of web: no sha256 recorded"):
+        dispatch(store, "power cycle web")
+    with pytest.raises(Refused, match="no sha256 recorded"):
+        dispatch(store, "power on web rescue")
+    assert dispatch(store, "power status web") == "off"
+    assert store.load("web").next_boot == "rescue"
 
 
 def test_a_machine_without_qemu_is_off(store: MachineStore) -> None:

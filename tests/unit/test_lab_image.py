@@ -65,9 +65,43 @@ def test_password_and_keys_are_private_and_stable(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
-def test_provisioning_script_is_shellcheck_clean() -> None:
-    done = subprocess.run(["shellcheck", str(image.PROVISION_SCRIPT)], capture_output=True, text=True)
+@pytest.mark.parametrize("script", [image.PROVISION_SCRIPT, image.RESCUE_SCRIPT, image.ROOT_POOL_SCRIPT])
+def test_image_scripts_are_shellcheck_clean(script: Path) -> None:
+    done = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
+
+
+def test_recipe_key_covers_the_rescue_script_and_the_root_pool_key_the_base(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    operator, password = tmp_path / "op", ensure_password(tmp_path / "pw")
+    ensure_ed25519(operator, "op")
+    before = image.recipe_key(operator, password)
+    rescue = tmp_path / "rescue.sh"
+    rescue.write_text(image.RESCUE_SCRIPT.read_text() + "# changed\n")
+    monkeypatch.setattr(image, "RESCUE_SCRIPT", rescue)
+    assert image.recipe_key(operator, password) != before
+    assert image.root_pool_key("a") != image.root_pool_key("b")
+    assert image.root_pool_key("a") == image.root_pool_key("a")
+
+
+def test_rescue_image_is_checked_against_its_recorded_sha256(tmp_path: Path) -> None:
+    disk = tmp_path / "rescue.qcow2"
+    disk.write_bytes(b"known good" * 1000)
+    record = tmp_path / "rescue.qcow2.sha256"
+    with pytest.raises(image.RescueImageRefused, match="no sha256 recorded"):
+        image.check_rescue(disk, record)
+    image.record_sha256(disk)
+    assert record.read_text().endswith("  rescue.qcow2\n")
+    image.check_rescue(disk, record)
+    tampered = bytearray(disk.read_bytes())
+    tampered[5] ^= 1
+    disk.write_bytes(bytes(tampered))
+    with pytest.raises(image.RescueImageRefused, match="changed since it was built"):
+        image.check_rescue(disk, record)
+    disk.unlink()
+    with pytest.raises(image.RescueImageRefused, match="missing"):
+        image.check_rescue(disk, record)
 
 
 def test_a_failed_build_step_names_the_log_and_shows_its_tail(tmp_path: Path) -> None:

@@ -6,14 +6,15 @@
 # the image's copy stays underneath as a fallback for a boot without the pool.
 # Existing datasets are left alone, so running this again changes nothing.
 #
-# Usage: [POOL_DEVICE=/dev/sdb] pool.sh DATASET=MOUNTPOINT...   (default device: /dev/vdb)
+# Usage: [POOL_DEVICE=/dev/sdb] pool.sh DATASET=MOUNTPOINT...
+#   default device: the lab disk with virtio serial TANK0 (recovery/lab/vm.py)
 set -eu
 
 modprobe zfs
 if ! zpool list tank >/dev/null 2>&1; then
     # atime=off: reads must not show up as changes in `zfs diff`.
     zpool import -f tank 2>/dev/null ||
-        zpool create -f -O mountpoint=none -O atime=off tank "${POOL_DEVICE:-/dev/vdb}"
+        zpool create -f -O mountpoint=none -O atime=off tank "${POOL_DEVICE:-/dev/disk/by-id/virtio-TANK0}"
 fi
 zfs mount -a
 
