@@ -46,7 +46,7 @@ from recovery.oob.lab import EXIT_FAILED, EXIT_REFUSED
 USAGE = (
     "commands: power status <machine> | power on <machine> [normal|single-user|rescue]"
     " | power off <machine> [graceful|forced] | power cycle <machine>"
-    " | boot once <machine> normal|single-user|rescue | console <machine>"
+    " | boot once <machine> normal|single-user|rescue | rescue check <machine> | console <machine>"
 )
 #: A QEMU that does not answer on its monitor this long after starting has failed.
 QMP_READY_TIMEOUT = 10.0
@@ -73,6 +73,13 @@ def check_medium(guest: Guest, mode: GuestBootMode) -> None:
             check_rescue(guest.image.rescue_disk, guest.image.rescue_sha256)
         except RescueImageRefused as exc:
             raise Refused(f"rescue boot of {guest.name}: {exc}") from None
+
+
+def rescue_check(store: MachineStore, name: str) -> str:
+    """What a rescue boot of the machine would start from, checked as before a boot (nothing started)."""
+    guest = store.load(name).guest()
+    check_medium(guest, GuestBootMode.RESCUE)
+    return f"rescue image sha256 {guest.image.rescue_sha256.read_text().split()[0]} verified"
 
 
 def power_status(store: MachineStore, name: str) -> str:
@@ -199,6 +206,8 @@ def dispatch(store: MachineStore, request: str) -> str | None:
             return power_cycle(store, name)
         case ["boot", "once", name, mode]:
             return boot_once(store, name, mode)
+        case ["rescue", "check", name]:
+            return rescue_check(store, name)
         case ["console", name]:
             console(store, name)
             return None

@@ -148,6 +148,10 @@ class OobDriver(abc.ABC):
     def close(self) -> None:
         """End the driver's session with the BMC, if it keeps one (once per run, at its end)."""
 
+    def check_rescue(self) -> str:
+        """Whether the rescue medium the BMC would boot is the known-good one (what it says about it)."""
+        raise OobNotSupported(f"{self.host}: the {self.protocol} BMC cannot show what its rescue medium holds")
+
     def console(self) -> ConsoleStream:
         """The host's serial console; the caller closes it."""
         raise OobNotSupported(f"{self.host}: the {self.protocol} driver has no console")

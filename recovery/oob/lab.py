@@ -9,6 +9,7 @@ BMC's host key pinned (``recovery.transport.ssh``). Its commands::
     power off <machine> [graceful|forced]
     power cycle <machine>
     boot once <machine> normal|single-user|rescue
+    rescue check <machine>                      the rescue image's sha256 against the recorded one
     console <machine>                           the serial line, both ways
 
 A refused request exits with :data:`EXIT_REFUSED`, a mode the BMC cannot
@@ -91,6 +92,9 @@ class LabDriver(OobDriver):
 
     def boot_once(self, mode: BootMode) -> None:
         self._command(f"one-time boot {mode.value}", "boot once", mode.value)
+
+    def check_rescue(self) -> str:
+        return self._command("check the rescue image", "rescue check")
 
     def console(self) -> BmcConsole:
         """The machine's serial line on its own SSH connection; the caller closes it."""

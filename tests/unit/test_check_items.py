@@ -164,13 +164,29 @@ def test_a_bad_rpo_or_an_unreasoned_waiver_is_a_config_error_with_its_key_path(t
         assert expected in " ".join(caught.value.messages)
 
 
-def test_rescue_image_absent_warns_present_is_hashed(tmp_path) -> None:
-    assert rescue_image(host()).status is Status.WARN
-    image = tmp_path / "rescue.iso"
-    image.write_bytes(b"rescue")
-    digest = "7f0a1e3b2d5ce6bf6d2a52a5d3b1b4e6c39b4b3a0a6f8e4c0d2f7b9a1c3e5d7f"
-    with_image = SimpleNamespace(oob=SimpleNamespace(rescue_image=str(image), rescue_sha256=digest))
-    assert rescue_image(with_image).status is Status.FAIL  # type: ignore[arg-type]
+def test_rescue_image_absent_warns_and_the_bmc_says_whether_its_image_is_the_known_good_one() -> None:
+    from recovery.config.inventory import LabOob
+    from recovery.oob.base import OobNotSupported, OobRefused
+
+    assert rescue_image(host(), lambda: None).status is Status.WARN  # type: ignore[arg-type,return-value]
+    lab = SimpleNamespace(oob=LabOob.model_validate(
+        {"driver": "lab", "machine": "m", "rescue": True, "ssh": {"key": "/k", "host_key": "ssh-ed25519 AAAA"}}))
+
+    class Bmc:
+        def __init__(self, answer: object) -> None:
+            self.answer = answer
+
+        def check_rescue(self) -> str:
+            if isinstance(self.answer, Exception):
+                raise self.answer
+            return str(self.answer)
+
+    verified = rescue_image(lab, lambda: Bmc("rescue image sha256 ab12 verified"))  # type: ignore[arg-type]
+    assert verified.status is Status.PASS and "verified" in verified.detail
+    changed = rescue_image(lab, lambda: Bmc(OobRefused("eu-web: rescue image sha256 differs")))  # type: ignore[arg-type]
+    assert changed.status is Status.FAIL and "differs" in changed.detail
+    blind = rescue_image(lab, lambda: Bmc(OobNotSupported("eu-web: cannot show")))  # type: ignore[arg-type]
+    assert blind.status is Status.WARN
 
 
 def report(*statuses: Status) -> Report:

@@ -8,19 +8,19 @@ BMC is asked for the power state, and the console session logs out again.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import paramiko
 
 from recovery import secrets
 from recovery.actions.check.model import Item, failed, passed, warned
-from recovery.config.inventory import Host, Inventory, IpmiOob, LabOob, RedfishOob
+from recovery.config.inventory import Host, Inventory, IpmiOob, LabOob, RedfishOob, offers_rescue
 from recovery.engine.access import HostAccess, oob_driver, ssh_target
 from recovery.errors import Fault
-from recovery.oob.base import OobError
+from recovery.oob.base import OobDriver, OobError, OobNotSupported
 from recovery.transport.result import TransportError
 from recovery.transport.ssh import SshSession
-from recovery.zfs.manifest import sha256_file
 
 #: Seconds to wait for a TCP connection: a preflight is quick or it says so.
 CONNECT_TIMEOUT = 5.0
@@ -160,16 +160,17 @@ def secrets_item(refs: dict[str, str]) -> Item:
     return passed("secrets", f"{len(refs)} reference(s) resolve" if refs else "no secrets referenced")
 
 
-def rescue_image(host: Host) -> Item:
-    """The rescue image the BMC would boot is present and matches its recorded sha256."""
-    image, digest = getattr(host.oob, "rescue_image", None), getattr(host.oob, "rescue_sha256", None)
-    if not image:
-        return warned("rescue-image", "no rescue image configured: recovery boots the host's own system "
-                                      "single-user", "configure a rescue image for the BMC to boot")
-    path = Path(image).expanduser()
-    if not path.is_file():
-        return failed("rescue-image", f"rescue image {path} is missing", "restore it from the trusted copy")
-    if digest and sha256_file(path) != digest.lower():
-        return failed("rescue-image", f"rescue image {path} does not match its sha256",
-                      "replace it with the trusted copy; find out who changed it")
-    return passed("rescue-image", f"{path} present" + (", sha256 matches" if digest else ""))
+def rescue_image(host: Host, driver: Callable[[], OobDriver]) -> Item:
+    """The rescue medium the BMC would boot: the lab BMC checks its image's sha256 as before a boot;
+    IPMI and Redfish cannot show what the medium holds, so that stays for a person to verify."""
+    if not offers_rescue(host.oob):
+        return warned("rescue-image", "no rescue medium configured: recovery boots the host's own system "
+                                      "single-user, whose tools a rootkit can deceive",
+                      "give the BMC a known-good rescue image (hosts.NAME.oob: rescue / rescue_image)")
+    try:
+        return passed("rescue-image", driver().check_rescue())
+    except OobNotSupported as exc:
+        return warned("rescue-image", str(exc), "verify the rescue medium's checksum by hand")
+    except OobError as exc:
+        return failed("rescue-image", str(exc), "replace the rescue image with the trusted copy; find out who "
+                                                "changed it")

@@ -95,7 +95,7 @@ def _one(item: str, inventory: Inventory, access: Access, name: str, scope: Scop
         "secrets": lambda: reach.host_secrets(inventory, name),
         "bmc": lambda: reach.bmc(inventory, name),
         "console": lambda: reach.console(access(name)),
-        "rescue-image": lambda: reach.rescue_image(host),
+        "rescue-image": lambda: reach.rescue_image(host, access(name).driver),
     }
     if item in simple:
         return simple[item]()
