@@ -205,6 +205,9 @@ class SshSession:
         self.open()
         try:
             with self._conn.sftp().open(remote, "rb") as source, private_file(local) as sink:
+                # Many reads in flight (a boot environment's stream is hundreds of MB), never past the
+                # bound: the size the host states is only believed up to max_bytes.
+                source.prefetch(min(source.stat().st_size or 0, max_bytes + 1), max_concurrent_requests=64)
                 return copy_bounded(source.read, sink.write, max_bytes, f"{self.target.name}:{remote}")
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise TransportError(f"{self.target.name}: copying {for_terminal(remote, 120)} failed: {exc}") from None

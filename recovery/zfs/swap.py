@@ -129,14 +129,25 @@ def _take_place(client: AgentClient, dataset: str, previous: str) -> None:
     canmount = kept_canmount(client, previous)
     if canmount != "on" and props(client, dataset, ["canmount"])["canmount"] != canmount:
         client.set(dataset, {"canmount": canmount})
+    pool = client.pool(dataset.split("/", 1)[0])
     (row,) = client.get([previous], ["mountpoint"])
     if row["source"] == "local" and props(client, dataset, ["mountpoint"])["mountpoint"] != row["value"]:
-        client.set(dataset, {"mountpoint": row["value"]})
-    pool = client.pool(dataset.split("/", 1)[0])
+        client.set(dataset, {"mountpoint": host_mountpoint(row["value"], pool.altroot)})
     if pool.bootfs == previous:
         client.set_bootfs(pool.name, dataset)
     if _mounts_itself(canmount, pool) and props(client, dataset, ["mounted"])["mounted"] != "yes":
         client.mount(dataset)
+
+
+def host_mountpoint(shown: str, altroot: str | None) -> str:
+    """The mountpoint as the host stores it: under an altroot ``zfs get`` shows it below the altroot,
+    and ``zfs set`` takes it without (setting what was shown would nest it below the altroot twice)."""
+    if not altroot or altroot == "/" or not shown.startswith("/"):
+        return shown
+    root = altroot.rstrip("/")
+    if shown == root:
+        return "/"
+    return shown[len(root):] if shown.startswith(root + "/") else shown
 
 
 def _in_place(client: AgentClient, dataset: str, previous: str) -> bool:

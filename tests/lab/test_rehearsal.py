@@ -1,4 +1,5 @@
-"""`recover rehearse` end to end: both seed incidents, and a host that never comes back."""
+"""`recover rehearse` end to end: the 2005 incident, its rootkit through the rescue image and through
+single-user mode, and a host that never comes back."""
 
 from __future__ import annotations
 
@@ -40,13 +41,17 @@ def test_rehearsal_of_a_seed_incident_passes(lab_dir: Path, scenario: str) -> No
     result = rehearse(lab_dir, "eu-web", "--scenario", scenario)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert "FAIL" not in result.stdout
-    for check in ("attack files gone from the live datasets", "the quarantine holds them",
+    for check in ("nothing of the attack left on the host", "the quarantine holds them",
+                  "every path the attack changed is in a protected dataset",
                   "evidence snapshots held", "mirror answered during the run", "traffic returned",
                   "journal verify"):
         assert check in result.stdout
     assert "all checks passed" in result.stdout
     text, report = " ".join(result.stdout.split()), recovery_report(lab_dir)
     assert "PASS no host in rotation holds an attack file" in text
+    assert "eu-web: rescue root shell on the console" in text  # nothing of the host ran
+    assert "rpool/ROOT/debian: now auto-" in text  # the system itself was restored, not only the data
+    assert "/usr/sbin/telnetd" in report and "/etc/cron.d/awstats" in report  # found on the root file system
     assert "A sweep runs the host's own tools on its running system, which a rootkit can deceive" in report
     if scenario == "rsync-2009":  # www-sync carried the scripts to us-web too: swept, found, kept out, named
         assert "PASS traffic returned (clean hosts only) — www now ['127.0.0.11']" in text
@@ -64,7 +69,25 @@ def test_failure_rehearsal_keeps_the_failed_host_out(lab_dir: Path) -> None:
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     text = " ".join(result.stdout.split())
     assert "PASS us-web: reported failed, left out — failed at boot_single" in text
-    assert "PASS eu-web: attack files gone from the live datasets" in text
+    assert "PASS eu-web: nothing of the attack left on the host" in text
     assert "PASS traffic returned (clean hosts only) — www now ['127.0.0.11']" in text
     assert "PASS us-web: kept out and named — failed at boot_single" in text
     assert "PASS no host in rotation holds an attack file" in text
+
+
+def test_a_rootkit_is_removed_through_the_rescue_image_and_fools_single_user_mode(lab_dir: Path) -> None:
+    """The wrapper python3 hides the intruder's files from the agent: from the rescue image the
+    recovery still finds and removes everything; the same attack recovered through the host's own
+    single-user mode (same lab, after the first recovery) is judged clean and comes back dirty."""
+    rescued = rehearse(lab_dir, "eu-web", "--scenario", "rootkit")
+    assert rescued.returncode == 0, rescued.stdout[-6000:] + rescued.stderr[-3000:]
+    text = " ".join(rescued.stdout.split())
+    assert "PASS eu-web: nothing of the attack left on the host" in text
+    assert "/usr/bin/python3" in recovery_report(lab_dir)  # the wrapper itself was an indicator
+
+    fooled = rehearse(lab_dir, "eu-web", "--scenario", "rootkit", "--reuse-lab", "--no-rescue")
+    assert fooled.returncode != 0, fooled.stdout[-6000:]
+    text = " ".join(fooled.stdout.split())
+    assert "eu-web: single-user root shell on the console" in text
+    assert "FAIL eu-web: nothing of the attack left on the host" in text
+    assert "/usr/sbin/telnetd" in text and "/usr/bin/python3 (still modified)" in text

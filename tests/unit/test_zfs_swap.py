@@ -71,10 +71,16 @@ class FakeZfs:
             obj["mounted"] = "no"
 
     def get(self, datasets: list[str], properties: list[str]) -> list[dict[str, str]]:
+        """Values as ``zfs get`` shows them: a mountpoint below the pool's altroot."""
         obj = self.objects[datasets[0]]
         defaults = {"readonly": "off", "canmount": "on", "mountpoint": "none"}
-        return [{"name": datasets[0], "property": p, "value": obj.get(p, defaults.get(p, "-")),
+        return [{"name": datasets[0], "property": p, "value": self._shown(p, obj.get(p, defaults.get(p, "-"))),
                  "source": "local" if p in obj else "default"} for p in properties]
+
+    def _shown(self, prop: str, value: str) -> str:
+        if prop != "mountpoint" or not self.altroot or not value.startswith("/"):
+            return value
+        return self.altroot.rstrip("/") + (value if value != "/" else "")
 
     def pool(self, pool: str) -> PoolState:
         name = next((n for n, o in self.objects.items() if o["id"] == self.bootfs), None)
@@ -114,7 +120,7 @@ def test_a_boot_environment_is_restored_and_the_pool_boots_it() -> None:
     assert zfs.pool("rpool").bootfs == BE and zfs.objects[BE]["id"] != compromised
     assert zfs.objects[names.quarantine]["id"] == compromised
     assert (zfs.prop(names.quarantine, "readonly"), zfs.prop(names.quarantine, "canmount")) == ("on", "off")
-    assert (zfs.prop(BE, "canmount"), zfs.prop(BE, "mountpoint"), zfs.prop(BE, "mounted")) == ("noauto", "/", "no")
+    assert (zfs.prop(BE, "canmount"), zfs.objects[BE]["mountpoint"], zfs.prop(BE, "mounted")) == ("noauto", "/", "no")
 
 
 def test_undo_boots_the_quarantined_environment_again_as_it_was() -> None:
