@@ -6,7 +6,8 @@ clone (so a recovery can switch boot environments); then ``boot once
 rescue`` + ``power cycle`` through the lab driver boot the known-good rescue
 image, whose console gives root a shell without a password and which
 imports no pool until asked. A tampered copy of the rescue image is refused
-before anything starts.
+before anything starts. From the rescue system the restore's swap of a boot
+environment and its undo run with the rescue image's own agent.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from recovery.lab.vm import TANK_DEVICE, Guest
 from recovery.oob.base import BootMode, OobRefused, PowerState
 from recovery.oob.lab import LabDriver
 from recovery.transport.console import ConsoleSession
+from recovery.zfs import swap
+from recovery.zfs.client import AgentClient
+from recovery.zfs.swap import SwapNames
 
 pytestmark = pytest.mark.lab
 
@@ -107,12 +111,13 @@ def test_rescue_boot_gives_root_a_console_and_leaves_the_pools_alone(
         assert set(idle.stdout.split()) <= {b"inactive", b"failed"}, idle.stdout
         imported = session.run(
             "zpool import -N -R /mnt/host rpool && zpool import -N -R /mnt/host tank"
-            " && zpool get -H -o value bootfs rpool && zfs get -H -o value mounted rpool/ROOT/restored"
-            " && zpool export tank && zpool export rpool",
+            " && zpool get -H -o value bootfs rpool && zfs get -H -o value mounted rpool/ROOT/restored",
             timeout=120,
         )
         assert imported.ok, imported.stderr
         assert imported.stdout.split() == [b"rpool/ROOT/restored", b"no"]
+        _swap_the_boot_environment_and_back(session)
+        assert session.run("zpool export tank && zpool export rpool", timeout=120).ok
     finally:
         session.close()
     check_rescue(lab_image.rescue_disk, lab_image.rescue_sha256)  # the cached media did not change
@@ -139,3 +144,28 @@ def test_a_tampered_rescue_image_is_refused(lab_image: ImagePaths, lab_bmc: LabB
     finally:
         lab.close()
         target.stop()
+
+
+def _swap_the_boot_environment_and_back(session: ConsoleSession) -> None:
+    """The restore's swap of a boot environment with the rescue image's own agent: the pool boots the
+    clean clone, the compromised one is sealed; undo puts bootfs and the names back. Nothing destroyed."""
+    be = "rpool/ROOT/restored"
+    client = AgentClient(session, timeout=120)
+    show = lambda: session.run(  # noqa: E731
+        "zpool get -H -o value bootfs rpool; zfs list -H -o name,readonly,canmount,mountpoint -r rpool/ROOT",
+        timeout=60).stdout.decode()
+    guid = lambda: session.run(f"zfs get -H -o value guid {be}", timeout=60).stdout.strip()  # noqa: E731
+    compromised = guid()
+    assert session.run(f"zfs snapshot {be}@clean", timeout=60).ok
+    names = SwapNames.for_run(be, "T1")
+    swap.restore(client, names, f"{be}@clean")
+    assert swap.restored(client, names) and guid() != compromised
+    state = show()
+    assert state.splitlines()[0] == be  # bootfs followed the restore, not the renamed quarantine
+    assert f"{be}\toff\tnoauto\t/mnt/host\n" in state  # canmount kept; "/" stored, shown below the altroot
+    assert f"{names.quarantine}\ton\toff\t/mnt/host\n" in state  # sealed, kept with its snapshots
+    swap.undo(client, names)
+    assert swap.undone(client, names) and guid() == compromised
+    state = show()
+    assert state.splitlines()[0] == be and f"{be}\toff\tnoauto\t/mnt/host\n" in state
+    assert f"{names.restored_aside}\ton\toff\t/mnt/host\n" in state
