@@ -415,7 +415,11 @@ class Lab:
 
 def _image_from(record: dict[str, Any]) -> ImagePaths:
     fields = record["image"]
-    return ImagePaths(**{k: (v if k == "key" else Path(v)) for k, v in fields.items()})
+    try:
+        return ImagePaths(**{k: (v if k == "key" else Path(v)) for k, v in fields.items()})
+    except TypeError:
+        raise LabError("this lab was brought up by an older version of the lab image (no root pool or rescue "
+                       "image in its record): `recover lab down --wipe`, then `recover lab up`") from None
 
 
 def _remove_workdir(path: Path) -> None:
