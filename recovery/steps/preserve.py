@@ -2,9 +2,9 @@
 
 The protected datasets are snapshotted together (one transaction group) as
 ``@incident-<run>`` and held, so the compromised state cannot vanish. Each
-snapshot is sent to a file on the host, hashed there while streaming, copied
-to the run directory and hashed again here: both hashes go into the journal
-(chain of custody). The temporary stream file on the host is then removed.
+snapshot's ``zfs send`` stream comes straight into the run directory and is
+hashed here (chain of custody: the hash and size go into the journal);
+nothing is written on the host, whose disks are the evidence.
 """
 
 from __future__ import annotations
@@ -26,13 +26,17 @@ from recovery.steps.zfs_host import (
     protected,
     snapshots,
 )
+from recovery.transport.result import TransportError
 from recovery.zfs.manifest import sha256_file
 from recovery.zfs.swap import SwapNames, filesystems
 
 
+#: Headroom of a stream over the snapshot's logical size (headers, records of small files).
+STREAM_SLACK = 16 * 1024 * 1024
+
+
 class PreserveParams(Strict):
     copy_streams: bool = Field(True, description="Copy the snapshot streams off the host.")
-    spool: str = Field("/var/tmp", description="Directory on the host for the stream while it is copied.")
 
 
 class Evidence(Strict):
@@ -95,7 +99,7 @@ class PreserveStep(StepKind):
         record = self._described(ctx, client, dataset, name)
         if ctx.params.copy_streams:
             local = _stream_path(ctx, dataset)
-            sent = copy_stream(ctx, client, name, local, ctx.params.spool)
+            sent = copy_stream(ctx, client, name, local)
             record = record.model_copy(update={"bytes": sent["bytes"], "sha256": sent["sha256"],
                                                "stream": str(local.relative_to(ctx.run_dir))})  # the run dir may move
         ctx.note(f"{name}: held" + (f", {record.bytes} bytes copied, sha256 {record.sha256[:16]}…"
@@ -119,24 +123,28 @@ def _evidence(client: Any, ctx: StepContext) -> dict[str, str]:
     return {dataset: evidence_snapshot(client, ctx, dataset) for dataset in protected(ctx)}
 
 
-def copy_stream(ctx: StepContext, client: Any, snapshot: str, local: Path,
-                spool: str = "/var/tmp") -> dict[str, Any]:
-    """Send ``snapshot`` to a file on the host (hashed there), fetch it to ``local``, hash, compare."""
+def copy_stream(ctx: StepContext, client: Any, snapshot: str, local: Path) -> dict[str, Any]:
+    """``zfs send -c`` of ``snapshot`` streamed straight into ``local`` here, hashed here.
+
+    Nothing is written on the host (its disk may be the evidence, and a boot
+    environment's stream is hundreds of MB); the stream can be no larger than
+    the snapshot's logical size, and stops with an error past it.
+    """
     local.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    remote = f"{spool}/recovery-{ctx.run_id}-{local.name}"
-    session = ctx.here.session()
-    session.run(f"rm -f -- {shlex.quote(remote)}", timeout=30)  # left by a crashed attempt
-    with agent_errors(ctx.host, f"sending {snapshot}"):
-        sent = client.send(snapshot, remote)
+    with agent_errors(ctx.host, f"sizing {snapshot}"):
+        (row,) = client.get([snapshot], ["logicalreferenced"])
+    bound = int(row["value"]) * 11 // 10 + STREAM_SLACK if row["value"].isdigit() else STREAM_SLACK
     partial = local.with_suffix(".partial")
-    session.get(remote, str(partial), max_bytes=sent.bytes)  # the size the host hashed, not what it sends now
-    local_sha = sha256_file(partial)
-    if local_sha != sent.sha256:
-        raise StepFailed(f"{ctx.host}: stream of {snapshot} changed in transit: the host hashed "
-                         f"{sent.sha256}, the copy here hashes {local_sha}")
+    zfs = shlex.quote(client.zfs or "/usr/sbin/zfs")
+    try:
+        size = ctx.here.session().fetch(f"{zfs} send -c {shlex.quote(snapshot)}", str(partial), bound,
+                                        timeout=ctx.timeout)
+    except TransportError as exc:
+        partial.unlink(missing_ok=True)
+        raise StepFailed(f"{ctx.host}: copying the stream of {snapshot}: {exc}") from None
+    digest = sha256_file(partial)
     partial.replace(local)
-    session.run(f"rm -f -- {shlex.quote(remote)}", timeout=30)
-    return {"bytes": sent.bytes, "sha256": sent.sha256, "copy": str(local)}
+    return {"bytes": size, "sha256": digest, "copy": str(local)}
 
 
 def evidence_snapshot(client: Any, ctx: StepContext, dataset: str) -> str:

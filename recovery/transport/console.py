@@ -127,15 +127,19 @@ class ConsoleSession:
 
     def get(self, remote: str, local: str, max_bytes: int) -> int:
         """Copy ``remote`` to a new private file ``local``; the bytes come framed and hashed like any output."""
+        return self.fetch(f"cat -- {shlex.quote(remote)}", local, max_bytes)
+
+    def fetch(self, command: str, local: str, max_bytes: int, timeout: float | None = None) -> int:
+        """The standard output of ``command`` into a new private file ``local``, at most ``max_bytes``."""
         if max_bytes > self.output_cap:
-            raise CopyTooLarge(f"{self.name}: {for_terminal(remote, 120)}: up to {max_bytes} bytes is more than "
+            raise CopyTooLarge(f"{self.name}: {for_terminal(command, 120)}: up to {max_bytes} bytes is more than "
                                f"the console carries in one reply ({self.output_cap}); copy it over SSH")
-        result = self.run(f"cat -- {shlex.quote(remote)}", timeout=CONSOLE_COPY_BASE + max_bytes / CONSOLE_RATE)
+        result = self.run(command, timeout=timeout or CONSOLE_COPY_BASE + max_bytes / CONSOLE_RATE)
         if not result.ok:
-            raise TransportError(f"{self.name}: cannot read {for_terminal(remote, 120)}: "
+            raise TransportError(f"{self.name}: {for_terminal(command, 120)} failed: "
                                  f"{for_terminal(result.stderr, 200)}", transient=False)
         if result.truncated or len(result.stdout) > max_bytes:
-            raise CopyTooLarge(f"{self.name}: {for_terminal(remote, 120)}: larger than the {max_bytes} bytes expected")
+            raise CopyTooLarge(f"{self.name}: {for_terminal(command, 120)}: more than the {max_bytes} bytes expected")
         with private_file(local) as sink:
             sink.write(result.stdout)
         return len(result.stdout)

@@ -212,6 +212,27 @@ class SshSession:
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise TransportError(f"{self.target.name}: copying {for_terminal(remote, 120)} failed: {exc}") from None
 
+    def fetch(self, command: str, local: str, max_bytes: int, timeout: float = 300.0) -> int:
+        """The standard output of ``command`` streamed into a new private file ``local``, at most
+        ``max_bytes``; ``timeout`` is how long the stream may stall. A command that fails (or says
+        nothing of how it ended) is a :class:`TransportError` naming its exit status."""
+        channel = self.channel(command)
+        what = f"{self.target.name}: {for_terminal(command, 120)}"
+        try:
+            channel.shutdown_write()
+            channel.settimeout(timeout)
+            with private_file(local) as sink:
+                copied = copy_bounded(channel.recv, sink.write, max_bytes, what)
+            code = channel.recv_exit_status()
+            errors = channel.recv_stderr(4096) if channel.recv_stderr_ready() else b""
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise TransportError(f"{what}: the stream broke off: {exc}") from None
+        finally:
+            channel.close()
+        if code != 0:
+            raise TransportError(f"{what}: exit {code}: {for_terminal(errors, 300)}", transient=False)
+        return copied
+
     def close(self) -> None:
         self._conn.close()
         if self._conn.gateway:

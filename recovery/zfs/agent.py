@@ -384,37 +384,6 @@ def op_pool_set(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
     return {"pool": pool, "property": prop, "value": value}
 
 
-def op_send(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
-    """``zfs send`` into a new file, hashed while it streams (chain of custody)."""
-    snapshot = dataset_name(args, "snapshot")
-    path = args.get("path")
-    if not isinstance(path, str) or not os.path.isabs(path):
-        raise OperationError("argument 'path' must be an absolute path", snapshot)
-    # -c: blocks go as stored (compressed), so a boot environment's stream is about half its size
-    command = [find_zfs(zfs), "send"] + (["-w"] if args.get("raw") else ["-c"])
-    if args.get("from") is not None:
-        command += ["-i", dataset_name(args, "from")]
-    return _stream_to_file(command + [snapshot], path, snapshot)
-
-
-def _stream_to_file(command: List[str], path: str, snapshot: str) -> Dict[str, Any]:
-    digest, size = hashlib.sha256(), 0
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except OSError as exc:
-        raise OperationError("cannot create %s: %s" % (path, exc.strerror), snapshot, exc.errno) from None
-    with os.fdopen(fd, "wb") as sink:
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for block in iter(lambda: proc.stdout.read(1 << 20), b""):  # type: ignore[union-attr]
-            digest.update(block)
-            sink.write(block)
-            size += len(block)
-        stderr = proc.stderr.read().decode("utf-8", "replace").strip()  # type: ignore[union-attr]
-    if proc.wait() != 0:
-        raise OperationError("zfs send failed (exit %d): %s" % (proc.returncode, stderr), snapshot)
-    return {"path": path, "bytes": size, "sha256": digest.hexdigest()}
-
-
 def op_diff(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
     """Raw ``zfs diff -FHt`` output, zlib then base64: every byte of every name survives,
     and a diff of 100k changes stays well under a transport's output cap."""
@@ -569,7 +538,6 @@ OPERATIONS: Dict[str, Callable[[Dict[str, Any], Optional[str]], Dict[str, Any]]]
     "set": op_set,
     "pool_get": op_pool_get,
     "pool_set": op_pool_set,
-    "send": op_send,
     "diff": op_diff,
     "lstat": op_lstat,
     "hash": op_hash,

@@ -111,13 +111,6 @@ class PoolState:
     altroot: str | None
 
 
-@dataclass(frozen=True)
-class SentStream:
-    path: str
-    bytes: int
-    sha256: str
-
-
 @functools.cache
 def agent_source() -> bytes:
     return resources.files("recovery.zfs").joinpath("agent.py").read_bytes()
@@ -265,12 +258,6 @@ class _PoolGot(_Model):
     values: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=1024)]]
 
 
-class _Sent(_Model):
-    path: str
-    bytes: Annotated[int, Field(ge=0)]
-    sha256: Annotated[str, Field(pattern="^[0-9a-f]{64}$")]
-
-
 class _Diffed(_Model):
     output_zlib: str
 
@@ -411,11 +398,6 @@ class AgentClient:
 
     def set_bootfs(self, pool: str, dataset: str) -> None:
         self.call("pool_set", pool=pool, property="bootfs", value=dataset)
-
-    def send(self, snapshot: str, path: str, incremental_from: str | None = None, raw: bool = False) -> SentStream:
-        result = self.call("send", snapshot=snapshot, path=path, raw=raw, **{"from": incremental_from})
-        sent = self._checked("send", _Sent, result)
-        return SentStream(sent.path, sent.bytes, sent.sha256)
 
     def diff(self, origin: str, target: str) -> bytes:
         """Raw ``zfs diff -FHt`` output, within :attr:`max_diff` bytes and :attr:`max_diff_lines` lines."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import subprocess
 import sys
@@ -163,9 +162,6 @@ elif args[0] == "get":
 elif args[0] == "diff":
     sys.stderr.write("[ 1.0] kernel noise on stderr\n")
     out.write({diff!r})
-elif args[0] == "send":
-    for i in range(3):
-        out.write(bytes(range(256)) * 4096)
 elif args[0] in ("set", "rename") and "tank/missing" not in args:
     pass
 else:
@@ -228,17 +224,6 @@ def test_end_to_end_diff_keeps_every_byte(fake_zfs: Path) -> None:
     output = client_for(fake_zfs).diff("tank/www@golden", "tank/www")
     findings = triage(parse_diff(output).changes)
     assert [(f.path, f.verdict) for f in findings] == [(HOSTILE, Verdict.INDICATOR), (b"/var/log/syslog", Verdict.CHURN)]
-
-
-def test_end_to_end_send_hashes_the_stream(fake_zfs: Path, tmp_path: Path) -> None:
-    target = tmp_path / "www@incident.zstream"
-    sent = client_for(fake_zfs).send("tank/www@incident-r1", str(target))
-    data = target.read_bytes()
-    assert sent.bytes == len(data) == 3 * 256 * 4096
-    assert sent.sha256 == hashlib.sha256(data).hexdigest()
-    assert target.stat().st_mode & 0o777 == 0o600
-    with pytest.raises(AgentError, match="cannot create"):  # never overwrites evidence
-        client_for(fake_zfs).send("tank/www@incident-r1", str(target))
 
 
 def test_end_to_end_zfs_failure_is_a_clear_error(fake_zfs: Path) -> None:
