@@ -47,7 +47,7 @@ class KillPoint:
 POINTS = (
     KillPoint("divert: routing journaled, not yet changed", "step_progress", "divert", 0.0),
     KillPoint("contain: power-off requested", "step_started", "contain", 0.3),
-    KillPoint("single-user boot, before the console login", "step_started", "boot_single", 6.0),
+    KillPoint("rescue boot, before the console login", "step_started", "boot_single", 6.0),
     KillPoint("preserve: snapshots being taken", "step_started", "preserve", 1.5),
     KillPoint("find_clean: bisecting", "step_started", "find_clean", 4.0),
     KillPoint("restore: in the middle of the swap", "step_started", "restore", 5.0),
@@ -55,6 +55,11 @@ POINTS = (
     KillPoint("evidence copy over SSH", "step_started", "evidence-copy", 1.0),
     KillPoint("return: putting traffic back", "step_started", "return", 0.1),
 )
+#: The points CI kills at (the bench kills at all of them): one in each kind of state a kill can
+#: leave behind: traffic half moved, a host half booted, evidence half taken, a swap half done,
+#: a host between its systems, traffic half returned.
+CI_POINTS = tuple(p for p in POINTS if p.step in ("divert", "boot_single", "preserve", "restore", "boot_normal",
+                                                  "return"))
 
 
 @dataclass
