@@ -39,10 +39,14 @@ class BootSingleParams(Strict):
 #: Single-user mode starts no import service: load the module, import what the host knows, mount.
 IMPORT_POOLS = ("/sbin/modprobe zfs && { /usr/sbin/zpool import -a -N 2>&1 | grep -v 'no pools available' >&2; "
                 "/usr/sbin/zfs mount -a && /usr/sbin/zpool list -H -o name; }")
-#: Before the host boots its own system again: every pool the rescue system imported, exported.
-EXPORT_POOLS = "/usr/sbin/zpool export -a"
 #: Where the rescue system imports the host's pools: every mountpoint lands below it.
 RESCUE_ALTROOT = "/mnt/host"
+#: Before the host boots its own system again: every pool the rescue system imported, exported.
+#: The mounts below the altroot go first, deepest first: the data pool's datasets sit inside the
+#: boot environment's mount, and exporting the root pool first would find it busy.
+EXPORT_POOLS = ("/usr/bin/findmnt -rn -o TARGET | grep -E '^" + RESCUE_ALTROOT + "(/|$)' | LC_ALL=C sort -r | "
+                "while read -r mountpoint; do /usr/bin/umount \"$mountpoint\" || exit 1; done "
+                "&& /usr/sbin/zpool export -a")
 #: The host's file systems are read there, never run: nothing on them executes or is a device.
 INSPECT_OPTIONS = "ro,nosuid,nodev,noexec"
 
