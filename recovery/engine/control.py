@@ -12,7 +12,7 @@ from recovery.config.inventory import Inventory
 from recovery.config.load import load_inventory, load_playbook
 from recovery.config.targets import diverted_services, limit, resolve, service_hosts
 from recovery.engine import plan as planning
-from recovery.engine import state
+from recovery.engine import registry, state
 from recovery.engine.plan import Plan
 from recovery.engine import runlog
 from recovery.engine.access import Access
@@ -169,8 +169,21 @@ def mark(run: Run, plan: Plan, host: str, step: str, event: str) -> None:
         steps = sorted({p.id for p in plan.steps})
         raise ConfigError([f"run {run.id} has no step '{step}' on host '{host}' "
                            f"(steps: {', '.join(steps)}; hosts: {', '.join(plan.target.hosts)})"])
-    pair = state.fold(run.journal.records()).get((step, host), state.PairState())
+    pairs = state.fold(run.journal.records())
+    pair = pairs.get((step, host), state.PairState())
     if pair.state not in (state.FAILED, state.IN_FLIGHT):
         raise ConfigError([f"step '{step}' on host '{host}' is {pair.state}, not failed: "
                            "only a failed or interrupted step can be retried or skipped"])
     run.journal.append(event, step, host, operator=getpass.getuser())
+    for later in _decided_after(plan, pairs, step):
+        run.journal.append("retry_requested", later, planning.RUN_SCOPE, operator=getpass.getuser(),
+                           because=f"'{step}' on {host} goes again")
+
+
+def _decided_after(plan: Plan, pairs: dict[tuple[str, str], state.PairState], step: str) -> list[str]:
+    """The run-scope steps after ``step`` that already decided about every host (the sweep, `return`):
+    a host that comes back through a retry must be weighed again, or it stays out for good."""
+    index = next(i for i, p in enumerate(plan.steps) if p.id == step)
+    return [p.id for p in plan.steps[index + 1:]
+            if p.scope == "run" and getattr(registry.get(p.step.kind), "repeatable", False)
+            and pairs.get((p.id, planning.RUN_SCOPE), state.PairState()).state == state.DONE]

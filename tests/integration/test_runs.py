@@ -223,3 +223,35 @@ def test_a_keyed_journal_needs_its_key_and_a_deleted_journal_is_broken(sshd_fact
     (tmp_path / "runs" / run_id / "journal.sqlite").unlink()
     deleted = recover("journal", "verify", run_id, "--runs-dir", "runs", cwd=tmp_path, env=keyed)
     assert deleted.returncode == 6 and "journal.sqlite is missing" in deleted.stderr
+
+
+def test_a_retried_host_is_weighed_again_by_the_run_steps_after_it(sshd_factory, tmp_path):
+    """`return` and the sweep decide about every host once; a host brought back by `recover retry`
+    must be weighed again, or it would stay out of rotation for good."""
+    host = sshd_factory("h1")
+    write_inventory(tmp_path / "inventory.toml", [host])
+    marker = tmp_path / "second-attempt"
+    (tmp_path / "pb.toml").write_text(f"""
+[[steps]]
+kind = "run"
+name = "flaky"
+params = {{ command = "test -e {marker} || {{ touch {marker}; exit 1; }}" }}
+[[steps]]
+kind = "message"
+name = "decide"
+params = {{ text = "weighing every host" }}
+""")
+    first = recover("h1", "--inventory", "inventory.toml", "--playbook", "pb.toml", "--runs-dir", "runs",
+                    "--yes", cwd=tmp_path)
+    assert first.returncode == 1, first.stdout
+    run_id = run_id_of(tmp_path / "runs")
+    retried = recover("retry", run_id, "--host", "h1", "--step", "flaky", "--runs-dir", "runs", "--yes",
+                      cwd=tmp_path)
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    status = json.loads(recover("status", run_id, "--runs-dir", "runs", "--json", cwd=tmp_path).stdout)
+    db = sqlite3.connect(next((tmp_path / "runs").glob("*/journal.sqlite")))
+    decided = db.execute("SELECT count(*) FROM records WHERE event = 'step_succeeded' AND step = 'decide'")
+    assert decided.fetchone()[0] == 2  # once before the retry, once after it
+    reopened = db.execute("SELECT data FROM records WHERE event = 'retry_requested' AND step = 'decide'")
+    assert "'flaky' on h1 goes again" in reopened.fetchone()[0]
+    assert status["status"] == "done"
