@@ -84,6 +84,10 @@ def test_a_rootkit_is_removed_through_the_rescue_image_and_fools_single_user_mod
     text = " ".join(rescued.stdout.split())
     assert "PASS eu-web: nothing of the attack left on the host" in text
     assert "/usr/bin/python3" in recovery_report(lab_dir)  # the wrapper itself was an indicator
+    # the intruder touched eu-web only: us-web is swept clean and comes back, eu-web on its restore
+    assert "PASS traffic returned (clean hosts only) — www now ['127.0.0.11', '127.0.0.12']" in text
+    assert "us-web: admitted: swept clean" in text
+    assert "eu-web: admitted: restored (" in text
 
     fooled = rehearse(lab_dir, "eu-web", "--scenario", "rootkit", "--reuse-lab", "--no-rescue")
     assert fooled.returncode != 0, fooled.stdout[-6000:]
