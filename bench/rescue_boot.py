@@ -21,7 +21,7 @@ from recovery import rehearsal  # noqa: E402
 from recovery.lab.fleet import Lab  # noqa: E402
 from recovery.lab.image import ImagePaths  # noqa: E402
 from recovery.lab.rootpool import build_lab_image  # noqa: E402
-from recovery.lab.vm import BootMode, Guest  # noqa: E402
+from recovery.lab.vm import BootMode, Guest, GuestError, SerialConsole  # noqa: E402
 
 BOOT_TIMEOUT = 600.0
 
@@ -38,14 +38,26 @@ def first_command(image: ImagePaths, run_dir: Path, mode: BootMode) -> float:
                 console.expect(rb"Give root password for maintenance", BOOT_TIMEOUT)
                 time.sleep(0.5)  # sulogin discards what arrives while it prints
                 console.send_line(image.root_password_file.read_text().strip())
-            console.expect(rb"[#$] *$", BOOT_TIMEOUT)
-            console.send_line("echo FIRST-COMMAND-$((6*7))")
-            console.expect(rb"FIRST-COMMAND-42", 60)
+            else:
+                console.expect(rb"rescue login: root \(automatic login\)", BOOT_TIMEOUT)
+            _answered(console, start)
         finally:
             console.close()
         return time.monotonic() - start
     finally:
         guest.stop()
+
+
+def _answered(console: SerialConsole, start: float) -> None:
+    """Ask every second until the shell answers: the first command that runs."""
+    while time.monotonic() - start < BOOT_TIMEOUT:
+        console.send_line("echo FIRST-COMMAND-$((6*7))")
+        try:
+            console.expect(rb"FIRST-COMMAND-42", 1.0)
+            return
+        except GuestError:
+            continue
+    raise GuestError(f"no shell answered within {BOOT_TIMEOUT:.0f} s")
 
 
 def rehearsal_rto(rescue: bool) -> tuple[float, bool]:
