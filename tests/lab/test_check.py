@@ -75,7 +75,7 @@ def test_the_table_groups_items_per_host_and_service_and_sums_up(lab: Lab, store
                      env={"RECOVERY_GOLDEN_STORE": str(store)}, timeout=300)
     print(result.stdout)
     assert result.returncode == 8 and f"host {HOST}" in result.stdout and "service www" in result.stdout
-    assert f"check {HOST}: WARN — 11 PASS, 3 WARN, 0 FAIL" in result.stdout
+    assert f"check {HOST}: WARN — 12 PASS, 2 WARN, 0 FAIL" in result.stdout
 
 
 def test_the_restricted_deploy_key_still_carries_the_scheduled_sync(lab: Lab) -> None:
