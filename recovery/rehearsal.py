@@ -207,7 +207,7 @@ def _grade(lab: Lab, run: runstore.Run, truth: dict[str, Any], code: int, watch:
     diverted = [t for t, seen in watch.seen if seen == frozenset({mirror})]
     checks.append(Check("mirror answered during the run", bool(diverted),
                         f"{len(diverted)} of {len(watch.seen)} DNS answers named the mirror {mirror}"))
-    checks += _rotation_checks(lab, plan, pairs, inventory, truth, watch.answer(), before, unbootable)
+    checks += _rotation_checks(lab, plan, pairs, inventory, truth, watch.answer(), before, unbootable, mirror)
     problems = run.journal.verify()
     checks.append(Check("journal verify", not problems, "; ".join(problems) or "chain intact"))
     return checks
@@ -215,9 +215,10 @@ def _grade(lab: Lab, run: runstore.Run, truth: dict[str, Any], code: int, watch:
 
 def _rotation_checks(lab: Lab, plan: Plan, pairs: dict[tuple[str, str], state.PairState],
                      inventory: Inventory, truth: dict[str, Any], final: frozenset[str], before: frozenset[str],
-                     unbootable: str | None) -> list[Check]:
+                     unbootable: str | None, mirror: str) -> list[Check]:
     """Against the ground truth: no host in rotation holds a file the attack planted in its datasets; every
-    host without one (and that boots) is back; every host kept out is named, with why and what recovers it."""
+    host without one (and that boots) is back, and with none the traffic stays on the mirror; every host
+    kept out is named, with why and what recovers it."""
     hosts = service_hosts(inventory, SERVICE)
     address = {h: inventory.hosts[h].public_address for h in hosts}
     try:  # the unbootable host sits in single-user mode without sshd: not examined, never wanted back
@@ -230,9 +231,10 @@ def _rotation_checks(lab: Lab, plan: Plan, pairs: dict[tuple[str, str], state.Pa
     checks = [Check("no host in rotation holds an attack file", not dirty,
                     f"in rotation: {', '.join(serving) or 'none'}"
                     + "".join(f"; {h} holds {', '.join(paths)}" for h, paths in dirty.items()))]
-    wanted = {address[h] for h in hosts if h != unbootable and not holding[h]} & before
+    wanted = {address[h] for h in hosts if h != unbootable and not holding[h]} & before or {mirror}
     checks.append(Check("traffic returned (clean hosts only)", final == wanted,
-                        f"www now {sorted(final)}, expected {sorted(wanted)}"))
+                        f"www now {sorted(final)}, expected {sorted(wanted)}"
+                        + (" (no clean host: it stays on the mirror)" if wanted == {mirror} else "")))
     decisions = _decisions(plan, pairs, hosts)
     for host in [h for h in hosts if h not in serving]:
         said = decisions.get(host, "")

@@ -55,9 +55,9 @@ POINTS = (
     KillPoint("evidence copy over SSH", "step_started", "evidence-copy", 1.0),
     KillPoint("return: putting traffic back", "step_started", "return", 0.1),
 )
-#: The points CI kills at (the bench kills at all of them): traffic half moved, a host half booted
-#: into the rescue system, a swap half done, a host between its systems, traffic half returned.
-CI_POINTS = tuple(p for p in POINTS if p.step in ("divert", "boot_single", "restore", "boot_normal", "return"))
+#: The points CI kills at (the bench kills at all of them): a host half booted into the rescue
+#: system, a swap half done, traffic half returned.
+CI_POINTS = tuple(p for p in POINTS if p.step in ("boot_single", "restore", "return"))
 
 
 @dataclass

@@ -1,7 +1,7 @@
-"""kill -9 of `recover` at five points across the flow, a resume after each, the same end as an uninterrupted run.
+"""kill -9 of `recover` at three points across the flow, a resume after each, the same end as an uninterrupted run.
 
-The five are the kinds of state a kill leaves behind that a resume must repair (`kill_matrix.CI_POINTS`);
-the bench (`bench/kill_matrix.py`) kills at all nine.
+The three (`kill_matrix.CI_POINTS`) leave a host half booted into the rescue system, a swap half
+done and traffic half returned; the bench (`bench/kill_matrix.py`) kills at all nine.
 
 The killed run is `recover eu-web` after the 2009 attack, which www-sync carried to us-web too:
 it also shows that `return` keeps the swept, dirty sibling out and names it with the way to
