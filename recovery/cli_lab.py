@@ -53,10 +53,15 @@ def lab(ctx: click.Context, run_dir: Path | None) -> None:
 
 
 @lab.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
-def up(fleet: Lab) -> None:
+def up(fleet: Lab, as_json: bool) -> None:
     """Start the lab (or report that it runs) and write its inventory."""
-    _show(_guarded(fleet.up))
+    found = _guarded(fleet.up)
+    if as_json:
+        click.echo(json.dumps({**found.as_dict(), "inventory": str(fleet.inventory_file)}, indent=2))
+        return
+    _show(found)
     click.echo(f"inventory: {fleet.inventory_file}")
 
 
@@ -102,21 +107,27 @@ def console(fleet: Lab, host: str) -> None:
 
 @lab.command(name="history")
 @click.option("--rounds", type=click.IntRange(1, 50), default=history.ROUNDS, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
-def make_history(fleet: Lab, rounds: int) -> None:
+def make_history(fleet: Lab, rounds: int, as_json: bool) -> None:
     """Legitimate changes (pages, uploads, a config tweak), each round followed by snapshots."""
-    for event in _guarded(lambda: history.make_history(fleet, rounds)):
+    events = _guarded(lambda: history.make_history(fleet, rounds))
+    if as_json:
+        click.echo(json.dumps(events, indent=2, default=str))
+        return
+    for event in events:
         taken = ", ".join(f"{host} {name}" for host, name in event["snapshots"].items())
         click.echo(f"{event['at']}  {len(event['changes'])} changes, snapshots: {taken}")
 
 
 @lab.command()
 @click.argument("scenario", type=click.Choice(sorted(attacks.ATTACKS)))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
-def attack(fleet: Lab, scenario: str) -> None:
+def attack(fleet: Lab, scenario: str, as_json: bool) -> None:
     """Re-enact a seed incident; prints the ground-truth file (for grading only)."""
     truth = _guarded(lambda: attacks.ATTACKS[scenario](fleet))
-    click.echo(f"ground truth: {truth}")
+    click.echo(json.dumps({"scenario": scenario, "ground_truth": str(truth)}) if as_json else f"ground truth: {truth}")
 
 
 def _guarded(action: Callable[[], T]) -> T:
@@ -148,15 +159,21 @@ def _show(found: LabStatus) -> None:
 @click.option("--no-rescue", is_flag=True,
               help="Recover through the hosts' own single-user mode instead of the rescue image (shows what "
                    "the rootkit scenario does to a recovery that runs the host's own tools).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the grading as JSON on stdout (progress and the recovery's output go to stderr).")
 def rehearse(target: str, scenario: str, lab_dir: Path | None, reuse_lab: bool, unbootable: str | None,
-             no_rescue: bool) -> None:
+             no_rescue: bool, as_json: bool) -> None:
     """Rehearse the recovery of TARGET in the lab: attack, `recover TARGET --yes`, then grade it.
 
     Brings the lab up (building its image on first use, about six minutes), captures golden
     images, makes a history, runs the attack, recovers, and checks the result against the
     attack's ground truth. Exit 0 only if every check passes.
     """
-    result = rehearsal.rehearse(target, scenario, Lab(lab_dir, progress=ui.say), ui.say, fresh=not reuse_lab,
-                                unbootable=unbootable, rescue=not no_rescue)
-    ui.show_rehearsal(result)
+    say = ui.say_aside if as_json else ui.say
+    result = rehearsal.rehearse(target, scenario, Lab(lab_dir, progress=say), say, fresh=not reuse_lab,
+                                unbootable=unbootable, rescue=not no_rescue, quiet=as_json)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        ui.show_rehearsal(result)
     sys.exit(Exit.OK if result.passed else Exit.FAILED)

@@ -58,6 +58,14 @@ class Rehearsal:
     phases: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds of each `recover` process
+    quiet: bool = False  # the `recover` commands' output goes to stderr
+
+    def as_dict(self) -> dict[str, Any]:
+        """The result for `recover rehearse --json`."""
+        return {"target": self.target, "scenario": self.scenario, "run": self.run_id, "passed": self.passed,
+                "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks],
+                "seconds": self.timings, "phases": self.phases, "cpu": self.cpu,
+                "rto": self.timings.get("recover")}
 
     @property
     def overhead_share(self) -> float:
@@ -104,15 +112,16 @@ class DnsWatch:
 
 
 def rehearse(target: str, scenario: str, lab: Lab, say: Callable[[str], None], fresh: bool = True,
-             unbootable: str | None = None, rescue: bool = True) -> Rehearsal:
+             unbootable: str | None = None, rescue: bool = True, quiet: bool = False) -> Rehearsal:
     """``fresh`` wipes an existing lab first: an attack's ground truth assumes an untouched fleet.
 
     ``unbootable`` names a host that never comes back from its boot: it has no rescue
     medium and its console password is wrong in the inventory the recovery uses (the
     failure rehearsal). Without ``rescue`` every host is recovered through its own
-    single-user mode.
+    single-user mode. ``quiet`` sends the output of the `recover` commands it runs to stderr
+    (stdout is for the caller's JSON).
     """
-    result = Rehearsal(target, scenario)
+    result = Rehearsal(target, scenario, quiet=quiet)
     timed = _stopwatch(result, say)
     if fresh:
         timed("lab down --wipe", lambda: lab.down(wipe=True))
@@ -180,7 +189,8 @@ def _recover(result: Rehearsal, label: str, args: list[str], inventory: Path, en
     """
     command = [sys.executable, "-m", "recovery", *args, "--inventory", str(inventory),
                "--playbook", str(playbook), "--yes"]
-    process = subprocess.Popen(command, env={**os.environ, **env}, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(command, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
+                               stdout=sys.stderr if result.quiet else None)
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     result.cpu[label] = round(usage.ru_utime + usage.ru_stime, 2)

@@ -49,6 +49,11 @@ def say(line: str) -> None:
     console.print(safe(line))
 
 
+def say_aside(line: str) -> None:
+    """A progress line on stderr, when stdout carries JSON."""
+    errors.print(safe(line))
+
+
 def plan_rows(plan: Plan) -> list[dict[str, Any]]:
     return [
         {"step": p.id, "kind": p.step.kind, "host": h, "description": p.description,
