@@ -3,6 +3,7 @@ single-user mode, and a host that never comes back."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -34,34 +35,14 @@ def recovery_report(lab_dir: Path) -> str:
     return " ".join(newest.read_text().split())
 
 
-# rsync-2009 on eu-web runs in tests/lab/test_kill_matrix.py (killed and resumed, same checks of us-web);
-# the failure rehearsal below rehearses rsync-2009 on the whole web group.
-@pytest.mark.parametrize("scenario", ["awstats-2005"])
-def test_rehearsal_of_a_seed_incident_passes(lab_dir: Path, scenario: str) -> None:
-    result = rehearse(lab_dir, "eu-web", "--scenario", scenario)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-    assert "FAIL" not in result.stdout
-    for check in ("nothing of the attack left on the host", "the quarantine holds them",
-                  "every path the attack changed is in a protected dataset",
-                  "evidence snapshots held", "mirror answered during the run", "traffic returned",
-                  "journal verify"):
-        assert check in result.stdout
-    assert "all checks passed" in result.stdout
-    text, report = " ".join(result.stdout.split()), recovery_report(lab_dir)
-    assert "PASS no host in rotation holds an attack file" in text
-    assert "eu-web: rescue root shell on the console" in text  # nothing of the host ran
-    assert "rpool/ROOT/debian: now auto-" in text  # the system itself was restored, not only the data
-    assert "/usr/sbin/telnetd" in report and "/etc/cron.d/awstats" in report  # found on the root file system
-    assert "A sweep runs the host's own tools on its running system, which a rootkit can deceive" in report
-    if scenario == "rsync-2009":  # www-sync carried the scripts to us-web too: swept, found, kept out, named
-        assert "PASS traffic returned (clean hosts only) — www now ['127.0.0.11']" in text
-        assert "PASS us-web: kept out and named — sweep found it dirty" in text
-        assert "us-web: stays out: sweep found it dirty" in text and "`recover us-web`" in text
-        assert "| us-web | **KEPT OUT** | sweep found it dirty" in report and "| recover us-web |" in report
-    else:  # the 2005 intruder touched eu-web only: us-web is swept clean and comes back
-        assert "PASS traffic returned (clean hosts only) — www now ['127.0.0.11', '127.0.0.12']" in text
-        assert "us-web: admitted: swept clean" in text
-        assert "| us-web | yes | swept clean" in report
+# rsync-2009 on eu-web runs in tests/lab/test_kill_matrix.py (killed and resumed, us-web kept out); the
+# 2005 attack runs below as the rootkit scenario (the same attack and a python3 that hides it); the
+# README's main command rehearses the 2005 attack alone.
+
+
+def graded_failures(stdout: str) -> list[str]:
+    """The grading's FAIL lines (the preflight's "0 FAIL" summary is not one)."""
+    return re.findall(r"^\s*FAIL .*$", stdout, re.MULTILINE)
 
 
 def test_failure_rehearsal_keeps_the_failed_host_out(lab_dir: Path) -> None:
@@ -83,9 +64,17 @@ def test_a_rootkit_is_removed_through_the_rescue_image_and_fools_single_user_mod
     single-user mode (same lab, after the first recovery) is judged clean and comes back dirty."""
     rescued = rehearse(lab_dir, "eu-web", "--scenario", "rootkit")
     assert rescued.returncode == 0, rescued.stdout[-6000:] + rescued.stderr[-3000:]
-    text = " ".join(rescued.stdout.split())
-    assert "PASS eu-web: nothing of the attack left on the host" in text
-    assert "/usr/bin/python3" in recovery_report(lab_dir)  # the wrapper itself was an indicator
+    assert graded_failures(rescued.stdout) == [] and "all checks passed" in rescued.stdout
+    text, report = " ".join(rescued.stdout.split()), recovery_report(lab_dir)
+    for check in ("nothing of the attack left on the host", "the quarantine holds them",
+                  "every path the attack changed is in a protected dataset", "evidence snapshots held",
+                  "mirror answered during the run", "no host in rotation holds an attack file", "journal verify"):
+        assert f"PASS {check}" in text or f"PASS eu-web: {check}" in text, check
+    assert "eu-web: rescue root shell on the console" in text  # nothing of the host ran
+    assert "rpool/ROOT/debian: now auto-" in text  # the system itself was restored, not only the data
+    for planted in ("/usr/sbin/telnetd", "/etc/cron.d/awstats", "/usr/bin/python3"):  # found on the system too
+        assert planted in report, planted
+    assert "A sweep runs the host's own tools on its running system, which a rootkit can deceive" in report
     # the intruder touched eu-web only: us-web is swept clean and comes back, eu-web on its restore
     assert "PASS traffic returned (clean hosts only) — www now ['127.0.0.11', '127.0.0.12']" in text
     assert "us-web: admitted: swept clean" in text
