@@ -139,7 +139,7 @@ class ConsoleSession:
             raise TransportError(f"{self.name}: {for_terminal(command, 120)} failed: "
                                  f"{for_terminal(result.stderr, 200)}", transient=False)
         if result.truncated or len(result.stdout) > max_bytes:
-            raise CopyTooLarge(f"{self.name}: {for_terminal(command, 120)}: more than the {max_bytes} bytes expected")
+            raise CopyTooLarge(f"{self.name}: {for_terminal(command, 120)}: larger than the {max_bytes} bytes expected")
         with private_file(local) as sink:
             sink.write(result.stdout)
         return len(result.stdout)
