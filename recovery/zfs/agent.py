@@ -108,11 +108,7 @@ def find_zfs(requested: Optional[str]) -> str:
 
 def run_zfs(zfs: str, args: List[str], dataset: Optional[str] = None) -> bytes:
     """Run ``zfs ARGS`` without a shell; stdout as bytes, a failure as :class:`OperationError`."""
-    proc = subprocess.run([zfs] + args, stdin=subprocess.DEVNULL, capture_output=True)
-    if proc.returncode != 0:
-        stderr = proc.stderr.decode("utf-8", "replace").strip()
-        raise OperationError("zfs %s failed (exit %d): %s" % (args[0], proc.returncode, stderr), dataset)
-    return proc.stdout
+    return _run_tool(zfs, "zfs", args, dataset)
 
 
 def run_zpool(zfs: str, args: List[str], pool: str) -> bytes:
@@ -120,10 +116,14 @@ def run_zpool(zfs: str, args: List[str], pool: str) -> bytes:
     zpool = os.path.join(os.path.dirname(zfs), "zpool")
     if not os.access(zpool, os.X_OK):
         raise OperationError("zpool command not found beside %s" % zfs, pool)
-    proc = subprocess.run([zpool] + args, stdin=subprocess.DEVNULL, capture_output=True)
+    return _run_tool(zpool, "zpool", args, pool)
+
+
+def _run_tool(path: str, name: str, args: List[str], subject: Optional[str]) -> bytes:
+    proc = subprocess.run([path] + args, stdin=subprocess.DEVNULL, capture_output=True)
     if proc.returncode != 0:
         stderr = proc.stderr.decode("utf-8", "replace").strip()
-        raise OperationError("zpool %s failed (exit %d): %s" % (args[0], proc.returncode, stderr), pool)
+        raise OperationError("%s %s failed (exit %d): %s" % (name, args[0], proc.returncode, stderr), subject)
     return proc.stdout
 
 

@@ -14,7 +14,7 @@ from recovery.engine.access import Channel, HostAccess
 from recovery.engine.journal import Journal
 from tests.integration.test_divert_return import addresses, write_project
 from tests.support.project import recover
-from tests.support.pty_shell import PtyShell
+from tests.support.pty_shell import KeptOpen, PtyShell
 from tests.support.sshd import keygen
 
 pytestmark = pytest.mark.integration
@@ -125,23 +125,14 @@ def test_an_accepted_failure_starts_the_run_and_is_journaled(tmp_path, lab_dns, 
     assert started.data["checks"]["accepted"] == ["eu-web:ssh"]
 
 
-class _ShellConsole:
+class _ShellBmc:
     """A BMC whose console is one interactive shell on a pty; each session's stream leaves the shell running."""
 
     def __init__(self, shell: PtyShell) -> None:
         self.shell = shell
 
-    def console(self) -> "_ShellConsole":
-        return self
-
-    def read(self, timeout: float) -> bytes:
-        return self.shell.read(timeout)
-
-    def write(self, data: bytes) -> None:
-        self.shell.write(data)
-
-    def close(self) -> None:
-        pass
+    def console(self) -> KeptOpen:
+        return KeptOpen(self.shell)
 
 
 def test_the_deep_console_check_logs_in_runs_and_logs_out(tmp_path) -> None:
@@ -149,7 +140,7 @@ def test_the_deep_console_check_logs_in_runs_and_logs_out(tmp_path) -> None:
         "address": "127.0.0.1", "ssh": {"key": "/k", "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK"}}}})
     shell = PtyShell()
     try:
-        access = HostAccess("web1", inventory, None, Channel.SSH, lambda: _ShellConsole(shell))  # type: ignore[arg-type]
+        access = HostAccess("web1", inventory, None, Channel.SSH, lambda: _ShellBmc(shell))  # type: ignore[arg-type]
         item = reach.console(access)
         assert item.status.value == "PASS", item
         deadline = time.monotonic() + 10
@@ -170,7 +161,7 @@ def test_the_deep_console_check_leaves_a_single_user_shell_alone(tmp_path) -> No
         fake.write_text("#!/bin/sh\necho maintenance\n")
         fake.chmod(0o755)
         shell.write(f"export PATH={fake.parent}:$PATH\n".encode())
-        access = HostAccess("web1", inventory, None, Channel.SSH, lambda: _ShellConsole(shell))  # type: ignore[arg-type]
+        access = HostAccess("web1", inventory, None, Channel.SSH, lambda: _ShellBmc(shell))  # type: ignore[arg-type]
         item = reach.console(access)
         assert item.status.value == "PASS" and "single-user mode" in item.detail, item
         shell.write(b"echo still-here\n")

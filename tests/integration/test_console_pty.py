@@ -16,7 +16,7 @@ import pytest
 
 from recovery.transport.console import ConsoleSession
 from recovery.transport.result import TransportError
-from tests.support.pty_shell import PtyShell
+from tests.support.pty_shell import KeptOpen, PtyShell
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ def test_commands_binary_output_and_long_input(shell: PtyShell) -> None:
 def test_close_gives_the_terminal_back(shell: PtyShell) -> None:
     session = _session(shell).open()
     session.run("true")
-    session.stream = _Unclosed(shell)
+    session.stream = KeptOpen(shell)
     session.close()
     shell.write(b"echo back-to-normal\n")
     shown = shell.settle(1.0)
@@ -66,22 +66,6 @@ def test_a_command_over_its_timeout_is_interrupted(shell: PtyShell) -> None:
     with pytest.raises(TransportError, match="timeout"):
         session.run("sleep 60", timeout=1)
     assert session.run("echo next").stdout == b"next\n"
-
-
-class _Unclosed:
-    """The shell's stream, kept open when the session closes, so the test can look at the terminal after."""
-
-    def __init__(self, shell: PtyShell) -> None:
-        self.shell = shell
-
-    def read(self, timeout: float) -> bytes:
-        return self.shell.read(timeout)
-
-    def write(self, data: bytes) -> None:
-        self.shell.write(data)
-
-    def close(self) -> None:
-        pass
 
 
 def test_a_console_that_drops_mid_command_is_a_transport_fault(shell: PtyShell) -> None:

@@ -44,3 +44,20 @@ class PtyShell:
         while chunk := self.read(seconds):
             out += chunk
         return out
+
+
+class KeptOpen:
+    """The shell as a console stream whose close leaves the shell running, as a BMC's console does:
+    the test can look at the terminal after a session ended, or open another."""
+
+    def __init__(self, shell: PtyShell) -> None:
+        self.shell = shell
+
+    def read(self, timeout: float) -> bytes:
+        return self.shell.read(timeout)
+
+    def write(self, data: bytes) -> None:
+        self.shell.write(data)
+
+    def close(self) -> None:
+        pass
