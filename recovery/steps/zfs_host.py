@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from recovery.engine.registry import StepContext, StepFailed
-from recovery.zfs.client import AgentClient, AgentError, AgentReplyError, Dataset, snapshot_view
+from recovery.zfs.client import AgentClient, AgentError, AgentReplyError, Dataset, FileStat, snapshot_view
 from recovery.zfs.diff import Change, ChangeKind
 from recovery.zfs.swap import SwapNames
-from recovery.zfs.triage import Finding, Verdict, triage
+from recovery.zfs.triage import DEFAULT_RULES, Finding, Verdict, asks_size, triage
 
 #: Rules that a Debian package's own files trip when dpkg installs or upgrades them.
 SHIPPED_RULES = frozenset({"setuid-file", "system-binary", "kernel-module", "scheduled-jobs"})
@@ -65,7 +65,7 @@ def short(snapshot: str) -> str:
 
 
 def triaged(client: AgentClient, origin: str, target: str, rules: Any = None) -> list[Finding]:
-    """``zfs diff`` origin -> target, parsed and classified, with the modes the target holds.
+    """``zfs diff`` origin -> target, parsed and classified, with the modes and sizes the states hold.
 
     A line that does not parse is a change nobody can classify: the whole diff
     is refused (fail closed) rather than judged without it. A real ``zfs diff``
@@ -77,16 +77,22 @@ def triaged(client: AgentClient, origin: str, target: str, rules: Any = None) ->
         raise AgentReplyError(f"zfs diff {origin} -> {target}: {result.malformed_count} lines do not parse "
                               f"(first, line {first.line_no}: {first.reason}: {first.excerpt}); refusing to "
                               "triage a diff in part")
-    paths = [c.current_path for c in result.changes if c.kind is not ChangeKind.REMOVED]
-    modes = _modes(client, origin, target, paths)
+    rules = DEFAULT_RULES if rules is None else tuple(rules)
+    mountpoint = _mountpoint(client, origin.split("@", 1)[0])
     altroot = client.altroot(origin.split("/", 1)[0])
     prefix = altroot.rstrip("/").encode("utf-8", "surrogateescape") if altroot else b""
-    changes = [as_host_sees_it(c, prefix) for c in result.changes] if prefix else result.changes
-    findings = triage(changes, rules, {host_path(p, prefix): m for p, m in modes.items()} if prefix else modes)
-    return as_shipped(client, origin, target, findings, prefix)
+    seen = [as_host_sees_it(c, prefix) for c in result.changes] if prefix else result.changes
+    written = [c.current_path for c in result.changes if c.kind is not ChangeKind.REMOVED]
+    stats = _stats(client, target, mountpoint, written)
+    sized = [raw.current_path for raw, change in zip(result.changes, seen) if asks_size(change, rules)]
+    older = client.stats_in_snapshot(mountpoint, short(origin), sized) if sized and mountpoint else {}
+    shrunk = [p for p in sized if p in stats and p in older and stats[p].size < older[p].size]
+    findings = triage(seen, rules, {host_path(p, prefix): s.mode for p, s in stats.items()},
+                      shrunk=[host_path(p, prefix) for p in shrunk])
+    return as_shipped(client, mountpoint, target, findings, prefix)
 
 
-def as_shipped(client: AgentClient, origin: str, target: str, findings: list[Finding],
+def as_shipped(client: AgentClient, mountpoint: bytes | None, target: str, findings: list[Finding],
                altroot: bytes) -> list[Finding]:
     """Package churn is not an attack: a system file that is exactly what its Debian package ships,
     by the dpkg database of the same state, is churn (a dpkg run between the two states).
@@ -96,8 +102,7 @@ def as_shipped(client: AgentClient, origin: str, target: str, findings: list[Fin
     files no package ships (a new "telnetd") stay indicators.
     """
     suspects = [f.path for f in findings if f.verdict is Verdict.INDICATOR and f.rule in SHIPPED_RULES]
-    mountpoint = _mountpoint(client, origin.split("@", 1)[0]) if suspects else None
-    if mountpoint is None or mountpoint.rstrip(b"/") != altroot:
+    if not suspects or mountpoint is None or mountpoint.rstrip(b"/") != altroot:
         return findings
     root = mountpoint if "@" not in target else snapshot_view(mountpoint, target, mountpoint)
     shipped = client.shipped(root, suspects)
@@ -119,13 +124,12 @@ def as_host_sees_it(change: Change, altroot: bytes) -> Change:
     return dataclasses.replace(change, path=host_path(change.path, altroot), new_path=new_path)
 
 
-def _modes(client: AgentClient, origin: str, target: str, paths: list[bytes]) -> dict[bytes, int]:
-    """Modes of the changed paths in ``target``: inside a snapshot, or as they are now for a live
-    file system (the sweep), whose changed paths are where ``zfs diff`` names them."""
+def _stats(client: AgentClient, target: str, mountpoint: bytes | None, paths: list[bytes]) -> dict[bytes, FileStat]:
+    """Modes and sizes of the changed paths in ``target``: inside a snapshot, or as they are now for a
+    live file system (the sweep), whose changed paths are where ``zfs diff`` names them."""
     if "@" not in target:
-        return client.modes(paths)
-    mountpoint = _mountpoint(client, origin.split("@", 1)[0])
-    return client.modes_in_snapshot(mountpoint, short(target), paths) if mountpoint else {}
+        return client.stats(paths)
+    return client.stats_in_snapshot(mountpoint, short(target), paths) if mountpoint else {}
 
 
 def _mountpoint(client: AgentClient, dataset: str) -> bytes | None:

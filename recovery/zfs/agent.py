@@ -393,11 +393,13 @@ def op_diff(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
 
 
 def op_lstat(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
-    """st_mode of paths (base64 bytes), None where absent: mode bits for triage."""
+    """st_mode and st_size of paths (base64 bytes), None where absent: mode bits and shrunk logs
+    for triage."""
     paths = args.get("paths")
     if not isinstance(paths, list):
         raise OperationError("argument 'paths' must be a list of base64 paths")
-    return {"modes": [_lstat_mode(base64.b64decode(p)) for p in paths]}
+    stats = [_lstat(base64.b64decode(p)) for p in paths]
+    return {"modes": [s and s.st_mode for s in stats], "sizes": [s and s.st_size for s in stats]}
 
 
 #: Where dpkg keeps each package's file list with md5 sums, below a system's root.
@@ -494,9 +496,9 @@ def _sha256_file(path: bytes) -> str:
     return digest.hexdigest()
 
 
-def _lstat_mode(path: bytes) -> Optional[int]:
+def _lstat(path: bytes) -> Optional[os.stat_result]:
     try:
-        return os.lstat(path).st_mode
+        return os.lstat(path)
     except OSError:
         return None
 

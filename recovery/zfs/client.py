@@ -103,6 +103,14 @@ class Dataset:
 
 
 @dataclass(frozen=True)
+class FileStat:
+    """What triage may know of a changed file besides its name: mode bits and size."""
+
+    mode: int
+    size: int
+
+
+@dataclass(frozen=True)
 class PoolState:
     """Which boot environment a pool boots (``bootfs``) and where it is imported (``altroot``)."""
 
@@ -262,8 +270,9 @@ class _Diffed(_Model):
     output_zlib: str
 
 
-class _Modes(_Model):
-    modes: list[int | None]
+class _Stats(_Model):
+    modes: list[Annotated[int, Field(ge=0)] | None]
+    sizes: list[Annotated[int, Field(ge=0)] | None]
 
 
 class _Shipped(_Model):
@@ -424,20 +433,22 @@ class AgentClient:
         with self._reply_errors("diff"):
             return base64.b64decode(encoded, validate=True)
 
-    def modes(self, paths: Sequence[bytes]) -> dict[bytes, int]:
-        """st_mode of existing paths on the host (absent paths are left out), in batches.
+    def stats(self, paths: Sequence[bytes]) -> dict[bytes, FileStat]:
+        """st_mode and st_size of existing paths on the host (absent paths are left out), in batches.
 
-        A reply with fewer or more modes than paths is refused: pairing them up
+        A reply with fewer or more entries than paths is refused: pairing them up
         anyway would give a file another file's mode, or none (and so hide it).
         """
-        found: dict[bytes, int] = {}
+        found: dict[bytes, FileStat] = {}
         for batch in _batches(paths, LSTAT_BATCH):
             encoded = [base64.b64encode(p).decode("ascii") for p in batch]
-            modes = self._checked("lstat", _Modes, self.call("lstat", paths=encoded)).modes
-            if len(modes) != len(batch):
-                raise AgentReplyError(f"{self.host}: lstat: reply field modes has {len(modes)} entries "
-                                      f"for {len(batch)} paths")
-            found.update((path, mode) for path, mode in zip(batch, modes) if mode is not None)
+            reply = self._checked("lstat", _Stats, self.call("lstat", paths=encoded))
+            for field, values in (("modes", reply.modes), ("sizes", reply.sizes)):
+                if len(values) != len(batch):
+                    raise AgentReplyError(f"{self.host}: lstat: reply field {field} has {len(values)} entries "
+                                          f"for {len(batch)} paths")
+            found.update((path, FileStat(mode, size)) for path, mode, size in zip(batch, reply.modes, reply.sizes)
+                         if mode is not None and size is not None)
         return found
 
     def hashes(self, paths: Sequence[bytes], limit: int = 100000) -> tuple[dict[bytes, str], bool]:
@@ -461,14 +472,11 @@ class AgentClient:
             found.update((path, ok) for path, ok in zip(batch, shipped) if ok is not None)
         return found
 
-    def modes_in_snapshot(self, mountpoint: bytes, snapshot: str, paths: Sequence[bytes]) -> dict[bytes, int]:
-        """Modes of mountpoint-absolute ``paths`` as they are in ``snapshot``, keyed by those paths.
-
-        This is the ``modes`` mapping :func:`recovery.zfs.triage.triage` takes for
-        a diff whose newer side is ``snapshot``.
-        """
+    def stats_in_snapshot(self, mountpoint: bytes, snapshot: str, paths: Sequence[bytes]) -> dict[bytes, FileStat]:
+        """:meth:`stats` of mountpoint-absolute ``paths`` as they are in ``snapshot``, keyed by those paths
+        (the diff's own names)."""
         views = {snapshot_view(mountpoint, snapshot, path): path for path in paths}
-        return {views[view]: mode for view, mode in self.modes(list(views)).items()}
+        return {views[view]: stat for view, stat in self.stats(list(views)).items()}
 
 
 def _host_name(transport: Transport) -> str:

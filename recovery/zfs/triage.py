@@ -15,7 +15,10 @@ prints them. Mode bits are optional knowledge (``zfs diff`` does not print
 them; the host agent can stat the newer state): a rule with ``mode_any``
 matches only when the mode is known. Symlink targets are optional knowledge
 too, and a rule with ``link_outside`` fails closed: it matches a symlink whose
-target is unknown, or resolves outside the given directory.
+target is unknown, or resolves outside the given directory. A rule with
+``shrunk`` matches a modified file that is smaller in the newer state than in the
+older one: logs only grow, and rotation renames them rather than cutting them,
+so a shorter log is one somebody truncated (the 2005 intruder did).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import base64
 import enum
 import posixpath
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +50,7 @@ class Verdict(enum.Enum):
 ALL_KINDS = frozenset(ChangeKind)
 WRITES = frozenset({ChangeKind.CREATED, ChangeKind.MODIFIED, ChangeKind.RENAMED})
 _RULE_KEYS = {"name", "verdict", "paths", "changes", "file_types", "mode_any", "ignore_case", "reason",
-              "link_outside"}
+              "link_outside", "shrunk"}
 
 
 class RuleError(ValueError):
@@ -67,6 +70,7 @@ class Rule:
     ignore_case: bool = False
     reason: str = ""
     link_outside: str | None = None  # only symlinks whose target is unknown or outside this directory
+    shrunk: bool = False  # only files known to be smaller in the newer state
     _pattern: re.Pattern[bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -76,8 +80,11 @@ class Rule:
             raise RuleError(f"rule {self.name!r}: link_outside must be an absolute directory")
         object.__setattr__(self, "_pattern", _compile(self.paths, self.ignore_case))
 
-    def matches(self, change: Change, path: bytes, mode: int | None, link: bytes | None = None) -> bool:
-        """Whether the rule covers ``path`` (one end of ``change``) with that mode and symlink target."""
+    def matches(self, change: Change, path: bytes, mode: int | None, link: bytes | None = None,
+                shrank: bool = False) -> bool:
+        """Whether the rule covers ``path`` (one end of ``change``) with that mode, symlink target and size."""
+        if self.shrunk and not shrank:
+            return False
         if change.kind not in self.changes:
             return False
         if self.file_types is not None and change.file_type not in self.file_types:
@@ -86,6 +93,10 @@ class Rule:
             return False
         if self.link_outside is not None and not _link_escapes(change, path, link, self.link_outside):
             return False
+        return self.covers(path)
+
+    def covers(self, path: bytes) -> bool:
+        """Whether ``path`` is one of the rule's paths (the other conditions aside)."""
         return self._pattern.fullmatch(path) is not None
 
     @classmethod
@@ -107,6 +118,7 @@ class Rule:
             ignore_case=_typed(data, "ignore_case", bool, False),
             reason=_typed(data, "reason", str, ""),
             link_outside=_typed(data, "link_outside", str) if "link_outside" in data else None,
+            shrunk=_typed(data, "shrunk", bool, False),
         )
 
 
@@ -145,12 +157,13 @@ def playbook_rules(tables: Iterable[Mapping[str, Any]], defaults: bool = True) -
     return (*rules, *DEFAULT_RULES) if defaults else tuple(rules)
 
 
-def classify(change: Change, rules: Iterable[Rule], mode: int | None = None, link: bytes | None = None) -> Finding:
+def classify(change: Change, rules: Iterable[Rule], mode: int | None = None, link: bytes | None = None,
+             shrank: bool = False) -> Finding:
     """The first matching rule's verdict; a rename is judged by its worse end."""
     rules = tuple(rules)
-    candidates = [_first_match(change, change.path, mode, link, rules)]
+    candidates = [_first_match(change, change.path, mode, link, shrank, rules)]
     if change.new_path is not None:
-        candidates.append(_first_match(change, change.new_path, mode, link, rules))
+        candidates.append(_first_match(change, change.new_path, mode, link, shrank, rules))
     return max(candidates, key=lambda finding: finding.verdict.severity)
 
 
@@ -159,22 +172,31 @@ def triage(
     rules: Iterable[Rule] | None = None,
     modes: Mapping[bytes, int] | None = None,
     links: Mapping[bytes, bytes] | None = None,
+    shrunk: Collection[bytes] = (),
 ) -> list[Finding]:
     """Classify every change; ``modes`` and ``links`` map a change's current path to its st_mode
-    and symlink target (as ``readlink`` gives it) in the newer state."""
+    and symlink target (as ``readlink`` gives it) in the newer state, ``shrunk`` holds the paths
+    of modified files that are smaller there than in the older state."""
     rules = DEFAULT_RULES if rules is None else tuple(rules)
-    modes, links = modes or {}, links or {}
-    return [classify(c, rules, modes.get(c.current_path), links.get(c.current_path)) for c in changes]
+    modes, links, shrunk = modes or {}, links or {}, frozenset(shrunk)
+    return [classify(c, rules, modes.get(c.current_path), links.get(c.current_path), c.current_path in shrunk)
+            for c in changes]
+
+
+def asks_size(change: Change, rules: Iterable[Rule]) -> bool:
+    """Whether a ``shrunk`` rule could judge ``change``: only then is its older size worth asking."""
+    return (change.kind is ChangeKind.MODIFIED and change.file_type is FileType.FILE
+            and any(r.shrunk and r.covers(change.path) for r in rules))
 
 
 def indicators(findings: Iterable[Finding]) -> list[Finding]:
     return [f for f in findings if f.verdict is Verdict.INDICATOR]
 
 
-def _first_match(change: Change, path: bytes, mode: int | None, link: bytes | None,
+def _first_match(change: Change, path: bytes, mode: int | None, link: bytes | None, shrank: bool,
                  rules: tuple[Rule, ...]) -> Finding:
     for rule in rules:
-        if rule.matches(change, path, mode, link):
+        if rule.matches(change, path, mode, link, shrank):
             return Finding(change, rule.verdict, rule.name, rule.reason)
     return Finding(change, Verdict.BENIGN, None, "no rule matched")
 
@@ -326,6 +348,9 @@ DEFAULT_RULES: tuple[Rule, ...] = (
           "program or library written after the golden image", changes=WRITES, file_types=FILES_AND_LINKS),
     _rule("temp-executable", _I, [f"{root}/**" for root in TEMP_DIRS], "executable in a temporary directory",
           changes=WRITES, file_types=frozenset({FileType.FILE}), mode_any=EXECUTE_BITS),
+    _rule("log-shrunk", _I, ["/var/log/**"], "log file truncated or shrunk (logs grow, and rotation renames "
+          "them): somebody covered tracks", changes=frozenset({ChangeKind.MODIFIED}),
+          file_types=frozenset({FileType.FILE}), shrunk=True),
     _rule("log-removed", _S, ["/var/log/wtmp", "/var/log/btmp", "/var/log/lastlog", "/var/log/auth.log*",
                               "/var/log/syslog*", "/var/log/messages*", "/var/log/secure*"],
           "login or system log removed", changes=frozenset({ChangeKind.REMOVED})),

@@ -213,13 +213,14 @@ def test_unexpected_exception_still_gives_an_error_reply(lzc: types.SimpleNamesp
     assert agent.handle(request("promote", name="tank/www"))["error"]["message"] == "RuntimeError: boom"
 
 
-def test_lstat_modes(tmp_path: Path) -> None:
+def test_lstat_modes_and_sizes(tmp_path: Path) -> None:
     script = tmp_path / "x"
     script.write_bytes(b"#!/bin/sh\n")
     script.chmod(0o4755)
     paths = [base64.b64encode(p).decode() for p in (bytes(script), bytes(tmp_path / "absent"))]
-    modes = agent.handle(request("lstat", paths=paths))["result"]["modes"]
-    assert modes[0] & 0o7777 == 0o4755 and modes[1] is None
+    result = agent.handle(request("lstat", paths=paths))["result"]
+    assert result["modes"][0] & 0o7777 == 0o4755 and result["modes"][1] is None
+    assert result["sizes"] == [10, None]
 
 
 def test_zfs_is_never_looked_up_on_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

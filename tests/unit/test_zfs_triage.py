@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recovery.zfs.diff import parse_diff
+from recovery.zfs.diff import Change, ChangeKind, FileType, parse_diff
 from recovery.zfs.triage import (
     DEFAULT_RULES,
     Rule,
     RuleError,
     Verdict,
+    asks_size,
     classify,
     indicators,
     playbook_rules,
@@ -178,10 +180,7 @@ def test_a_diff_with_lines_that_do_not_parse_is_refused_whole() -> None:
 
 
 def test_under_the_rescue_altroot_the_rules_see_the_paths_the_host_uses() -> None:
-    from decimal import Decimal
-
     from recovery.steps.zfs_host import as_host_sees_it, host_path
-    from recovery.zfs.diff import Change, ChangeKind, FileType
 
     added = Change(1, Decimal(0), ChangeKind.CREATED, FileType.FILE, b"/mnt/host/etc/cron.d/awstats")
     seen = as_host_sees_it(added, b"/mnt/host")
@@ -203,19 +202,80 @@ def test_under_the_rescue_altroot_the_rules_see_the_paths_the_host_uses() -> Non
     (b"/etc/pam.d/sshd", "boot-persistence"),
 ])
 def test_system_changes_of_a_rootkit_are_indicators(path: bytes, rule: str) -> None:
-    from decimal import Decimal
-
-    from recovery.zfs.diff import Change, ChangeKind, FileType
-
     finding = triage([Change(1, Decimal(0), ChangeKind.CREATED, FileType.FILE, path)])[0]
     assert (finding.verdict.value, finding.rule) == ("indicator", rule)
 
 
 def test_logs_and_service_state_of_a_running_system_are_churn() -> None:
-    from decimal import Decimal
-
-    from recovery.zfs.diff import Change, ChangeKind, FileType
-
     changes = [Change(1, Decimal(0), ChangeKind.MODIFIED, FileType.FILE, p)
                for p in (b"/var/log/syslog", b"/var/lib/systemd/random-seed", b"/var/cache/apt/pkgcache.bin")]
     assert {f.verdict.value for f in triage(changes)} == {"churn"}
+
+
+def test_a_shrunk_log_is_an_indicator_and_a_grown_one_churn() -> None:
+    """The 2005 intruder truncated the logs; rotation renames a log and starts a new one instead."""
+    changes = [Change(1, Decimal(0), ChangeKind.MODIFIED, FileType.FILE, p)
+               for p in (b"/var/log/wtmp", b"/var/log/apache2/access.log", b"/var/log/syslog")]
+    findings = triage(changes, shrunk=[b"/var/log/wtmp", b"/var/log/apache2/access.log"])
+    assert [(f.verdict.value, f.rule) for f in findings] == [
+        ("indicator", "log-shrunk"), ("indicator", "log-shrunk"), ("churn", "logs")]
+
+
+def test_a_playbook_can_allow_a_log_that_is_cut_in_place() -> None:
+    """copytruncate rotation cuts a log in place: the playbook says which logs may shrink."""
+    allowed = Rule.from_mapping({"name": "app-copytruncate", "verdict": "churn", "paths": ["/var/log/app/*.log"],
+                                 "shrunk": True})
+    assert allowed.shrunk and not Rule.from_mapping({"name": "x", "verdict": "churn", "paths": ["/x"]}).shrunk
+    changes = [Change(1, Decimal(0), ChangeKind.MODIFIED, FileType.FILE, p)
+               for p in (b"/var/log/app/app.log", b"/var/log/wtmp")]
+    findings = triage(changes, (allowed, *DEFAULT_RULES), shrunk=[c.path for c in changes])
+    assert [f.rule for f in findings] == ["app-copytruncate", "log-shrunk"]
+
+
+def test_only_modified_files_under_a_shrunk_rule_ask_for_their_older_size() -> None:
+    def change(kind: ChangeKind, ftype: FileType, path: bytes) -> Change:
+        return Change(1, Decimal(0), kind, ftype, path)
+
+    assert asks_size(change(ChangeKind.MODIFIED, FileType.FILE, b"/var/log/wtmp"), DEFAULT_RULES)
+    assert not asks_size(change(ChangeKind.CREATED, FileType.FILE, b"/var/log/wtmp"), DEFAULT_RULES)
+    assert not asks_size(change(ChangeKind.MODIFIED, FileType.DIRECTORY, b"/var/log/apache2"), DEFAULT_RULES)
+    assert not asks_size(change(ChangeKind.MODIFIED, FileType.FILE, b"/srv/www/index.html"), DEFAULT_RULES)
+
+
+def test_shrunk_must_be_a_boolean() -> None:
+    with pytest.raises(RuleError, match="key 'shrunk' must be bool"):
+        Rule.from_mapping({"name": "x", "verdict": "churn", "paths": ["/x"], "shrunk": "yes"})
+
+
+def test_triaged_compares_the_sizes_of_modified_logs_in_both_states() -> None:
+    """Under the rescue altroot: wtmp cut to nothing is found, a grown syslog is churn, and only the
+    logs are stat in the older snapshot."""
+    from recovery.steps.zfs_host import triaged
+    from recovery.zfs.client import FileStat
+    from recovery.zfs.diff import DiffResult
+
+    root = b"/mnt/host"
+    sizes = {"golden-1": {b"/var/log/wtmp": 4096, b"/var/log/syslog": 100},
+             "incident-1": {b"/var/log/wtmp": 0, b"/var/log/syslog": 900, b"/etc/motd": 5}}
+
+    class Agent:
+        asked: list[tuple[str, list[bytes]]] = []
+
+        def diff_changes(self, origin: str, target: str) -> DiffResult:
+            return DiffResult(changes=tuple(Change(1, Decimal(0), ChangeKind.MODIFIED, FileType.FILE, root + p)
+                                            for p in (b"/var/log/wtmp", b"/var/log/syslog", b"/etc/motd")), malformed=())
+
+        def get(self, names: list[str], props: list[str]) -> list[dict[str, str]]:
+            return [{"name": names[0], "property": "mountpoint", "value": "/mnt/host", "source": "local"}]
+
+        def altroot(self, pool: str) -> str:
+            return "/mnt/host"
+
+        def stats_in_snapshot(self, mountpoint: bytes, snapshot: str, paths: list[bytes]) -> dict[bytes, FileStat]:
+            self.asked.append((snapshot, paths))
+            return {p: FileStat(0o100644, sizes[snapshot][p[len(root):]]) for p in paths}
+
+    findings = triaged(Agent(), "rpool/ROOT/debian@golden-1", "rpool/ROOT/debian@incident-1")  # type: ignore[arg-type]
+    assert [(f.path, f.rule) for f in findings] == [
+        (b"/var/log/wtmp", "log-shrunk"), (b"/var/log/syslog", "logs"), (b"/etc/motd", "etc")]
+    assert Agent.asked[1] == ("golden-1", [root + b"/var/log/wtmp", root + b"/var/log/syslog"])
