@@ -1,9 +1,9 @@
-"""Kill-matrix summary: `kill -9` of `recover eu-web` at points across the flow, a resume after each.
+"""Kill-matrix summary: `kill -9` of `recover web` at points across the flow, a resume after each.
 
-Prints each point (killed or not, seconds the attempt ran), the state compared with an
-uninterrupted run of the same attack on the twin host, and the share of resumes that reached
-that same end (goal 100 %). About 20 minutes on 2 cores (a lab, golden, history, the 2009
-attack, one killed-and-resumed recovery, one uninterrupted recovery).
+Prints each point (killed or not, seconds the attempt ran), eu-web's end state (it takes the
+kills) compared with us-web's (the same attack, recovered uninterrupted by the same run), and the
+share of resumes that reached that same end (goal 100 %). About 20 minutes on 2 cores (a lab,
+golden, history, the 2009 attack, one killed-and-resumed recovery of both hosts).
 Usage: python bench/kill_matrix.py [--lab-dir DIR]
 """
 

@@ -233,7 +233,7 @@ def _rotation_checks(lab: Lab, plan: Plan, pairs: dict[tuple[str, str], state.Pa
     address = {h: inventory.hosts[h].public_address for h in hosts}
     try:  # the unbootable host sits in single-user mode without sshd: not examined, never wanted back
         holding = {h: ["(not examined: it never booted)"] if h == unbootable else
-                   _left(lab.guest(h), _traces(truth["hosts"].get(h, {}))) for h in hosts}
+                   traces_left(lab, truth, h) for h in hosts}
     except TransportError as exc:
         return [Check("service hosts reachable for grading", False, str(exc))]
     serving = [h for h in hosts if address[h] in final]
@@ -261,6 +261,11 @@ def _decisions(plan: Plan, pairs: dict[tuple[str, str], state.PairState], hosts:
     error = " ".join(p.error or "" for (step, host), p in pairs.items()
                      if step in returns and host == "*" and p.state == state.FAILED)
     return {h: error for h in hosts if f"{h}: " in error}
+
+
+def traces_left(lab: Lab, truth: dict[str, Any], host: str) -> list[str]:
+    """What of the attack's ground truth is still on ``host``, looked for over SSH from outside the recovery."""
+    return _left(lab.guest(host), _traces(truth["hosts"].get(host, {})))
 
 
 def _planted(host_truth: dict[str, Any]) -> list[dict[str, Any]]:

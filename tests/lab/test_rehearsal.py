@@ -35,8 +35,9 @@ def recovery_report(lab_dir: Path) -> str:
     return " ".join(newest.read_text().split())
 
 
-# rsync-2009 on eu-web runs in tests/lab/test_kill_matrix.py (killed and resumed, us-web kept out); the
-# 2005 attack runs below as the rootkit scenario (the same attack and a python3 that hides it); the
+# rsync-2009 on target web (both hosts restored and back) runs in tests/lab/test_kill_matrix.py, killed and
+# resumed; on target eu-web it runs below as the failure rehearsal (us-web swept dirty, kept out and named);
+# the 2005 attack runs below as the rootkit scenario (the same attack and a python3 that hides it); the
 # README's main command rehearses the 2005 attack alone.
 
 
@@ -55,6 +56,7 @@ def test_failure_rehearsal_keeps_the_failed_host_out(lab_dir: Path) -> None:
     assert "PASS eu-web: reported failed, left out — failed at boot_single" in text
     assert "PASS traffic returned (clean hosts only) — www now ['127.0.0.4']" in text
     assert "PASS eu-web: kept out and named" in text and "PASS us-web: kept out and named" in text
+    assert "(`recover us-web`)" in text  # the sweep found the 2009 scripts on us-web: named with its remedy
     assert "PASS no host in rotation holds an attack file" in text
 
 
