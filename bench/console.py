@@ -3,8 +3,8 @@
 Starts the lab BMC (sshd on 127.0.0.1) with one lab guest under it, then:
   * ``boot once single-user`` + ``power on`` through the BMC, timed to the
     first command answered on the console (sulogin included);
-  * round trips of ``true``, a ZFS agent ``ping`` and 1 MB of output, over the
-    console of the single-user system;
+  * round trips of ``true``, a ZFS agent ``ping`` and ``zfs list`` (a new python3 per call, and
+    served: one agent per session) and 1 MB of output, over the console of the single-user system;
   * ``power cycle`` into multi-user mode, and the same over SSH (host key
     pinned), printed side by side. The lab image keeps no getty on the serial
     line in multi-user mode (one owner per line), so the console column is the
@@ -47,12 +47,20 @@ def _times(action: Callable[[], object], repeat: int) -> list[float]:
 
 
 def _measure(session: ConsoleSession | SshSession, repeat: int) -> dict[str, list[float]]:
-    agent = AgentClient(session)
-    return {
-        "true": _times(lambda: session.run("true", timeout=120), repeat),
-        "agent ping": _times(agent.ping, repeat),
-        "1 MB output": _times(lambda: session.run("head -c 1000000 /dev/urandom", timeout=600), 1),
-    }
+    """Round trips; the agent's both ways: a new python3 per call, and one served agent per session."""
+    one_shot, served = AgentClient(session), AgentClient(session, served=True)
+    served.ping()  # started once per session, as a recovery does
+    try:
+        return {
+            "true": _times(lambda: session.run("true", timeout=120), repeat),
+            "agent ping": _times(one_shot.ping, repeat),
+            "agent ping, served": _times(served.ping, repeat),
+            "zfs list": _times(lambda: one_shot.list_datasets(types=("snapshot",)), repeat),
+            "zfs list, served": _times(lambda: served.list_datasets(types=("snapshot",)), repeat),
+            "1 MB output": _times(lambda: session.run("head -c 1000000 /dev/urandom", timeout=600), 1),
+        }
+    finally:
+        served.stop()
 
 
 def _cell(seconds: list[float] | None) -> str:

@@ -24,7 +24,7 @@ def golden_verify(inventory_path: Path, target: str, store: Path) -> dict[str, l
             except manifest.ManifestMissing as exc:
                 results[host] = [manifest.Finding("golden manifest", False, str(exc))]
                 continue
-            results[host] = manifest.check(AgentClient(access(host).session()), golden)
+            results[host] = manifest.check(AgentClient(access(host).session(), served=True), golden)
     finally:
         access.close()
     return results

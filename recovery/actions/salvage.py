@@ -46,7 +46,7 @@ def salvage(run: Run, host: str, paths: list[str], force: bool,
     access = Access(inventory, run.journal)
     try:
         session = access(host).session()
-        plan_by_dataset = _salvage_plan(AgentClient(session), restored, paths)
+        plan_by_dataset = _salvage_plan(AgentClient(session, served=True), restored, paths)
         run.journal.append("salvage_started", None, host, paths=classes, forced=force, operator=getpass.getuser())
         for dataset, chosen in plan_by_dataset.items():
             copy_back(session, restored[dataset].evidence, chosen["mountpoint"], chosen["paths"])

@@ -30,7 +30,7 @@ def undo(run: Run, host: str, note: Callable[[str], None]) -> list[str]:
     run.journal.append("undo_started", None, host, datasets=datasets, operator=getpass.getuser())
     access = Access(inventory, run.journal)
     try:
-        client = AgentClient(access(host).session())
+        client = AgentClient(access(host).session(), served=True)
         for dataset in datasets:
             names = SwapNames.for_run(dataset, run.id)
             if not swap.undone(client, names):

@@ -120,7 +120,7 @@ def restored_snapshots(history: list[StepRecord]) -> dict[str, str]:
 def recheck_host(ctx: StepContext, host: str, restored: dict[str, str]) -> SweptHost:
     """A restored target's changes since its restore; any fault makes it unsweepable, never clean."""
     try:
-        client = AgentClient(ctx.access(host).session(), timeout=ctx.timeout)
+        client = AgentClient(ctx.access(host).session(), timeout=ctx.timeout, served=True)
         diffs = {}
         for dataset, clean in restored.items():
             with agent_errors(host, f"looking at {dataset} since its restore"):
@@ -147,7 +147,7 @@ def _look(ctx: StepContext, host: str) -> SweptHost:
     datasets = ctx.inventory.hosts[host].datasets
     if not datasets:
         raise StepFailed(f"{host}: no protected datasets in the inventory (hosts.{host}.datasets)")
-    client = AgentClient(ctx.access(host).session(), timeout=ctx.timeout)
+    client = AgentClient(ctx.access(host).session(), timeout=ctx.timeout, served=True)
     diffs = {}
     for dataset in datasets:
         with agent_errors(host, f"sweeping {dataset}"):

@@ -27,7 +27,7 @@ EVIDENCE_HOLD = "recovery-evidence"
 
 
 def agent(ctx: StepContext) -> AgentClient:
-    return AgentClient(ctx.here.session(), timeout=ctx.timeout)
+    return AgentClient(ctx.here.session(), timeout=ctx.timeout, served=True)
 
 
 def protected(ctx: StepContext) -> list[str]:

@@ -25,6 +25,12 @@ The JSON is ``{"v": 1, "nonce": ..., "ok": true, "result": {...}}`` or
 ``{"v": 1, "nonce": ..., "ok": false, "error": {"op", "dataset", "errno",
 "errname", "message"}}``.
 
+Served mode. ``serve DIR IDLE`` keeps one process (and its imports) for a
+session instead of a new python3 per call: it reads requests, one base64 line
+each, from the FIFO ``DIR/req`` and writes each framed reply to the FIFO
+``DIR/rep``, and exits after IDLE seconds without a request or on the line
+``stop``. The frame, nonce and operations are the same as for one call.
+
 Nothing here destroys or rolls back: those operations are not offered at all.
 """
 
@@ -32,12 +38,16 @@ from __future__ import annotations
 
 import base64
 import errno as errno_codes
+import fcntl
 import hashlib
 import json
 import os
 import re
+import select
+import signal
 import subprocess
 import sys
+import time
 import zlib
 from typing import Any, Callable, Dict, List, Optional
 
@@ -602,6 +612,71 @@ def frame(reply: Dict[str, Any], nonce: str) -> bytes:
     return ("\n" + "\n".join(lines) + "\n").encode("ascii")
 
 
+#: How long a served reply waits for its reader before it is dropped (the caller gave up).
+REPLY_WAIT = 30.0
+#: What the reader of ``rep`` gets for a request line that does not decode (no nonce to frame it with).
+BAD_REQUEST = b"RECOVERY-AGENT-BAD-REQUEST\n"
+
+
+def serve(directory: str, idle: float) -> int:
+    """Answer requests from ``directory/req`` until ``idle`` seconds pass without one, or ``stop``."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the session that started it may end first
+    requests = os.open(os.path.join(directory, "req"), os.O_RDWR)  # held for writing too: never EOF
+    _announce(directory)
+    pending = b""
+    while True:
+        ready, _, _ = select.select([requests], [], [], idle)
+        if not ready:
+            return 0
+        pending += os.read(requests, 1 << 16)
+        if len(pending) > REQUEST_CAP and b"\n" not in pending:
+            pending = b""
+            _send(directory, BAD_REQUEST)
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            if line.strip() == b"stop":
+                return 0
+            try:
+                request = decode_request(line)
+            except OperationError:
+                _send(directory, BAD_REQUEST)
+                continue
+            _send(directory, frame(handle(request), request["nonce"]))
+
+
+def _announce(directory: str) -> int:
+    """Write ``pid`` (atomically) and hold a lock on it until this process ends: a caller that can
+    take the lock knows nobody serves, even where an exited process lingers unreaped."""
+    temporary = os.path.join(directory, "pid.new")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, b"%d\n" % os.getpid())
+    os.rename(temporary, os.path.join(directory, "pid"))
+    return fd
+
+
+def _send(directory: str, data: bytes) -> None:
+    """Write ``data`` to whoever reads ``rep`` now; dropped if nobody comes within REPLY_WAIT."""
+    deadline = time.monotonic() + REPLY_WAIT
+    while True:
+        try:
+            out = os.open(os.path.join(directory, "rep"), os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as exc:
+            if exc.errno != errno_codes.ENXIO or time.monotonic() > deadline:
+                return
+            time.sleep(0.005)
+    try:
+        os.set_blocking(out, True)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(out, view):]
+    except OSError:
+        pass  # the reader went away: it reports the missing reply
+    finally:
+        os.close(out)
+
+
 def read_request(argv: List[str]) -> bytes:
     if argv:
         return argv[0].encode("ascii", "replace")
@@ -609,6 +684,8 @@ def read_request(argv: List[str]) -> bytes:
 
 
 def main(argv: List[str]) -> int:
+    if argv[:1] == ["serve"] and len(argv) == 3:
+        return serve(argv[1], float(argv[2]))
     try:
         request = decode_request(read_request(argv))
     except OperationError as exc:

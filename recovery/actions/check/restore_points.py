@@ -20,7 +20,7 @@ AGENT_TIMEOUT = 60.0
 
 
 def agent(session: Runs, name: str) -> AgentClient:
-    return AgentClient(session, timeout=AGENT_TIMEOUT, host=name)
+    return AgentClient(session, timeout=AGENT_TIMEOUT, host=name, served=True)
 
 
 def golden(client: AgentClient, name: str, store: Path, deep: bool) -> Item:

@@ -1,0 +1,105 @@
+"""The served agent: one process per session answers framed requests through two FIFOs on tmpfs."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from recovery.zfs import agent, client
+from recovery.zfs.client import AgentClient, AgentReplyError, start_command
+from tests.unit.test_zfs_client import LocalShell, fake_zfs  # noqa: F401 - the fixture is used by name
+
+
+@pytest.fixture
+def served(fake_zfs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AgentClient]:
+    """A served client on a local shell; its agent is stopped at the end, pass or fail."""
+    monkeypatch.setattr(client, "SERVE_ROOT", str(tmp_path))
+    agent_client = AgentClient(LocalShell(noise=True), python=sys.executable, zfs=str(fake_zfs), timeout=60,
+                               served=True)
+    try:
+        yield agent_client
+    finally:
+        agent_client.stop()
+
+
+def server_dir(tmp_path: Path) -> Path:
+    (directory,) = tmp_path.glob("recovery-agent-*")
+    return directory
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_one_process_answers_every_call_through_the_noise(served: AgentClient, tmp_path: Path) -> None:
+    for _ in range(3):
+        assert served.ping()["agent"] == 1
+    assert served.list_datasets(root="tank/www")[0].name == "tank/www"
+    commands = served.transport.commands  # type: ignore[attr-defined]
+    assert sum(client.STARTED in c for c in commands) == 1 and len(commands) == 5
+    assert all(" -I -c " not in c for c in commands[1:])  # no new python3 per call
+    directory = server_dir(tmp_path)
+    assert {p.name for p in directory.iterdir()} == {"req", "rep", "pid"}
+    assert oct(directory.stat().st_mode & 0o777) == "0o700"
+
+
+def test_a_server_that_is_gone_is_started_again(served: AgentClient, tmp_path: Path) -> None:
+    served.ping()
+    first = server_dir(tmp_path)
+    pid = int((first / "pid").read_text())
+    os.kill(pid, 9)  # the agent this test started
+    while alive(pid):
+        time.sleep(0.01)
+    assert served.ping()["agent"] == 1
+    assert len(list(tmp_path.glob("recovery-agent-*"))) == 2
+
+
+def test_stop_ends_the_agent_and_removes_its_directory(served: AgentClient, tmp_path: Path) -> None:
+    served.ping()
+    pid = int((server_dir(tmp_path) / "pid").read_text())
+    served.stop()
+    deadline = time.monotonic() + 10
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not alive(pid) and list(tmp_path.glob("recovery-agent-*")) == []
+
+
+def test_an_agent_that_does_not_start_is_a_clear_error(fake_zfs: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client, "SERVE_ROOT", str(tmp_path / "missing"))
+    with pytest.raises(AgentReplyError, match="the agent did not start"):
+        AgentClient(LocalShell(noise=False), python=sys.executable, zfs=str(fake_zfs), served=True).ping()
+
+
+def test_the_server_idles_out_and_answers_a_bad_line_without_dying(tmp_path: Path) -> None:
+    directory = tmp_path / "recovery-agent-x"
+    started = subprocess.run(["sh", "-c", start_command(str(directory), sys.executable, idle=1.5)],
+                             capture_output=True, timeout=30)
+    assert started.stdout.strip() == f"{client.STARTED} {directory}".encode()
+    pid = int((directory / "pid").read_text())
+
+    def ask(line: bytes) -> bytes:
+        with open(directory / "req", "wb") as req:
+            req.write(line + b"\n")
+        return (directory / "rep").read_bytes()
+
+    assert ask(b"not base64 of json") == agent.BAD_REQUEST
+    request = {"v": agent.VERSION, "nonce": "ab" * 16, "op": "ping", "args": {}, "zfs": None}
+    reply = client.extract_reply(ask(base64.b64encode(json.dumps(request).encode())), "ab" * 16)
+    assert reply["ok"] is True
+    deadline = time.monotonic() + 20
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(pid)  # nobody asked for 1.5 s
