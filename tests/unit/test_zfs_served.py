@@ -103,3 +103,23 @@ def test_the_server_idles_out_and_answers_a_bad_line_without_dying(tmp_path: Pat
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(pid)  # nobody asked for 1.5 s
+
+
+@pytest.mark.parametrize("mode", ["one call", "served"])
+def test_the_lab_rootkit_lies_to_the_agent_either_way(mode: str, fake_zfs: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rootkit scenario's python3 must fool a served agent as it fools one call, or the rehearsal
+    through single-user mode would stop showing why the rescue image is the default."""
+    wrapper = tmp_path / "python3"
+    wrapper.write_bytes((Path(agent.__file__).parents[1] / "lab/files/rootkit-python3.py").read_bytes())
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("LAB_ROOTKIT_HIDE", "/var/log/syslog")
+    monkeypatch.setattr(client, "SERVE_ROOT", str(tmp_path))
+    liar = AgentClient(LocalShell(noise=False), python=str(wrapper), zfs=str(fake_zfs), served=mode == "served")
+    honest = AgentClient(LocalShell(noise=False), python=sys.executable, zfs=str(fake_zfs))
+    try:
+        seen = [c.path for c in liar.diff_changes("tank/www@golden", "tank/www").changes]
+    finally:
+        liar.stop()
+    everything = [c.path for c in honest.diff_changes("tank/www@golden", "tank/www").changes]
+    assert b"/var/log/syslog" in everything and seen == [p for p in everything if p != b"/var/log/syslog"]
