@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from recovery.engine.registry import StepContext, StepFailed
-from recovery.zfs.client import AgentClient, AgentError, AgentReplyError, Dataset, FileStat, snapshot_view
+from recovery.zfs.client import AgentClient, AgentError, AgentReplyError, Dataset, snapshot_view
 from recovery.zfs.diff import Change, ChangeKind
 from recovery.zfs.swap import SwapNames
-from recovery.zfs.triage import DEFAULT_RULES, Finding, Verdict, asks_size, triage
+from recovery.zfs.triage import DEFAULT_RULES, Finding, Verdict, compares_older, triage
 
 #: Rules that a Debian package's own files trip when dpkg installs or upgrades them.
 SHIPPED_RULES = frozenset({"setuid-file", "system-binary", "kernel-module", "scheduled-jobs"})
@@ -65,7 +65,8 @@ def short(snapshot: str) -> str:
 
 
 def triaged(client: AgentClient, origin: str, target: str, rules: Any = None) -> list[Finding]:
-    """``zfs diff`` origin -> target, parsed and classified, with the modes and sizes the states hold.
+    """``zfs diff`` origin -> target, parsed and classified, with the modes the target holds and
+    whether its logs only grew.
 
     A line that does not parse is a change nobody can classify: the whole diff
     is refused (fail closed) rather than judged without it. A real ``zfs diff``
@@ -83,12 +84,11 @@ def triaged(client: AgentClient, origin: str, target: str, rules: Any = None) ->
     prefix = altroot.rstrip("/").encode("utf-8", "surrogateescape") if altroot else b""
     seen = [as_host_sees_it(c, prefix) for c in result.changes] if prefix else result.changes
     written = [c.current_path for c in result.changes if c.kind is not ChangeKind.REMOVED]
-    stats = _stats(client, target, mountpoint, written)
-    sized = [raw.current_path for raw, change in zip(result.changes, seen) if asks_size(change, rules)]
-    older = client.stats_in_snapshot(mountpoint, short(origin), sized) if sized and mountpoint else {}
-    shrunk = [p for p in sized if p in stats and p in older and stats[p].size < older[p].size]
-    findings = triage(seen, rules, {host_path(p, prefix): s.mode for p, s in stats.items()},
-                      shrunk=[host_path(p, prefix) for p in shrunk])
+    modes = _modes(client, target, mountpoint, written)
+    compared = [raw.current_path for raw, change in zip(result.changes, seen) if compares_older(change, rules)]
+    rewritten = _rewritten(client, origin, target, mountpoint, compared)
+    findings = triage(seen, rules, {host_path(p, prefix): m for p, m in modes.items()},
+                      rewritten=[host_path(p, prefix) for p in rewritten])
     return as_shipped(client, mountpoint, target, findings, prefix)
 
 
@@ -124,12 +124,24 @@ def as_host_sees_it(change: Change, altroot: bytes) -> Change:
     return dataclasses.replace(change, path=host_path(change.path, altroot), new_path=new_path)
 
 
-def _stats(client: AgentClient, target: str, mountpoint: bytes | None, paths: list[bytes]) -> dict[bytes, FileStat]:
-    """Modes and sizes of the changed paths in ``target``: inside a snapshot, or as they are now for a
+def _modes(client: AgentClient, target: str, mountpoint: bytes | None, paths: list[bytes]) -> dict[bytes, int]:
+    """Modes of the changed paths in ``target``: inside a snapshot, or as they are now for a
     live file system (the sweep), whose changed paths are where ``zfs diff`` names them."""
     if "@" not in target:
-        return client.stats(paths)
-    return client.stats_in_snapshot(mountpoint, short(target), paths) if mountpoint else {}
+        return client.modes(paths)
+    return client.modes_in_snapshot(mountpoint, target, paths) if mountpoint else {}
+
+
+def _rewritten(client: AgentClient, origin: str, target: str, mountpoint: bytes | None,
+               paths: list[bytes]) -> list[bytes]:
+    """Those of ``paths`` (modified files, as the diff names them) that do not start in ``target``
+    with what they held in ``origin``."""
+    if not paths or mountpoint is None:
+        return []
+    older = [snapshot_view(mountpoint, origin, p) for p in paths]
+    newer = [snapshot_view(mountpoint, target, p) if "@" in target else p for p in paths]
+    appended = client.appended(list(zip(older, newer)))
+    return [path for path, grew in zip(paths, appended) if grew is False]
 
 
 def _mountpoint(client: AgentClient, dataset: str) -> bytes | None:

@@ -403,13 +403,49 @@ def op_diff(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
 
 
 def op_lstat(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
-    """st_mode and st_size of paths (base64 bytes), None where absent: mode bits and shrunk logs
-    for triage."""
+    """st_mode of paths (base64 bytes), None where absent: mode bits for triage."""
     paths = args.get("paths")
     if not isinstance(paths, list):
         raise OperationError("argument 'paths' must be a list of base64 paths")
-    stats = [_lstat(base64.b64decode(p)) for p in paths]
-    return {"modes": [s and s.st_mode for s in stats], "sizes": [s and s.st_size for s in stats]}
+    return {"modes": [_lstat_mode(base64.b64decode(p)) for p in paths]}
+
+
+#: Up to this many bytes of an older log are compared whole; beyond, its first and last APPEND_SAMPLE.
+APPEND_WHOLE = 64 << 20
+APPEND_SAMPLE = 8 << 20
+
+
+def op_appended(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
+    """For each pair of paths (base64: a file in an older state, the same file in a newer one),
+    whether the newer one only grew at its end: it starts with the older one's bytes.
+
+    None where either is not a regular file. A log truncated, shrunk or edited
+    in place is False; a log appended to is True. An older file over APPEND_WHOLE
+    is compared by its first and last APPEND_SAMPLE bytes.
+    """
+    pairs = args.get("pairs")
+    if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+        raise OperationError("argument 'pairs' must be a list of [older, newer] base64 paths")
+    return {"appended": [_appended(base64.b64decode(old), base64.b64decode(new)) for old, new in pairs]}
+
+
+def _appended(older: bytes, newer: bytes) -> Optional[bool]:
+    if os.path.islink(older) or os.path.islink(newer) or not (os.path.isfile(older) and os.path.isfile(newer)):
+        return None
+    size = os.path.getsize(older)
+    if os.path.getsize(newer) < size:
+        return False
+    spans = [(0, size)] if size <= APPEND_WHOLE else [(0, APPEND_SAMPLE), (size - APPEND_SAMPLE, APPEND_SAMPLE)]
+    with open(older, "rb") as old, open(newer, "rb") as new:
+        for start, length in spans:
+            old.seek(start)
+            new.seek(start)
+            while length > 0:
+                block = min(length, 1 << 20)
+                if old.read(block) != new.read(block):
+                    return False
+                length -= block
+    return True
 
 
 #: Where dpkg keeps each package's file list with md5 sums, below a system's root.
@@ -506,9 +542,9 @@ def _sha256_file(path: bytes) -> str:
     return digest.hexdigest()
 
 
-def _lstat(path: bytes) -> Optional[os.stat_result]:
+def _lstat_mode(path: bytes) -> Optional[int]:
     try:
-        return os.lstat(path)
+        return os.lstat(path).st_mode
     except OSError:
         return None
 
@@ -554,6 +590,7 @@ OPERATIONS: Dict[str, Callable[[Dict[str, Any], Optional[str]], Dict[str, Any]]]
     "lstat": op_lstat,
     "hash": op_hash,
     "shipped": op_shipped,
+    "appended": op_appended,
 }
 
 

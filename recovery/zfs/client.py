@@ -40,7 +40,7 @@ import secrets
 import shlex
 import weakref
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -114,14 +114,6 @@ class Dataset:
     used: int | None
     origin: str | None
     mountpoint: str | None
-
-
-@dataclass(frozen=True)
-class FileStat:
-    """What triage may know of a changed file besides its name: mode bits and size."""
-
-    mode: int
-    size: int
 
 
 @dataclass(frozen=True)
@@ -312,9 +304,12 @@ class _Diffed(_Model):
     output_zlib: str
 
 
-class _Stats(_Model):
-    modes: list[Annotated[int, Field(ge=0)] | None]
-    sizes: list[Annotated[int, Field(ge=0)] | None]
+class _Modes(_Model):
+    modes: list[int | None]
+
+
+class _Appended(_Model):
+    appended: list[bool | None]
 
 
 class _Shipped(_Model):
@@ -511,22 +506,20 @@ class AgentClient:
         with self._reply_errors("diff"):
             return base64.b64decode(encoded, validate=True)
 
-    def stats(self, paths: Sequence[bytes]) -> dict[bytes, FileStat]:
-        """st_mode and st_size of existing paths on the host (absent paths are left out), in batches.
+    def modes(self, paths: Sequence[bytes]) -> dict[bytes, int]:
+        """st_mode of existing paths on the host (absent paths are left out), in batches.
 
-        A reply with fewer or more entries than paths is refused: pairing them up
+        A reply with fewer or more modes than paths is refused: pairing them up
         anyway would give a file another file's mode, or none (and so hide it).
         """
-        found: dict[bytes, FileStat] = {}
+        found: dict[bytes, int] = {}
         for batch in _batches(paths, LSTAT_BATCH):
             encoded = [base64.b64encode(p).decode("ascii") for p in batch]
-            reply = self._checked("lstat", _Stats, self.call("lstat", paths=encoded))
-            for field, values in (("modes", reply.modes), ("sizes", reply.sizes)):
-                if len(values) != len(batch):
-                    raise AgentReplyError(f"{self.host}: lstat: reply field {field} has {len(values)} entries "
-                                          f"for {len(batch)} paths")
-            found.update((path, FileStat(mode, size)) for path, mode, size in zip(batch, reply.modes, reply.sizes)
-                         if mode is not None and size is not None)
+            modes = self._checked("lstat", _Modes, self.call("lstat", paths=encoded)).modes
+            if len(modes) != len(batch):
+                raise AgentReplyError(f"{self.host}: lstat: reply field modes has {len(modes)} entries "
+                                      f"for {len(batch)} paths")
+            found.update((path, mode) for path, mode in zip(batch, modes) if mode is not None)
         return found
 
     def hashes(self, paths: Sequence[bytes], limit: int = 100000) -> tuple[dict[bytes, str], bool]:
@@ -550,11 +543,26 @@ class AgentClient:
             found.update((path, ok) for path, ok in zip(batch, shipped) if ok is not None)
         return found
 
-    def stats_in_snapshot(self, mountpoint: bytes, snapshot: str, paths: Sequence[bytes]) -> dict[bytes, FileStat]:
-        """:meth:`stats` of mountpoint-absolute ``paths`` as they are in ``snapshot``, keyed by those paths
-        (the diff's own names)."""
+    def appended(self, pairs: Sequence[tuple[bytes, bytes]]) -> list[bool | None]:
+        """For each (older, newer) file, whether the newer only grew at its end (None: not two files)."""
+        found: list[bool | None] = []
+        for batch in _batches(pairs, LSTAT_BATCH, length=lambda pair: len(pair[0]) + len(pair[1])):
+            encoded = [[base64.b64encode(p).decode("ascii") for p in pair] for pair in batch]
+            appended = self._checked("appended", _Appended, self.call("appended", pairs=encoded)).appended
+            if len(appended) != len(batch):
+                raise AgentReplyError(f"{self.host}: appended: reply has {len(appended)} entries for "
+                                      f"{len(batch)} pairs")
+            found += appended
+        return found
+
+    def modes_in_snapshot(self, mountpoint: bytes, snapshot: str, paths: Sequence[bytes]) -> dict[bytes, int]:
+        """Modes of mountpoint-absolute ``paths`` as they are in ``snapshot``, keyed by those paths.
+
+        This is the ``modes`` mapping :func:`recovery.zfs.triage.triage` takes for
+        a diff whose newer side is ``snapshot``.
+        """
         views = {snapshot_view(mountpoint, snapshot, path): path for path in paths}
-        return {views[view]: stat for view, stat in self.stats(list(views)).items()}
+        return {views[view]: mode for view, mode in self.modes(list(views)).items()}
 
 
 def _host_name(transport: Transport) -> str:
@@ -571,16 +579,20 @@ def _first_problem(exc: ValidationError) -> str:
     return f"field {for_terminal(where, 120)}: {first['msg']}{more}"
 
 
-def _batches(paths: Sequence[bytes], budget: int) -> list[list[bytes]]:
-    """Split paths so each batch's base64 stays within ``budget`` bytes."""
-    batches: list[list[bytes]] = [[]]
+_T = TypeVar("_T")
+
+
+def _batches(items: Sequence[_T], budget: int, length: Callable[[_T], int] = len) -> list[list[_T]]:
+    """Split paths (or pairs of them: ``length`` gives their bytes) so each batch's base64 stays
+    within ``budget`` bytes."""
+    batches: list[list[_T]] = [[]]
     used = 0
-    for path in paths:
-        size = 4 * (len(path) + 2) // 3 + 4
+    for item in items:
+        size = 4 * (length(item) + 2) // 3 + 8
         if batches[-1] and used + size > budget:
             batches.append([])
             used = 0
-        batches[-1].append(path)
+        batches[-1].append(item)
         used += size
     return [batch for batch in batches if batch]
 
@@ -618,6 +630,8 @@ def snapshot_view(mountpoint: bytes, snapshot: str, path: bytes) -> bytes:
     ``/srv/www/.zfs/snapshot/s1/cgi-bin/x`` (the snapshot mounts on access).
     """
     root = mountpoint.rstrip(b"/")
+    if "@" not in snapshot:
+        raise ValueError(f"{snapshot!r} is not a snapshot name (dataset@snapshot)")
     if path != root and not path.startswith(root + b"/"):
         raise ValueError(f"{path!r} is not under the mountpoint {mountpoint!r}")
     return root + b"/.zfs/snapshot/" + snapshot.partition("@")[2].encode() + path[len(root) :]

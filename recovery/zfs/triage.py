@@ -16,9 +16,10 @@ them; the host agent can stat the newer state): a rule with ``mode_any``
 matches only when the mode is known. Symlink targets are optional knowledge
 too, and a rule with ``link_outside`` fails closed: it matches a symlink whose
 target is unknown, or resolves outside the given directory. A rule with
-``shrunk`` matches a modified file that is smaller in the newer state than in the
-older one: logs only grow, and rotation renames them rather than cutting them,
-so a shorter log is one somebody truncated (the 2005 intruder did).
+``rewritten`` matches a modified file that does not start with what it held in
+the older state: a log only grows at its end, and rotation renames it rather
+than cutting it, so a log truncated, shrunk or edited in place is one somebody
+covered tracks in (the 2005 intruder truncated them), even if it grew again.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Verdict(enum.Enum):
 ALL_KINDS = frozenset(ChangeKind)
 WRITES = frozenset({ChangeKind.CREATED, ChangeKind.MODIFIED, ChangeKind.RENAMED})
 _RULE_KEYS = {"name", "verdict", "paths", "changes", "file_types", "mode_any", "ignore_case", "reason",
-              "link_outside", "shrunk"}
+              "link_outside", "rewritten"}
 
 
 class RuleError(ValueError):
@@ -70,7 +71,7 @@ class Rule:
     ignore_case: bool = False
     reason: str = ""
     link_outside: str | None = None  # only symlinks whose target is unknown or outside this directory
-    shrunk: bool = False  # only files known to be smaller in the newer state
+    rewritten: bool = False  # only files known not to start with their older content
     _pattern: re.Pattern[bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -81,9 +82,10 @@ class Rule:
         object.__setattr__(self, "_pattern", _compile(self.paths, self.ignore_case))
 
     def matches(self, change: Change, path: bytes, mode: int | None, link: bytes | None = None,
-                shrank: bool = False) -> bool:
-        """Whether the rule covers ``path`` (one end of ``change``) with that mode, symlink target and size."""
-        if self.shrunk and not shrank:
+                rewritten: bool = False) -> bool:
+        """Whether the rule covers ``path`` (one end of ``change``) with that mode and symlink target, and
+        ``rewritten`` (the file is known not to start with its older content)."""
+        if self.rewritten and not rewritten:
             return False
         if change.kind not in self.changes:
             return False
@@ -118,7 +120,7 @@ class Rule:
             ignore_case=_typed(data, "ignore_case", bool, False),
             reason=_typed(data, "reason", str, ""),
             link_outside=_typed(data, "link_outside", str) if "link_outside" in data else None,
-            shrunk=_typed(data, "shrunk", bool, False),
+            rewritten=_typed(data, "rewritten", bool, False),
         )
 
 
@@ -158,12 +160,12 @@ def playbook_rules(tables: Iterable[Mapping[str, Any]], defaults: bool = True) -
 
 
 def classify(change: Change, rules: Iterable[Rule], mode: int | None = None, link: bytes | None = None,
-             shrank: bool = False) -> Finding:
+             rewritten: bool = False) -> Finding:
     """The first matching rule's verdict; a rename is judged by its worse end."""
     rules = tuple(rules)
-    candidates = [_first_match(change, change.path, mode, link, shrank, rules)]
+    candidates = [_first_match(change, change.path, mode, link, rewritten, rules)]
     if change.new_path is not None:
-        candidates.append(_first_match(change, change.new_path, mode, link, shrank, rules))
+        candidates.append(_first_match(change, change.new_path, mode, link, rewritten, rules))
     return max(candidates, key=lambda finding: finding.verdict.severity)
 
 
@@ -172,31 +174,31 @@ def triage(
     rules: Iterable[Rule] | None = None,
     modes: Mapping[bytes, int] | None = None,
     links: Mapping[bytes, bytes] | None = None,
-    shrunk: Collection[bytes] = (),
+    rewritten: Collection[bytes] = (),
 ) -> list[Finding]:
     """Classify every change; ``modes`` and ``links`` map a change's current path to its st_mode
-    and symlink target (as ``readlink`` gives it) in the newer state, ``shrunk`` holds the paths
-    of modified files that are smaller there than in the older state."""
+    and symlink target (as ``readlink`` gives it) in the newer state, ``rewritten`` holds the paths
+    of modified files that do not start with what they held in the older state."""
     rules = DEFAULT_RULES if rules is None else tuple(rules)
-    modes, links, shrunk = modes or {}, links or {}, frozenset(shrunk)
-    return [classify(c, rules, modes.get(c.current_path), links.get(c.current_path), c.current_path in shrunk)
+    modes, links, rewritten = modes or {}, links or {}, frozenset(rewritten)
+    return [classify(c, rules, modes.get(c.current_path), links.get(c.current_path), c.current_path in rewritten)
             for c in changes]
 
 
-def asks_size(change: Change, rules: Iterable[Rule]) -> bool:
-    """Whether a ``shrunk`` rule could judge ``change``: only then is its older size worth asking."""
+def compares_older(change: Change, rules: Iterable[Rule]) -> bool:
+    """Whether a ``rewritten`` rule could judge ``change``: only then is its older content worth comparing."""
     return (change.kind is ChangeKind.MODIFIED and change.file_type is FileType.FILE
-            and any(r.shrunk and r.covers(change.path) for r in rules))
+            and any(r.rewritten and r.covers(change.path) for r in rules))
 
 
 def indicators(findings: Iterable[Finding]) -> list[Finding]:
     return [f for f in findings if f.verdict is Verdict.INDICATOR]
 
 
-def _first_match(change: Change, path: bytes, mode: int | None, link: bytes | None, shrank: bool,
+def _first_match(change: Change, path: bytes, mode: int | None, link: bytes | None, rewritten: bool,
                  rules: tuple[Rule, ...]) -> Finding:
     for rule in rules:
-        if rule.matches(change, path, mode, link, shrank):
+        if rule.matches(change, path, mode, link, rewritten):
             return Finding(change, rule.verdict, rule.name, rule.reason)
     return Finding(change, Verdict.BENIGN, None, "no rule matched")
 
@@ -294,6 +296,9 @@ WEB_ROOTS = ("/srv/www", "/var/www", "/srv/http")
 SCRIPT_NAMES = ("*.php*", "*.phtml", "*.pht", "*.phar", "*.shtml", "*.jsp", "*.jspx", "*.asp", "*.aspx", "*.cgi",
                 "*.pl", "*.py", "*.sh", "*.rb", "*.lua", ".htaccess", ".user.ini")
 TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+#: Logs written only at their end (the journal's files and lastlog are rewritten in place, so not these).
+APPEND_ONLY_LOGS = ("/var/log/wtmp", "/var/log/btmp", "/var/log/**/*.log", "/var/log/**/*_log", "/var/log/syslog",
+                    "/var/log/messages", "/var/log/secure", "/var/log/maillog")
 FILES_AND_LINKS = frozenset({FileType.FILE, FileType.SYMLINK})
 EXECUTE_BITS = 0o111
 
@@ -348,9 +353,9 @@ DEFAULT_RULES: tuple[Rule, ...] = (
           "program or library written after the golden image", changes=WRITES, file_types=FILES_AND_LINKS),
     _rule("temp-executable", _I, [f"{root}/**" for root in TEMP_DIRS], "executable in a temporary directory",
           changes=WRITES, file_types=frozenset({FileType.FILE}), mode_any=EXECUTE_BITS),
-    _rule("log-shrunk", _I, ["/var/log/**"], "log file truncated or shrunk (logs grow, and rotation renames "
-          "them): somebody covered tracks", changes=frozenset({ChangeKind.MODIFIED}),
-          file_types=frozenset({FileType.FILE}), shrunk=True),
+    _rule("log-rewritten", _I, APPEND_ONLY_LOGS, "log truncated, shrunk or edited in place (a log only grows "
+          "at its end, and rotation renames it): somebody covered tracks", changes=frozenset({ChangeKind.MODIFIED}),
+          file_types=frozenset({FileType.FILE}), rewritten=True),
     _rule("log-removed", _S, ["/var/log/wtmp", "/var/log/btmp", "/var/log/lastlog", "/var/log/auth.log*",
                               "/var/log/syslog*", "/var/log/messages*", "/var/log/secure*"],
           "login or system log removed", changes=frozenset({ChangeKind.REMOVED})),

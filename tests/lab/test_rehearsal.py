@@ -76,6 +76,7 @@ def test_a_rootkit_is_removed_through_the_rescue_image_and_fools_single_user_mod
     assert "rpool/ROOT/debian: now auto-" in text  # the system itself was restored, not only the data
     for planted in ("/usr/sbin/telnetd", "/etc/cron.d/awstats", "/usr/bin/python3"):  # found on the system too
         assert planted in report, planted
+    assert "/var/log/wtmp" in report  # the intruder's truncation of the login records is an indicator
     assert "A sweep runs the host's own tools on its running system, which a rootkit can deceive" in report
     # the intruder touched eu-web only: us-web is swept clean and comes back, eu-web on its restore
     assert "PASS traffic returned (clean hosts only) — www now ['127.0.0.11', '127.0.0.12']" in text

@@ -17,7 +17,7 @@ import pytest
 
 from recovery.transport.result import Result
 from recovery.zfs import agent
-from recovery.zfs.client import AgentClient, AgentError, AgentReplyError, FileStat, extract_reply
+from recovery.zfs.client import AgentClient, AgentError, AgentReplyError, extract_reply
 from tests.support.zfs_output import diff_line
 
 NONCE = "0123456789abcdef" * 2
@@ -122,10 +122,9 @@ WRONG_SHAPES: list[tuple[str, Callable[[AgentClient], Any], Any, str]] = [
     ("shipped", lambda c: c.shipped(b"/", [b"/usr/bin/x"]), {"shipped": ["yes"]}, "shipped.0"),
     ("diff", lambda c: c.diff("tank@a", "tank@b"), {"output_zlib": 5}, "output_zlib"),
     ("diff", lambda c: c.diff_changes("tank@a", "tank@b"), {}, "output_zlib"),
-    ("lstat", lambda c: c.stats([b"/x"]), {"modes": ["0755"], "sizes": [1]}, "modes.0"),
-    ("lstat", lambda c: c.stats([b"/x"]), {"modes": {"/x": 1}, "sizes": [1]}, "modes"),
-    ("lstat", lambda c: c.stats([b"/x"]), {"modes": [0o100644], "sizes": [-1]}, "sizes.0"),
-    ("lstat", lambda c: c.stats([b"/x"]), {"modes": [0o100644]}, "sizes"),
+    ("lstat", lambda c: c.modes([b"/x"]), {"modes": ["0755"]}, "modes.0"),
+    ("appended", lambda c: c.appended([(b"/a", b"/b")]), {"appended": ["yes"]}, "appended.0"),
+    ("lstat", lambda c: c.modes([b"/x"]), {"modes": {"/x": 1}}, "modes"),
     ("hash", lambda c: c.hashes([b"/x"]), {"files": {"eA==": 1}, "complete": True}, "files.eA=="),
     ("hash", lambda c: c.hashes([b"/x"]), {"files": {}, "complete": "yes"}, "complete"),
 ]
@@ -173,19 +172,17 @@ def test_base64_that_is_not_base64_is_a_reply_error() -> None:
         answering({"output_zlib": "%%%"}).diff("tank@a", "tank@b")
 
 
-@pytest.mark.parametrize(("modes", "sizes", "field"), [([], [1], "modes"), ([0o100644, 0o100644], [1], "modes"),
-                                                       ([0o100644], [1, 2], "sizes")])
-def test_lstat_reply_must_have_one_entry_per_path(modes: list[int], sizes: list[int], field: str) -> None:
+@pytest.mark.parametrize("modes", [[], [0o100644, 0o100644]])
+def test_lstat_reply_must_have_one_mode_per_path(modes: list[int]) -> None:
     """Pairing a short list up would leave a file without its (execute) mode, and so unflagged."""
-    with pytest.raises(AgentReplyError, match=f"^web1: lstat: reply field {field} has"):
-        answering({"modes": modes, "sizes": sizes}).stats([b"/srv/www/a"])
+    with pytest.raises(AgentReplyError, match="^web1: lstat: reply field modes has"):
+        answering({"modes": modes}).modes([b"/srv/www/a"])
 
 
 def test_valid_replies_still_come_through() -> None:
     assert answering({"datasets": [ROW]}).list_datasets()[0].mountpoint == "/srv/www"
     assert answering({"holds": {"t": 5}}).holds("tank@s") == {"t": 5}
-    assert answering({"modes": [None, 0o100755], "sizes": [None, 3]}).stats([b"/a", b"/b"]) == {
-        b"/b": FileStat(0o100755, 3)}
+    assert answering({"modes": [None, 0o100755]}).modes([b"/a", b"/b"]) == {b"/b": 0o100755}
 
 
 # --- diffs: parsed as they inflate, within caps, malformed lines reported ---------------------
@@ -277,3 +274,9 @@ def test_worst_case_replies_stay_within_a_memory_bound() -> None:
     measured = json.loads(proc.stdout)
     assert len(measured["refused"]) == 4, measured
     assert measured["growth"] < MEMORY_BOUND, measured
+
+
+def test_appended_reply_must_have_one_entry_per_pair() -> None:
+    """A short list paired up would leave a cut log unjudged."""
+    with pytest.raises(AgentReplyError, match="^web1: appended: reply has 0 entries for 1 pairs"):
+        answering({"appended": []}).appended([(b"/var/log/wtmp", b"/var/log/wtmp")])

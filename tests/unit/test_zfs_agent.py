@@ -213,14 +213,13 @@ def test_unexpected_exception_still_gives_an_error_reply(lzc: types.SimpleNamesp
     assert agent.handle(request("promote", name="tank/www"))["error"]["message"] == "RuntimeError: boom"
 
 
-def test_lstat_modes_and_sizes(tmp_path: Path) -> None:
+def test_lstat_modes(tmp_path: Path) -> None:
     script = tmp_path / "x"
     script.write_bytes(b"#!/bin/sh\n")
     script.chmod(0o4755)
     paths = [base64.b64encode(p).decode() for p in (bytes(script), bytes(tmp_path / "absent"))]
-    result = agent.handle(request("lstat", paths=paths))["result"]
-    assert result["modes"][0] & 0o7777 == 0o4755 and result["modes"][1] is None
-    assert result["sizes"] == [10, None]
+    modes = agent.handle(request("lstat", paths=paths))["result"]["modes"]
+    assert modes[0] & 0o7777 == 0o4755 and modes[1] is None
 
 
 def test_zfs_is_never_looked_up_on_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -264,3 +263,22 @@ def test_shipped_tells_a_package_upgrade_from_a_changed_program(tmp_path: Path) 
              (b"/usr/bin/sudo", b"/usr/sbin/sshd", b"/usr/bin/bash", b"/usr/sbin/telnetd")]
     reply = agent.handle(request("shipped", root=base64.b64encode(str(tmp_path).encode()).decode(), files=files))
     assert reply["ok"] and reply["result"]["shipped"] == [True, False, True, None]
+
+
+def test_appended_tells_a_log_that_only_grew_from_one_cut_or_edited(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def pair(name: str, older: bytes | None, newer: bytes | None) -> list[str]:
+        paths = [tmp_path / f"{name}.old", tmp_path / f"{name}.new"]
+        for path, data in zip(paths, (older, newer)):
+            if data is not None:
+                path.write_bytes(data)
+        return [base64.b64encode(bytes(p)).decode() for p in paths]
+
+    monkeypatch.setattr(agent, "APPEND_WHOLE", 64)
+    monkeypatch.setattr(agent, "APPEND_SAMPLE", 8)
+    pairs = [pair("grew", b"a\nb\n", b"a\nb\nc\n"), pair("cut", b"a\nb\n", b""),
+             pair("cut-and-grew", b"a\nb\n", b"x\ny\nz\n"), pair("edited", b"a\nb\n", b"a\nX\nc\n"),
+             pair("gone", b"a\n", None), pair("big-grew", b"0123456789" * 10, b"0123456789" * 11),
+             pair("big-head-edited", b"0123456789" * 10, b"X" + b"0123456789" * 11)]
+    appended = agent.handle(request("appended", pairs=pairs))["result"]["appended"]
+    assert appended == [True, False, False, False, None, True, False]

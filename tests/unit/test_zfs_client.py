@@ -241,16 +241,16 @@ def test_end_to_end_hostile_ping_environment(fake_zfs: Path, monkeypatch: pytest
     assert result["agent"] == 1 and "python" in result
 
 
-def test_end_to_end_stats_in_snapshot(fake_zfs: Path, tmp_path: Path) -> None:
-    """Modes and sizes come from the snapshot's view of the dataset, keyed by the diff's own paths."""
+def test_end_to_end_modes_in_snapshot(fake_zfs: Path, tmp_path: Path) -> None:
+    """Modes come from the snapshot's view of the dataset, keyed by the diff's own paths."""
     mountpoint = tmp_path / "www"
     inside = mountpoint / ".zfs" / "snapshot" / "s1" / "cgi-bin"
     inside.mkdir(parents=True)
     (inside / "x.cgi").write_bytes(b"#!/bin/sh\n")
     (inside / "x.cgi").chmod(0o4755)
     live = bytes(mountpoint) + b"/cgi-bin/x.cgi"
-    stats = client_for(fake_zfs).stats_in_snapshot(bytes(mountpoint), "tank/www@s1", [live, live + b".gone"])
-    assert list(stats) == [live] and stats[live].mode & 0o7777 == 0o4755 and stats[live].size == 10
+    modes = client_for(fake_zfs).modes_in_snapshot(bytes(mountpoint), "tank/www@s1", [live, live + b".gone"])
+    assert list(modes) == [live] and modes[live] & 0o7777 == 0o4755
 
 
 def test_many_paths_are_stat_in_batches(fake_zfs: Path, tmp_path: Path) -> None:
@@ -258,8 +258,8 @@ def test_many_paths_are_stat_in_batches(fake_zfs: Path, tmp_path: Path) -> None:
     for path in paths[:3]:
         Path(path.decode()).write_bytes(b"")
     client = client_for(fake_zfs, noise=False)
-    stats = client.stats(paths)
-    assert sorted(stats) == paths[:3]
+    modes = client.modes(paths)
+    assert sorted(modes) == paths[:3]
     assert len(client.transport.commands) > 1  # type: ignore[attr-defined]
     assert all(len(c) < 131072 for c in client.transport.commands)  # type: ignore[attr-defined]
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 from decimal import Decimal
 
 import pytest
@@ -15,7 +17,7 @@ from recovery.zfs.triage import (
     Rule,
     RuleError,
     Verdict,
-    asks_size,
+    compares_older,
     classify,
     indicators,
     playbook_rules,
@@ -212,70 +214,82 @@ def test_logs_and_service_state_of_a_running_system_are_churn() -> None:
     assert {f.verdict.value for f in triage(changes)} == {"churn"}
 
 
-def test_a_shrunk_log_is_an_indicator_and_a_grown_one_churn() -> None:
+def test_a_rewritten_log_is_an_indicator_and_an_appended_one_churn() -> None:
     """The 2005 intruder truncated the logs; rotation renames a log and starts a new one instead."""
     changes = [Change(1, Decimal(0), ChangeKind.MODIFIED, FileType.FILE, p)
-               for p in (b"/var/log/wtmp", b"/var/log/apache2/access.log", b"/var/log/syslog")]
-    findings = triage(changes, shrunk=[b"/var/log/wtmp", b"/var/log/apache2/access.log"])
+               for p in (b"/var/log/wtmp", b"/var/log/apache2/access.log", b"/var/log/syslog",
+                         b"/var/log/journal/x/system.journal")]
+    findings = triage(changes, rewritten=[b"/var/log/wtmp", b"/var/log/apache2/access.log",
+                                          b"/var/log/journal/x/system.journal"])
     assert [(f.verdict.value, f.rule) for f in findings] == [
-        ("indicator", "log-shrunk"), ("indicator", "log-shrunk"), ("churn", "logs")]
+        ("indicator", "log-rewritten"), ("indicator", "log-rewritten"), ("churn", "logs"),
+        ("churn", "logs")]  # the journal rewrites its own files in place
 
 
 def test_a_playbook_can_allow_a_log_that_is_cut_in_place() -> None:
-    """copytruncate rotation cuts a log in place: the playbook says which logs may shrink."""
+    """copytruncate rotation cuts a log in place: the playbook says which logs may be."""
     allowed = Rule.from_mapping({"name": "app-copytruncate", "verdict": "churn", "paths": ["/var/log/app/*.log"],
-                                 "shrunk": True})
-    assert allowed.shrunk and not Rule.from_mapping({"name": "x", "verdict": "churn", "paths": ["/x"]}).shrunk
+                                 "rewritten": True})
+    assert allowed.rewritten and not Rule.from_mapping({"name": "x", "verdict": "churn", "paths": ["/x"]}).rewritten
     changes = [Change(1, Decimal(0), ChangeKind.MODIFIED, FileType.FILE, p)
                for p in (b"/var/log/app/app.log", b"/var/log/wtmp")]
-    findings = triage(changes, (allowed, *DEFAULT_RULES), shrunk=[c.path for c in changes])
-    assert [f.rule for f in findings] == ["app-copytruncate", "log-shrunk"]
+    findings = triage(changes, (allowed, *DEFAULT_RULES), rewritten=[c.path for c in changes])
+    assert [f.rule for f in findings] == ["app-copytruncate", "log-rewritten"]
 
 
-def test_only_modified_files_under_a_shrunk_rule_ask_for_their_older_size() -> None:
+def test_only_modified_files_under_a_rewritten_rule_are_compared_with_their_older_state() -> None:
     def change(kind: ChangeKind, ftype: FileType, path: bytes) -> Change:
         return Change(1, Decimal(0), kind, ftype, path)
 
-    assert asks_size(change(ChangeKind.MODIFIED, FileType.FILE, b"/var/log/wtmp"), DEFAULT_RULES)
-    assert not asks_size(change(ChangeKind.CREATED, FileType.FILE, b"/var/log/wtmp"), DEFAULT_RULES)
-    assert not asks_size(change(ChangeKind.MODIFIED, FileType.DIRECTORY, b"/var/log/apache2"), DEFAULT_RULES)
-    assert not asks_size(change(ChangeKind.MODIFIED, FileType.FILE, b"/srv/www/index.html"), DEFAULT_RULES)
+    assert compares_older(change(ChangeKind.MODIFIED, FileType.FILE, b"/var/log/wtmp"), DEFAULT_RULES)
+    assert not compares_older(change(ChangeKind.CREATED, FileType.FILE, b"/var/log/wtmp"), DEFAULT_RULES)
+    assert not compares_older(change(ChangeKind.MODIFIED, FileType.DIRECTORY, b"/var/log/apache2"), DEFAULT_RULES)
+    assert not compares_older(change(ChangeKind.MODIFIED, FileType.FILE, b"/srv/www/index.html"), DEFAULT_RULES)
 
 
-def test_shrunk_must_be_a_boolean() -> None:
-    with pytest.raises(RuleError, match="key 'shrunk' must be bool"):
-        Rule.from_mapping({"name": "x", "verdict": "churn", "paths": ["/x"], "shrunk": "yes"})
+def test_rewritten_must_be_a_boolean() -> None:
+    with pytest.raises(RuleError, match="key 'rewritten' must be bool"):
+        Rule.from_mapping({"name": "x", "verdict": "churn", "paths": ["/x"], "rewritten": "yes"})
 
 
-def test_triaged_compares_the_sizes_of_modified_logs_in_both_states() -> None:
-    """Under the rescue altroot: wtmp cut to nothing is found, a grown syslog is churn, and only the
-    logs are stat in the older snapshot."""
+FAKE_POOL_TOOL = r'''#!{python}
+"""Stand-in for zfs and zpool of a boot environment imported under an altroot (the rescue system)."""
+import os, sys
+args, root = sys.argv[1:], {root!r}
+if os.path.basename(sys.argv[0]) == "zpool":
+    sys.stdout.write("bootfs\trpool/ROOT/debian\naltroot\t%s\nhealth\tONLINE\n" % root)
+elif args[0] == "get":
+    sys.stdout.write("rpool/ROOT/debian\tmountpoint\t%s\tlocal\n" % root)
+elif args[0] == "diff":
+    sys.stdout.buffer.write({diff!r})
+else:
+    sys.exit("unexpected: %r" % args)
+'''
+
+
+def test_triaged_reads_modes_and_logs_inside_the_snapshots_through_the_real_agent(tmp_path: Path) -> None:
+    """Under the rescue altroot, on files laid out as ``.zfs/snapshot/<name>`` shows them: a set-uid
+    program is judged by its mode in the snapshot, wtmp cut and grown again is rewritten, syslog only
+    grew, and every path is the one the host uses."""
     from recovery.steps.zfs_host import triaged
-    from recovery.zfs.client import FileStat
-    from recovery.zfs.diff import DiffResult
+    from recovery.zfs.client import AgentClient
+    from tests.unit.test_zfs_client import LocalShell
 
-    root = b"/mnt/host"
-    sizes = {"golden-1": {b"/var/log/wtmp": 4096, b"/var/log/syslog": 100},
-             "incident-1": {b"/var/log/wtmp": 0, b"/var/log/syslog": 900, b"/etc/motd": 5}}
-
-    class Agent:
-        asked: list[tuple[str, list[bytes]]] = []
-
-        def diff_changes(self, origin: str, target: str) -> DiffResult:
-            return DiffResult(changes=tuple(Change(1, Decimal(0), ChangeKind.MODIFIED, FileType.FILE, root + p)
-                                            for p in (b"/var/log/wtmp", b"/var/log/syslog", b"/etc/motd")), malformed=())
-
-        def get(self, names: list[str], props: list[str]) -> list[dict[str, str]]:
-            return [{"name": names[0], "property": "mountpoint", "value": "/mnt/host", "source": "local"}]
-
-        def altroot(self, pool: str) -> str:
-            return "/mnt/host"
-
-        def stats_in_snapshot(self, mountpoint: bytes, snapshot: str, paths: list[bytes]) -> dict[bytes, FileStat]:
-            self.asked.append((snapshot, paths))
-            return {p: FileStat(0o100644, sizes[snapshot][p[len(root):]]) for p in paths}
-
-    findings = triaged(Agent(), "rpool/ROOT/debian@golden-1", "rpool/ROOT/debian@incident-1")  # type: ignore[arg-type]
+    root = tmp_path / "mnt-host"
+    files = {"golden-1": {"var/log/wtmp": b"boot boot boot ", "var/log/syslog": b"a\n"},
+             "incident-1": {"var/log/wtmp": b"login ", "var/log/syslog": b"a\nb\n", "opt/tool": b"#!/bin/sh\n"}}
+    for snapshot, contents in files.items():
+        for name, data in contents.items():
+            path = root / ".zfs/snapshot" / snapshot / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+    (root / ".zfs/snapshot/incident-1/opt/tool").chmod(0o4755)
+    diff = b"".join(diff_line(c, "F", str(root).encode() + p) for c, p in (
+        ("M", b"/var/log/wtmp"), ("M", b"/var/log/syslog"), ("+", b"/opt/tool")))
+    for tool in ("zfs", "zpool"):
+        (tmp_path / tool).write_text(FAKE_POOL_TOOL.format(python=sys.executable, root=str(root), diff=diff))
+        (tmp_path / tool).chmod(0o755)
+    client = AgentClient(LocalShell(noise=True), python=sys.executable, zfs=str(tmp_path / "zfs"))
+    findings = triaged(client, "rpool/ROOT/debian@golden-1", "rpool/ROOT/debian@incident-1")
     assert [(f.path, f.rule) for f in findings] == [
-        (b"/var/log/wtmp", "log-shrunk"), (b"/var/log/syslog", "logs"), (b"/etc/motd", "etc")]
-    assert Agent.asked[1] == ("golden-1", [root + b"/var/log/wtmp", root + b"/var/log/syslog"])
+        (b"/var/log/wtmp", "log-rewritten"), (b"/var/log/syslog", "logs"), (b"/opt/tool", "setuid-file")]
