@@ -659,7 +659,7 @@ def serve(directory: str, idle: float) -> int:
     """Answer requests from ``directory/req`` until ``idle`` seconds pass without one, or ``stop``."""
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the session that started it may end first
     requests = os.open(os.path.join(directory, "req"), os.O_RDWR)  # held for writing too: never EOF
-    _announce(directory)
+    lock = _announce(directory)  # stays open, and so locked, until this process ends
     pending = b""
     while True:
         ready, _, _ = select.select([requests], [], [], idle)
@@ -672,6 +672,7 @@ def serve(directory: str, idle: float) -> int:
         while b"\n" in pending:
             line, pending = pending.split(b"\n", 1)
             if line.strip() == b"stop":
+                os.close(lock)
                 return 0
             try:
                 request = decode_request(line)

@@ -403,6 +403,12 @@ class AgentClient:
         _SERVERS[self.transport] = (self.python, directory)
         return directory
 
+    def _one_each(self, op: str, what: str, values: Sequence[Any], batch: Sequence[Any], unit: str = "paths") -> None:
+        """A reply with fewer or more entries than the batch asked about is refused: pairing them up
+        anyway would give a path another path's answer, or none."""
+        if len(values) != len(batch):
+            raise AgentReplyError(f"{self.host}: {op}: {what} has {len(values)} entries for {len(batch)} {unit}")
+
     def _checked(self, op: str, model: type[_M], data: Any) -> _M:
         """``data`` as ``model``; a wrong shape names host, operation and the first bad field."""
         with self._reply_errors(op):
@@ -516,9 +522,7 @@ class AgentClient:
         for batch in _batches(paths, LSTAT_BATCH):
             encoded = [base64.b64encode(p).decode("ascii") for p in batch]
             modes = self._checked("lstat", _Modes, self.call("lstat", paths=encoded)).modes
-            if len(modes) != len(batch):
-                raise AgentReplyError(f"{self.host}: lstat: reply field modes has {len(modes)} entries "
-                                      f"for {len(batch)} paths")
+            self._one_each("lstat", "reply field modes", modes, batch)
             found.update((path, mode) for path, mode in zip(batch, modes) if mode is not None)
         return found
 
@@ -538,8 +542,7 @@ class AgentClient:
             encoded = [base64.b64encode(p).decode("ascii") for p in batch]
             reply = self.call("shipped", root=base64.b64encode(root).decode("ascii"), files=encoded)
             shipped = self._checked("shipped", _Shipped, reply).shipped
-            if len(shipped) != len(batch):
-                raise AgentReplyError(f"{self.host}: shipped: reply has {len(shipped)} entries for {len(batch)} paths")
+            self._one_each("shipped", "reply", shipped, batch)
             found.update((path, ok) for path, ok in zip(batch, shipped) if ok is not None)
         return found
 
@@ -549,9 +552,7 @@ class AgentClient:
         for batch in _batches(pairs, LSTAT_BATCH, length=lambda pair: len(pair[0]) + len(pair[1])):
             encoded = [[base64.b64encode(p).decode("ascii") for p in pair] for pair in batch]
             appended = self._checked("appended", _Appended, self.call("appended", pairs=encoded)).appended
-            if len(appended) != len(batch):
-                raise AgentReplyError(f"{self.host}: appended: reply has {len(appended)} entries for "
-                                      f"{len(batch)} pairs")
+            self._one_each("appended", "reply", appended, batch, "pairs")
             found += appended
         return found
 
