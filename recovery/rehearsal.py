@@ -40,6 +40,8 @@ from recovery.zfs.salvage import relative, with_snapshot_mounted
 
 SCENARIOS = attacks.ATTACKS
 PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
+#: The timing that is the recovery's RTO: from its start to traffic back (the evidence copy follows).
+TRAFFIC_BACK = "recover: traffic back"
 
 
 @dataclass(frozen=True)
@@ -65,13 +67,18 @@ class Rehearsal:
         return {"target": self.target, "scenario": self.scenario, "run": self.run_id, "passed": self.passed,
                 "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks],
                 "seconds": self.timings, "phases": self.phases, "cpu": self.cpu,
-                "rto": self.timings.get("recover")}
+                "rto": self.rto}
+
+    @property
+    def rto(self) -> float | None:
+        """Seconds from the recovery's start to traffic back on recovered hosts (its journal says when)."""
+        return self.timings.get(TRAFFIC_BACK)
 
     @property
     def overhead_share(self) -> float:
-        """The orchestrator's own work (CPU time of `recover`) as a share of the recovery's RTO.
+        """The orchestrator's own work (CPU time of `recover`) as a share of the run's wall time.
 
-        The rest of the RTO is waiting: on guests (boots, zfs, the console), BMCs and servers.
+        The rest is waiting: on guests (boots, zfs, the console), BMCs and servers.
         """
         rto = self.timings.get("recover", 0.0)
         return self.cpu.get("recover", 0.0) / rto if rto else 0.0
@@ -143,7 +150,11 @@ def rehearse(target: str, scenario: str, lab: Lab, say: Callable[[str], None], f
                                                  PLAYBOOKS / "recover.toml"))
     run = runstore.open_run(lab.run_dir / "runs", None)
     result.run_id = run.id
-    result.phases = report_model.phases(run.journal.records())
+    records = run.journal.records()
+    result.phases = report_model.phases(records)
+    back = report_model.traffic_back(control.reopen(run)[1], records)
+    if back is not None:
+        result.timings[TRAFFIC_BACK] = round(back - records[0].ts, 1)
     truth = json.loads(Path(truth_file).read_text())
     result.checks = _grade(lab, run, truth, code, watch, before, service.mirror_address, unbootable)
     return result

@@ -212,8 +212,10 @@ def show_rehearsal(result: Any) -> None:
         table.add_row(safe(name), f"{seconds:.1f}")
     console.print(table)
     console.print(f"orchestrator CPU during the recovery: {result.cpu.get('recover', 0):.1f} s "
-                  f"({result.overhead_share:.1%} of the RTO; the rest is waiting on guests, BMCs and servers)")
-    console.print(f"RTO (recover, start to finish): {result.timings.get('recover', 0):.1f} s — "
+                  f"({result.overhead_share:.1%} of the run; the rest is waiting on guests, BMCs and servers)")
+    rto = f"{result.rto:.1f} s" if result.rto is not None else "traffic not back on a recovered host"
+    console.print(f"RTO (start of the recovery to traffic back): {rto}; the whole run, evidence copied: "
+                  f"{result.timings.get('recover', 0):.1f} s — "
                   + ("[green]all checks passed[/]" if result.passed else "[bold red]some checks failed[/]"))
 
 

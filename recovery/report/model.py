@@ -43,6 +43,9 @@ class Report:
     finished: float | None
     journal_head: str
     journal_intact: bool
+    #: When `return` put at least one host back: the recovery time (RTO) ends here, not when the
+    #: evidence copied after it is in and the run finishes.
+    traffic_back: float | None = None
     hosts: dict[str, str] = field(default_factory=dict)  # host -> "restored" / "failed: ..." / ...
     bars: list[Bar] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)  # step -> seconds (first start to last end)
@@ -63,6 +66,16 @@ class Report:
     missing: dict[str, list[str]] = field(default_factory=dict)
     collectors: list[dict[str, Any]] = field(default_factory=list)  # what each off-host collector received
 
+    @property
+    def rto(self) -> float | None:
+        """Seconds from the start to traffic back on recovered hosts; None while it is not back."""
+        return self.traffic_back - self.started if self.traffic_back is not None else None
+
+    @property
+    def run_time(self) -> float | None:
+        """Seconds from the start to the run's end (evidence copied, everything journaled)."""
+        return self.finished - self.started if self.finished is not None else None
+
 
 def build(run_id: str, target: str, plan: Plan, records: list[Record], problems: list[str]) -> Report:
     pairs = state.fold(records)
@@ -81,7 +94,25 @@ def build(run_id: str, target: str, plan: Plan, records: list[Record], problems:
     report.unreached = [f"{r.step}: {r.data.get('meaning', '')}" for r in records if r.event == "step_unreached"]
     report.ran, report.missing = _coverage(plan, pairs)
     report.collectors = [r.data for r in records if r.event == "collector_delivery"]
+    report.traffic_back = traffic_back(plan, records)
     return report
+
+
+def traffic_back(plan: Plan, records: list[Record]) -> float | None:
+    """When the last `return` that admitted a host into rotation finished, if one did."""
+    returns = {p.id for p in plan.steps if p.step.kind == "return"}
+    back = None
+    for r in records:
+        if r.event == "step_succeeded" and r.step in returns and _admitted_any(r.data.get("outputs")):
+            back = r.ts
+    return back
+
+
+def _admitted_any(outputs: Any) -> bool:
+    try:
+        return any(d.admitted for d in ReturnOutputs.model_validate(outputs or {}).hosts.values())
+    except ValidationError:
+        return False
 
 
 def _finished(records: list[Record]) -> float | None:

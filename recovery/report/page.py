@@ -69,12 +69,14 @@ def _prose(text: str) -> str:
 
 
 def _header(report: Report) -> str:
-    rto = f"{report.finished - report.started:.1f} s" if report.finished else "unfinished"
+    rto = f"{report.rto:.1f} s" if report.rto is not None else "traffic not back on a recovered host"
+    run_time = f"{report.run_time:.1f} s" if report.run_time is not None else "unfinished"
     chain = "intact" if report.journal_intact else "BROKEN"
     rows = [("Run", f'<span class="mono">{_h(report.run_id)}</span>'),
             ("Status", f'<span class="badge {_h(report.status)}">{_h(report.status)}</span>'),
             ("Started", _h(when(report.started))), ("Finished", _h(when(report.finished))),
-            ("Recovery time (RTO)", rto),
+            ("Recovery time (RTO, to traffic back)", rto),
+            ("Run time (evidence copied, run finished)", run_time),
             ("Journal head", f'<span class="mono">{_h(report.journal_head)}</span>'),
             ("Hash chain", f'<span class="badge {chain}">{chain}</span>' if chain == "BROKEN" else chain)]
     items = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)

@@ -45,11 +45,12 @@ def _table(table: Table) -> list[str]:
 
 
 def markdown(report: Report) -> str:
-    total = (report.finished - report.started) if report.finished else None
     out = [f"# Incident recovery report: {_md(report.target)}", "",
            f"- Run: {_md(report.run_id)}, status **{_md(report.status)}**",
            f"- Started {when(report.started)}, finished {when(report.finished)}"
-           + (f" (RTO {total:.1f} s)" if total is not None else ""),
+           + (f" (run time {report.run_time:.1f} s)" if report.run_time is not None else ""),
+           "- Recovery time (RTO, to traffic back): "
+           + (f"{report.rto:.1f} s" if report.rto is not None else "traffic not back on a recovered host"),
            f"- Journal head {_md(report.journal_head)} — chain "
            + ("intact" if report.journal_intact else "**BROKEN**"), "",
            "## What did not work", ""]

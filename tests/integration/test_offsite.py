@@ -126,7 +126,7 @@ def test_webhooks_are_signed_and_say_start_failure_and_end(sshd_factory: Callabl
     assert all(by_seq[b["journal_head"]["seq"]] == b["journal_head"]["hash"] for b in bodies)
     assert bodies[2]["record"]["data"]["status"] == "failed"
     report = (run_dir / "report.md").read_text()
-    assert "(RTO " in report  # what the collectors received, journaled after run_finished, ends nothing
+    assert "(run time " in report  # what the collectors received, journaled after run_finished, ends nothing
     assert f"| webhook {receiver.url} | 3 | 0 | 0 |" in report
     for path in run_dir.iterdir():  # the key was resolved as a secret: masked in all the run writes
         assert HOOK_KEY.encode() not in path.read_bytes(), path

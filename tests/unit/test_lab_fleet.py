@@ -102,11 +102,11 @@ def test_a_lab_never_started_reports_nothing_and_refuses_guest_access(tmp_path: 
 def test_a_rehearsal_result_as_json_carries_every_check_and_the_rto() -> None:
     import json
 
-    from recovery.rehearsal import Check, Rehearsal
+    from recovery.rehearsal import TRAFFIC_BACK, Check, Rehearsal
 
     result = Rehearsal("eu-web", "rootkit", run_id="R1", checks=[Check("journal verify", True, "chain intact"),
                                                                   Check("eu-web: nothing left", False, "telnetd")],
-                       timings={"recover": 301.5})
+                       timings={"recover": 380.2, TRAFFIC_BACK: 301.5})
     shown = json.loads(json.dumps(result.as_dict()))
     assert shown["passed"] is False and shown["rto"] == 301.5 and shown["run"] == "R1"
     assert shown["checks"][1] == {"name": "eu-web: nothing left", "passed": False, "detail": "telnetd"}

@@ -87,3 +87,38 @@ def test_finished_is_the_last_run_finished_not_what_collectors_said_after_it(tmp
     assert report.finished == end.ts and report.collectors[0]["delivered"] == 2
     journal.append("run_resumed", operator="sre", target="web", hosts=[])
     assert model.build("r1", "web", plan, journal.records(), []).finished is None
+
+
+RETURN_AND_COPY = ('[[steps]]\nkind = "divert"\nparams = {}\n'
+                   '[[steps]]\nkind = "preserve"\nparams = { copy_streams = false }\n'
+                   '[[steps]]\nkind = "return"\nparams = {}\n'
+                   '[[steps]]\nkind = "preserve"\nname = "evidence-copy"\nparams = {}\n')
+
+
+def _decision(admitted: bool) -> dict:
+    return {"already_done": False, "channels": {}, "hosts": {
+        "eu-web": {"admitted": admitted, "reason": "restored and verified in this run" if admitted else "failed"}}}
+
+
+def test_the_rto_ends_when_traffic_is_back_not_when_the_evidence_copied_after_it_is_in(tmp_path):
+    plan = _plan(tmp_path, RETURN_AND_COPY)
+    journal = Journal(tmp_path / "journal.sqlite")
+    start = journal.append("run_started", operator="sre", target="web", hosts=list(plan.target.hosts))
+    back = journal.append("step_succeeded", "return", "*", outputs=_decision(admitted=True))
+    journal.append("step_succeeded", "evidence-copy", "eu-web", outputs={"snapshots": {}})
+    end = journal.append("run_finished", status="done", done=3, failed=0, skipped=0)
+    report = model.build("r1", "web", plan, journal.records(), [])
+    assert report.rto == back.ts - start.ts and report.run_time == end.ts - start.ts
+    assert report.run_time > report.rto
+    assert f"Recovery time (RTO, to traffic back): {report.rto:.1f} s" in markdown(report)
+
+
+def test_no_rto_while_return_admitted_no_recovered_host(tmp_path):
+    plan = _plan(tmp_path, RETURN_AND_COPY)
+    journal = Journal(tmp_path / "journal.sqlite")
+    journal.append("run_started", operator="sre", target="web", hosts=list(plan.target.hosts))
+    journal.append("step_succeeded", "return", "*", outputs=_decision(admitted=False))
+    journal.append("run_finished", status="failed", done=1, failed=1, skipped=0)
+    report = model.build("r1", "web", plan, journal.records(), [])
+    assert report.rto is None and report.run_time is not None
+    assert "Recovery time (RTO, to traffic back): traffic not back on a recovered host" in markdown(report)
