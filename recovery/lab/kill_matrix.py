@@ -53,8 +53,8 @@ POINTS = (
     KillPoint("find_clean: bisecting", "step_started", "find_clean", 4.0),
     KillPoint("restore: in the middle of the swap", "step_started", "restore", 5.0),
     KillPoint("boot_normal: waiting for SSH", "step_started", "boot_normal", 8.0),
-    KillPoint("evidence copy over SSH", "step_started", "evidence-copy", 1.0),
     KillPoint("return: putting traffic back", "step_started", "return", 0.1),
+    KillPoint("evidence copy over SSH", "step_started", "evidence-copy", 1.0),
 )
 #: The points CI kills at (the bench kills at all of them): a host half booted into the rescue
 #: system, a swap half done, traffic half returned.
