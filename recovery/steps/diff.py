@@ -18,6 +18,7 @@ from recovery.steps.triage_rules import TriageParams
 from recovery.steps.zfs_host import (
     agent,
     agent_errors,
+    each_dataset,
     golden_of,
     incident_snapshot,
     protected,
@@ -63,15 +64,18 @@ class DiffStep(StepKind):
     repeatable = True  # read-only: always look afresh
 
     def apply(self, ctx: StepContext) -> DiffOutputs:
-        client = agent(ctx)
-        datasets = {}
-        for dataset in protected(ctx):
+        client, rules = agent(ctx), ctx.params.compiled()
+
+        def diffed(dataset: str) -> DatasetDiff:
             with agent_errors(ctx.host, f"diffing {dataset}"):
                 golden = golden_of(client, dataset).name
-                findings = triaged(client, golden, incident_snapshot(ctx, dataset), ctx.params.compiled())
-            datasets[dataset] = summarize(golden, findings)
-            found = datasets[dataset].counts.get("indicator", 0)
-            ctx.note(f"{dataset}: {len(findings)} changes since {golden.split('@')[1]}, {found} indicators")
+                findings = triaged(client, golden, incident_snapshot(ctx, dataset), rules)
+            summary = summarize(golden, findings)
+            ctx.note(f"{dataset}: {len(findings)} changes since {golden.split('@')[1]}, "
+                     f"{summary.counts.get('indicator', 0)} indicators")
+            return summary
+
+        datasets = each_dataset(diffed, protected(ctx))
         return DiffOutputs(datasets=datasets,
                            indicators=sum(d.counts.get("indicator", 0) for d in datasets.values()))
 

@@ -19,6 +19,7 @@ from recovery.steps.triage_rules import TriageParams
 from recovery.steps.zfs_host import (
     agent,
     agent_errors,
+    each_dataset,
     golden_of,
     incident_snapshot,
     protected,
@@ -70,11 +71,12 @@ class FindCleanStep(StepKind):
 
     def apply(self, ctx: StepContext) -> FindCleanOutputs:
         client = agent(ctx)
-        chosen = {}
-        for dataset in protected(ctx):
+
+        def searched(dataset: str) -> CleanChoice:
             with agent_errors(ctx.host, f"searching {dataset}"):
-                chosen[dataset] = self._search(ctx, client, dataset)
-        return FindCleanOutputs(datasets=chosen)
+                return self._search(ctx, client, dataset)
+
+        return FindCleanOutputs(datasets=each_dataset(searched, protected(ctx)))
 
     def _search(self, ctx: StepContext, client: Any, dataset: str) -> CleanChoice:
         rules = ctx.params.compiled()

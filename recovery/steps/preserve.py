@@ -22,6 +22,7 @@ from recovery.steps.zfs_host import (
     EVIDENCE_HOLD,
     agent,
     agent_errors,
+    each_dataset,
     incident_snapshot,
     protected,
     snapshots,
@@ -64,13 +65,13 @@ class PreserveStep(StepKind):
     def check(self, ctx: StepContext) -> Check:
         with agent_errors(ctx.host, "checking evidence"):
             client = agent(ctx)
-            for dataset, name in _evidence(client, ctx).items():
-                if name not in {s.name for s in snapshots(client, name.split("@")[0])}:
-                    return Check.NOT_DONE
-                if EVIDENCE_HOLD not in client.holds(name):
-                    return Check.NOT_DONE
-                if ctx.params.copy_streams and not _stream_path(ctx, dataset).is_file():
-                    return Check.NOT_DONE
+            names = _evidence(client, ctx)
+            if not all(each_dataset(lambda d: _taken(client, names[d]), list(names)).values()):
+                return Check.NOT_DONE
+            if not all(each_dataset(lambda d: _held(client, names[d]), list(names)).values()):
+                return Check.NOT_DONE
+        if ctx.params.copy_streams and not all(_stream_path(ctx, d).is_file() for d in names):
+            return Check.NOT_DONE
         return Check.DONE
 
     def apply(self, ctx: StepContext) -> PreserveOutputs:
@@ -80,23 +81,26 @@ class PreserveStep(StepKind):
                              "set copy_streams = false here and preserve again after boot_normal")
         with agent_errors(ctx.host, "snapshotting evidence"):
             names = _evidence(client, ctx)
-            existing = {s.name for n in names.values() for s in snapshots(client, n.split("@")[0])}
-            if missing := [n for n in names.values() if n not in existing]:
+            taken = each_dataset(lambda d: _taken(client, names[d]), list(names))
+            if missing := [names[d] for d, present in taken.items() if not present]:
                 client.snapshot(missing)
-            if unheld := {n: EVIDENCE_HOLD for n in names.values() if EVIDENCE_HOLD not in client.holds(n)}:
+            held = each_dataset(lambda d: _held(client, names[d]), list(names))
+            if unheld := {names[d]: EVIDENCE_HOLD for d, present in held.items() if not present}:
                 client.hold(unheld)
-        return PreserveOutputs(snapshots={name: self._record(ctx, client, dataset, name)
-                                          for dataset, name in names.items()})
+        described = each_dataset(lambda d: self._described(ctx, client, d, names[d]), list(names))
+        return PreserveOutputs(snapshots={names[d]: self._recorded(ctx, client, d, names[d], record)
+                                          for d, record in described.items()})
 
     def outputs_when_done(self, ctx: StepContext) -> PreserveOutputs:
         """The evidence as it is on the host (and here), so the report lists it after a resume too."""
         client = agent(ctx)
         with agent_errors(ctx.host, "describing evidence"):
-            return PreserveOutputs(already_done=True, snapshots={
-                name: self._described(ctx, client, dataset, name) for dataset, name in _evidence(client, ctx).items()})
+            names = _evidence(client, ctx)
+        described = each_dataset(lambda d: self._described(ctx, client, d, names[d]), list(names))
+        return PreserveOutputs(already_done=True, snapshots={names[d]: r for d, r in described.items()})
 
-    def _record(self, ctx: StepContext, client: Any, dataset: str, name: str) -> Evidence:
-        record = self._described(ctx, client, dataset, name)
+    def _recorded(self, ctx: StepContext, client: Any, dataset: str, name: str, record: Evidence) -> Evidence:
+        """The record, with the stream copied (one at a time: they share the host's disks and line)."""
         if ctx.params.copy_streams:
             local = _stream_path(ctx, dataset)
             sent = copy_stream(ctx, client, name, local)
@@ -120,7 +124,15 @@ class PreserveStep(StepKind):
 
 
 def _evidence(client: Any, ctx: StepContext) -> dict[str, str]:
-    return {dataset: evidence_snapshot(client, ctx, dataset) for dataset in protected(ctx)}
+    return each_dataset(lambda dataset: evidence_snapshot(client, ctx, dataset), protected(ctx))
+
+
+def _taken(client: Any, name: str) -> bool:
+    return name in {s.name for s in snapshots(client, name.split("@")[0])}
+
+
+def _held(client: Any, name: str) -> bool:
+    return EVIDENCE_HOLD in client.holds(name)
 
 
 def copy_stream(ctx: StepContext, client: Any, snapshot: str, local: Path) -> dict[str, Any]:

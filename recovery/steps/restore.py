@@ -16,6 +16,7 @@ from recovery.engine.access import Channel
 from recovery.steps.zfs_host import (
     agent,
     agent_errors,
+    each_dataset,
     incident_snapshot,
     inspection_mounts,
     protected,
@@ -50,7 +51,7 @@ class RestoreStep(StepKind):
     def check(self, ctx: StepContext) -> Check:
         client = agent(ctx)
         with agent_errors(ctx.host, "checking the restore"):
-            done = all(swap.restored(client, swap_names(ctx, d)) for d in chosen(ctx))
+            done = all(each_dataset(lambda d: swap.restored(client, swap_names(ctx, d)), list(chosen(ctx))).values())
         return Check.DONE if done else Check.NOT_DONE
 
     def apply(self, ctx: StepContext) -> RestoreOutputs:
@@ -59,13 +60,17 @@ class RestoreStep(StepKind):
         if rescue:
             with agent_errors(ctx.host, "unmounting the host's datasets in the rescue system"):
                 release_mounts(client, protected(ctx))
-        for dataset, clean in chosen(ctx).items():
+        clean = chosen(ctx)
+
+        def swapped(dataset: str) -> None:
             names = swap_names(ctx, dataset)
-            with agent_errors(ctx.host, f"restoring {dataset} from {clean}"):
-                swap.restore(client, names, clean)
-                client.set(names.quarantine, {"recovery:restored-from": clean})
-            ctx.note(f"{dataset}: now {clean.split('@')[1]}; compromised state kept as "
+            with agent_errors(ctx.host, f"restoring {dataset} from {clean[dataset]}"):
+                swap.restore(client, names, clean[dataset])
+                client.set(names.quarantine, {"recovery:restored-from": clean[dataset]})
+            ctx.note(f"{dataset}: now {clean[dataset].split('@')[1]}; compromised state kept as "
                      f"{names.quarantine} (read-only)")
+
+        each_dataset(swapped, list(clean))
         if rescue:
             with agent_errors(ctx.host, "mounting the restored datasets read-only in the rescue system"):
                 inspection_mounts(client, protected(ctx))

@@ -32,6 +32,7 @@ from recovery.steps.golden import GoldenParams, store_dir
 from recovery.steps.zfs_host import (
     agent,
     agent_errors,
+    each_dataset,
     host_path,
     inspection_mounts,
     protected,
@@ -57,7 +58,6 @@ def golden_snapshot(client: AgentClient, golden: dict[str, Any], dataset: str) -
         raise StepFailed(f"{captured['snapshot']}: missing, or not the snapshot captured as golden "
                          "(guid/createtxg differ)")
     return str(captured["snapshot"])
-
 
 
 def newest_manifest(store: Path, host: str) -> dict[str, Any]:
@@ -128,8 +128,7 @@ def from_rescue(ctx: StepContext, golden: dict[str, Any]) -> VerifyOutputs:
     datasets = protected(ctx)
     with agent_errors(ctx.host, "comparing the restored datasets with golden from the rescue system"):
         inspection_mounts(client, datasets)
-        snaps = {d: golden_snapshot(client, golden, d) for d in datasets}
-        since = {d: summarize(s, triaged(client, s, d)) for d, s in snaps.items()}
+        since = each_dataset(lambda d: _since_golden(client, golden, d), datasets)
         altroot = client.altroot(datasets[0].split("/", 1)[0]) or "/"
         files = hashed_below(client, altroot, list(golden["files"]))
     found = [f"{d}: {f.path}" for d, diff in since.items() for f in diff.findings if f.verdict == "indicator"]
@@ -143,6 +142,11 @@ def from_rescue(ctx: StepContext, golden: dict[str, Any]) -> VerifyOutputs:
              f"where it matters; {len(bad_files)} of {len(golden['files'])} critical files differ")
     return VerifyOutputs(golden=golden["captured"], files_differing=bad_files[:200], trusted_side=True,
                          since_golden=since)
+
+
+def _since_golden(client: AgentClient, golden: dict[str, Any], dataset: str) -> DatasetDiff:
+    snapshot = golden_snapshot(client, golden, dataset)
+    return summarize(snapshot, triaged(client, snapshot, dataset))
 
 
 def hashed_below(client: AgentClient, altroot: str, paths: list[str]) -> dict[bytes, str]:

@@ -9,13 +9,14 @@ dataset takes the service name; the compromised one is kept as
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from recovery.engine.registry import StepContext, StepFailed
 from recovery.zfs.client import AgentClient, AgentError, AgentReplyError, Dataset, snapshot_view
 from recovery.zfs.diff import Change, ChangeKind
+from recovery.zfs.pipeline import side_by_side
 from recovery.zfs.swap import SwapNames
 from recovery.zfs.triage import DEFAULT_RULES, Finding, Verdict, compares_older, triage
 
@@ -24,6 +25,8 @@ SHIPPED_RULES = frozenset({"setuid-file", "system-binary", "kernel-module", "sch
 GOLDEN_PREFIX = "golden-"
 GOLDEN_HOLD = "recovery-golden"
 EVIDENCE_HOLD = "recovery-evidence"
+
+_R = TypeVar("_R")
 
 
 def agent(ctx: StepContext) -> AgentClient:
@@ -35,6 +38,18 @@ def protected(ctx: StepContext) -> list[str]:
     if not datasets:
         raise StepFailed(f"{ctx.host}: no protected datasets in the inventory (hosts.{ctx.host}.datasets)")
     return list(datasets)
+
+
+def each_dataset(work: Callable[[str], _R], datasets: Sequence[str]) -> dict[str, _R]:
+    """``work`` on every dataset side by side, by dataset: their agent calls share round trips, and
+    the agent runs them at once (the diffs, searches and swaps of different datasets overlap).
+
+    Datasets nested in one another are worked on one after another: a rename
+    or mount of one moves or hides the other.
+    """
+    if any(a != b and b.startswith(a + "/") for a in datasets for b in datasets):
+        return {dataset: work(dataset) for dataset in datasets}
+    return dict(zip(datasets, side_by_side(work, datasets)))
 
 
 def incident_snapshot(ctx: StepContext, dataset: str) -> str:

@@ -25,6 +25,13 @@ The JSON is ``{"v": 1, "nonce": ..., "ok": true, "result": {...}}`` or
 ``{"v": 1, "nonce": ..., "ok": false, "error": {"op", "dataset", "errno",
 "errname", "message"}}``.
 
+Batches. The operation ``batch`` carries several requests (``args.requests``:
+objects with their own ``nonce``, ``op`` and ``args``) and answers with
+``result.replies``, one reply object each, in order, as each would have been
+answered alone. The orchestrator batches only calls made by independent work
+(a thread per dataset), so they run side by side here: the diffs of different
+datasets overlap, and a slow line costs one round trip for all of them.
+
 Served mode. ``serve DIR IDLE`` keeps one process (and its imports) for a
 session instead of a new python3 per call: it reads requests, one base64 line
 each, from the FIFO ``DIR/req`` and writes each framed reply to the FIFO
@@ -49,6 +56,7 @@ import subprocess
 import sys
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional
 
 VERSION = 1
@@ -64,6 +72,7 @@ LIST_FIELDS = ("name", "type", "guid", "createtxg", "creation", "used", "origin"
 INTEGER_FIELDS = frozenset({"guid", "createtxg", "creation", "used"})
 _DATASET_NAME = re.compile(r"[A-Za-z0-9_.:/@# -]{1,255}")
 _PROPERTY_NAME = re.compile(r"[a-z0-9_:.-]{1,255}")
+_NONCE = re.compile(r"[0-9a-f]{16,64}")
 
 
 class OperationError(Exception):
@@ -570,6 +579,30 @@ def _tag_list(value: Any) -> List[str]:
     return value
 
 
+#: Most requests one batch carries, and how many of them run at once.
+BATCH_MAX = 16
+BATCH_WORKERS = 4
+
+
+def op_batch(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
+    """Each request answered as if alone (an error is its own reply), side by side."""
+    requests = args.get("requests")
+    if not isinstance(requests, list) or not 1 <= len(requests) <= BATCH_MAX:
+        raise OperationError("'requests' must be a list of 1 to %d requests" % BATCH_MAX)
+    members = [_member(request, zfs) for request in requests]
+    with ThreadPoolExecutor(max_workers=min(BATCH_WORKERS, len(members))) as pool:
+        return {"replies": list(pool.map(handle, members))}
+
+
+def _member(request: Any, zfs: Optional[str]) -> Dict[str, Any]:
+    """One request of a batch, checked as a request of its own; it runs with the batch's ``zfs``."""
+    if not isinstance(request, dict) or request.get("op") == "batch":
+        raise OperationError("each request of a batch is an object, and not a batch")
+    if not isinstance(request.get("nonce"), str) or not _NONCE.fullmatch(request["nonce"]):
+        raise OperationError("a request of the batch has no valid nonce")
+    return {"v": VERSION, "nonce": request["nonce"], "op": request.get("op"), "args": request.get("args"), "zfs": zfs}
+
+
 OPERATIONS: Dict[str, Callable[[Dict[str, Any], Optional[str]], Dict[str, Any]]] = {
     "ping": op_ping,
     "list": op_list,
@@ -591,6 +624,7 @@ OPERATIONS: Dict[str, Callable[[Dict[str, Any], Optional[str]], Dict[str, Any]]]
     "hash": op_hash,
     "shipped": op_shipped,
     "appended": op_appended,
+    "batch": op_batch,
 }
 
 
@@ -604,7 +638,7 @@ def decode_request(raw: bytes) -> Dict[str, Any]:
         raise OperationError("request is not base64 of JSON: %s" % exc) from None
     if not isinstance(request, dict) or request.get("v") != VERSION:
         raise OperationError("request is not a version %d object" % VERSION)
-    if not isinstance(request.get("nonce"), str) or not re.fullmatch(r"[0-9a-f]{16,64}", request["nonce"]):
+    if not isinstance(request.get("nonce"), str) or not _NONCE.fullmatch(request["nonce"]):
         raise OperationError("request has no valid nonce")
     return request
 

@@ -52,6 +52,7 @@ from recovery.errors import AdapterError
 from recovery.hostile import for_terminal
 from recovery.transport.result import Result
 from recovery.zfs.agent import CHUNK
+from recovery.zfs.pipeline import Pipeline
 from recovery.zfs.diff import MAX_DIFF_BYTES, MAX_DIFF_LINES, DiffLimitExceeded, DiffResult, parse_diff_stream
 
 MARK = b"RECOVERY-AGENT-REPLY"
@@ -255,6 +256,10 @@ class _Envelope(_Model):
     error: _ErrorBody | None = None
 
 
+class _Batched(_Model):
+    replies: list[dict[str, Any]]
+
+
 class _Ping(_Model):
     agent: int
     python: str
@@ -356,23 +361,53 @@ class AgentClient:
         self.max_diff_lines = max_diff_lines
         self.host = host or _host_name(transport)
         self._altroots: dict[str, str | None] = {}
+        self._pipeline = Pipeline(self._exchange, budget=MAX_REQUEST * 3 // 4 - 4096)  # JSON, before base64
 
     def call(self, op: str, **args: Any) -> dict[str, Any]:
-        """Run one operation; its result, or :class:`AgentError` / :class:`AgentReplyError`."""
-        nonce = secrets.token_hex(16)
-        request = build_request(op, args, nonce, self.zfs)
-        result = self._served(request) if self.served else self.transport.run(command_for(request, self.python),
-                                                                               timeout=self.timeout)
+        """Run one operation; its result, or :class:`AgentError` / :class:`AgentReplyError`.
+
+        Threads may call at once (see :mod:`recovery.zfs.pipeline`): what they ask
+        together shares a round trip, and each gets its own reply, checked alone.
+        """
+        request = build_request(op, args, secrets.token_hex(16), self.zfs)
         try:
-            reply = extract_reply(result.stdout, nonce, self.max_reply)
+            reply = self._pipeline.submit(request)
         except AgentReplyError as exc:
-            _SERVERS.pop(self.transport, None)  # a server that lost a reply is not trusted with the next
-            raise AgentReplyError(f"{self.host}: {op}: {exc}{_context(result)}") from None
+            raise AgentReplyError(f"{self.host}: {op}: {exc}") from None
         envelope = self._checked(op, _Envelope, reply)
         if not envelope.ok:
             error = envelope.error or _ErrorBody(message="the agent reported a failure without saying why")
             raise AgentError(op, error.message, error.dataset, error.errno, error.errname)
         return envelope.result
+
+    def _exchange(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One round trip: a request alone, or several as one ``batch``; a reply each, in order."""
+        if len(requests) == 1:
+            return [self._round_trip(requests[0])]
+        members = [{key: r[key] for key in ("nonce", "op", "args")} for r in requests]
+        reply = self._round_trip(build_request("batch", {"requests": members}, secrets.token_hex(16), self.zfs))
+        try:
+            envelope = _Envelope.model_validate(reply)
+            if not envelope.ok:
+                why = envelope.error.message if envelope.error else "without saying why"
+                raise AgentReplyError(f"a batch of {len(requests)} requests was refused: {for_terminal(why, 300)}")
+            replies = _Batched.model_validate(envelope.result).replies
+        except ValidationError as exc:
+            raise AgentReplyError(f"batch reply {_first_problem(exc)}") from None
+        if len(replies) != len(requests):
+            raise AgentReplyError(f"a batch of {len(requests)} requests has {len(replies)} replies")
+        if any(reply.get("nonce") != r["nonce"] or reply.get("v") != VERSION for reply, r in zip(replies, requests)):
+            raise AgentReplyError("a reply of the batch does not match its request")
+        return replies
+
+    def _round_trip(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        result = self._served(request) if self.served else self.transport.run(command_for(request, self.python),
+                                                                               timeout=self.timeout)
+        try:
+            return extract_reply(result.stdout, request["nonce"], self.max_reply)
+        except AgentReplyError as exc:
+            _SERVERS.pop(self.transport, None)  # a server that lost a reply is not trusted with the next
+            raise AgentReplyError(f"{exc}{_context(result)}") from None
 
     def stop(self) -> None:
         """Ask this session's served agent to exit now (it would after SERVE_IDLE seconds anyway)."""

@@ -51,8 +51,11 @@ class Sshd:
         return "\n".join(lines)
 
 
-def start_sshd(name: str, base: Path, client_key: Path) -> Sshd:
-    """Start sshd for one test host; root logs in with ``client_key`` only."""
+def start_sshd(name: str, base: Path, client_key: Path, extra_config: tuple[str, ...] = ()) -> Sshd:
+    """Start sshd for one test host; root logs in with ``client_key`` only.
+
+    ``extra_config``: more sshd_config lines (a benchmark's ``SetEnv``, say).
+    """
     d = base / f"sshd-{name}"
     d.mkdir(parents=True)
     host_key = keygen(d / "host_ed25519")
@@ -63,7 +66,7 @@ def start_sshd(name: str, base: Path, client_key: Path) -> Sshd:
         f"AuthorizedKeysFile {d / 'authorized_keys'}", "StrictModes no", "UsePAM no",
         "PermitRootLogin prohibit-password", "PasswordAuthentication no",
         f"PidFile {d / 'sshd.pid'}", "LogLevel ERROR", "MaxSessions 50", "MaxStartups 50",
-        "AllowTcpForwarding yes", "Subsystem sftp internal-sftp", "",
+        "AllowTcpForwarding yes", "Subsystem sftp internal-sftp", *extra_config, "",
     ]))
     Path("/run/sshd").mkdir(exist_ok=True)
     log = open(d / "sshd.log", "wb")

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from recovery.zfs import agent, client
-from recovery.zfs.client import AgentClient, AgentReplyError, start_command
+from recovery.zfs.client import AgentClient, AgentError, AgentReplyError, build_request, start_command
+from recovery.zfs.pipeline import side_by_side
 from tests.unit.test_zfs_client import LocalShell, fake_zfs  # noqa: F401 - the fixture is used by name
 
 
@@ -105,21 +106,68 @@ def test_the_server_idles_out_and_answers_a_bad_line_without_dying(tmp_path: Pat
     assert not alive(pid)  # nobody asked for 1.5 s
 
 
-@pytest.mark.parametrize("mode", ["one call", "served"])
+@pytest.mark.parametrize("mode", ["one call", "served", "batched"])
 def test_the_lab_rootkit_lies_to_the_agent_either_way(mode: str, fake_zfs: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """The rootkit scenario's python3 must fool a served agent as it fools one call, or the rehearsal
-    through single-user mode would stop showing why the rescue image is the default."""
+    """The rootkit scenario's python3 must fool a served agent, and each request of a batch, as it
+    fools one call, or the rehearsal through single-user mode would stop showing why the rescue
+    image is the default."""
     wrapper = tmp_path / "python3"
     wrapper.write_bytes((Path(agent.__file__).parents[1] / "lab/files/rootkit-python3.py").read_bytes())
     wrapper.chmod(0o755)
     monkeypatch.setenv("LAB_ROOTKIT_HIDE", "/var/log/syslog")
     monkeypatch.setattr(client, "SERVE_ROOT", str(tmp_path))
-    liar = AgentClient(LocalShell(noise=False), python=str(wrapper), zfs=str(fake_zfs), served=mode == "served")
+    liar = AgentClient(LocalShell(noise=False), python=str(wrapper), zfs=str(fake_zfs), served=mode != "one call")
     honest = AgentClient(LocalShell(noise=False), python=sys.executable, zfs=str(fake_zfs))
     try:
-        seen = [c.path for c in liar.diff_changes("tank/www@golden", "tank/www").changes]
+        times = 3 if mode == "batched" else 1
+        diffs = side_by_side(lambda _: liar.diff_changes("tank/www@golden", "tank/www"), range(times))
     finally:
         liar.stop()
+    (seen,) = {tuple(c.path for c in diff.changes) for diff in diffs}
+    if mode == "batched":  # besides the agent's start and stop, fewer round trips than diffs: a batch
+        assert len(liar.transport.commands) < 2 + times  # type: ignore[attr-defined]
     everything = [c.path for c in honest.diff_changes("tank/www@golden", "tank/www").changes]
-    assert b"/var/log/syslog" in everything and seen == [p for p in everything if p != b"/var/log/syslog"]
+    assert b"/var/log/syslog" in everything and list(seen) == [p for p in everything if p != b"/var/log/syslog"]
+
+
+# -- threads on one client: their calls share round trips (recovery.zfs.pipeline) --------------------
+
+
+def test_threads_on_one_client_share_round_trips_and_each_gets_its_own_answer(served: AgentClient) -> None:
+    served.ping()  # the server is up: what follows is the pipelining alone
+    before = len(served.transport.commands)  # type: ignore[attr-defined]
+    names = side_by_side(lambda root: [d.name for d in served.list_datasets(root=root)],
+                         ["tank/www", "tank/www", "tank/www", "tank/www"] * 2)
+    assert all(n and n[0] == "tank/www" for n in names)
+    trips = len(served.transport.commands) - before  # type: ignore[attr-defined]
+    assert trips < 8, f"{trips} round trips for 8 calls made side by side"
+
+
+def test_one_failing_request_of_a_batch_fails_only_its_caller(served: AgentClient) -> None:
+    served.ping()
+
+    def ask(op: str) -> object:
+        try:
+            return served.call(op)
+        except AgentError as exc:
+            return exc
+
+    answers = side_by_side(ask, ["ping", "no-such-op", "ping", "ping"])
+    assert [type(a).__name__ for a in answers] == ["dict", "AgentError", "dict", "dict"]
+
+
+def test_a_batch_whose_replies_do_not_match_their_requests_is_refused(served: AgentClient,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    real = served._round_trip
+
+    def swapped(request: dict) -> dict:
+        reply = real(request)
+        if request["op"] == "batch":
+            reply["result"]["replies"].reverse()
+        return reply
+
+    monkeypatch.setattr(served, "_round_trip", swapped)
+    requests = [build_request("ping", {}, n * 16, None) for n in ("a", "b")]
+    with pytest.raises(AgentReplyError, match="does not match its request"):
+        served._exchange(requests)
