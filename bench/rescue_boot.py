@@ -1,9 +1,12 @@
-"""Rescue boot vs single-user boot, side by side in one run.
+"""Rescue boot vs single-user boot, and the RTO against the boot floor, side by side in one run.
 
 1. The same lab guest booted to its first console command: single-user (sulogin, the root
-   password, a command) and from the rescue image (root logged in by itself, a command).
-2. With --rto, the RTO of the same rehearsal (awstats-2005 on eu-web) recovered through the
-   rescue image and through single-user mode, and their ratio (about 25 minutes more).
+   password, a command) and from the rescue image (root logged in by itself, a command); and
+   booted normally to its first command over SSH. The boot floor of a recovery is its two
+   boots: the rescue (or single-user) boot plus the normal boot.
+2. With --rto, the RTO (start to traffic back) of the same rehearsal (awstats-2005 on eu-web)
+   recovered through the rescue image and through single-user mode, each against its boot
+   floor (goal: <= 1.5x through the rescue image), and their ratio (about 25 minutes more).
 
 Usage: python bench/rescue_boot.py [--rto]
 """
@@ -48,6 +51,19 @@ def first_command(image: ImagePaths, run_dir: Path, mode: BootMode) -> float:
         guest.stop()
 
 
+def first_ssh_command(image: ImagePaths, run_dir: Path) -> float:
+    """Seconds from power on of a normal boot to the first command answered over SSH."""
+    guest = Guest(image, run_dir, "bench-normal")
+    try:
+        start = time.monotonic()
+        guest.start(BootMode.NORMAL)
+        guest.wait_for_ssh(BOOT_TIMEOUT)
+        guest.run("true", timeout=BOOT_TIMEOUT)
+        return time.monotonic() - start
+    finally:
+        guest.stop()
+
+
 def _answered(console: SerialConsole, start: float) -> None:
     """Ask every second until the shell answers: the first command that runs."""
     while time.monotonic() - start < BOOT_TIMEOUT:
@@ -61,13 +77,14 @@ def _answered(console: SerialConsole, start: float) -> None:
 
 
 def rehearsal_rto(rescue: bool) -> tuple[float, bool]:
+    """The RTO (start to traffic back) of awstats-2005 on eu-web, and whether every check passed."""
     with tempfile.TemporaryDirectory() as tmp:
         lab = Lab(Path(tmp) / "lab", progress=lambda line: None)
         try:
             result = rehearsal.rehearse("eu-web", "awstats-2005", lab, lambda line: None, rescue=rescue)
         finally:
             lab.down(wipe=True)
-    return result.timings.get("recover", 0.0), result.passed
+    return result.rto or 0.0, result.passed
 
 
 def main(argv: list[str]) -> int:
@@ -75,18 +92,24 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         single = first_command(image, Path(tmp), BootMode.SINGLE_USER)
         rescue = first_command(image, Path(tmp), BootMode.RESCUE)
-    print(f"{'boot to the first console command':<44} {'seconds':>8}")
-    print(f"{'  single-user (sulogin + password)':<44} {single:8.1f}")
-    print(f"{'  rescue image (root logged in by itself)':<44} {rescue:8.1f}")
-    print(f"{'  rescue / single-user':<44} {rescue / single:8.2f}x")
+        normal = first_ssh_command(image, Path(tmp))
+    floor = {"rescue": rescue + normal, "single-user": single + normal}
+    print(f"{'boot to the first command':<48} {'seconds':>8}")
+    print(f"{'  single-user (sulogin + password), console':<48} {single:8.1f}")
+    print(f"{'  rescue image (root logged in by itself), console':<48} {rescue:8.1f}")
+    print(f"{'  rescue / single-user':<48} {rescue / single:8.2f}x")
+    print(f"{'  normal boot, SSH':<48} {normal:8.1f}")
+    print(f"{'  boot floor through the rescue image':<48} {floor['rescue']:8.1f}")
+    print(f"{'  boot floor through single-user mode':<48} {floor['single-user']:8.1f}")
     if "--rto" in argv:
-        rto_rescue, passed_rescue = rehearsal_rto(rescue=True)
-        rto_single, passed_single = rehearsal_rto(rescue=False)
-        print(f"\n{'RTO of awstats-2005 on eu-web':<44} {'seconds':>8}  graded")
-        print(f"{'  through the rescue image':<44} {rto_rescue:8.1f}  {'PASS' if passed_rescue else 'FAIL'}")
-        print(f"{'  through single-user mode':<44} {rto_single:8.1f}  {'PASS' if passed_single else 'FAIL'}")
-        if rto_single:
-            print(f"{'  rescue / single-user':<44} {rto_rescue / rto_single:8.2f}x")
+        rto = {"rescue": rehearsal_rto(rescue=True), "single-user": rehearsal_rto(rescue=False)}
+        print(f"\n{'RTO of awstats-2005 on eu-web, to traffic back':<48} {'seconds':>8}  graded  / floor")
+        for way, (seconds, passed) in rto.items():
+            print(f"{'  through ' + ('the rescue image' if way == 'rescue' else 'single-user mode'):<48} "
+                  f"{seconds:8.1f}  {'PASS' if passed else 'FAIL':6}  {seconds / floor[way]:5.2f}x")
+        if rto["single-user"][0]:
+            print(f"{'  rescue / single-user':<48} {rto['rescue'][0] / rto['single-user'][0]:8.2f}x")
+        print("goal: RTO through the rescue image <= 1.5x its boot floor")
     return 0
 
 
