@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -170,8 +171,13 @@ def rehearse(target: str, scenario: str, lab_dir: Path | None, reuse_lab: bool, 
     attack's ground truth. Exit 0 only if every check passes.
     """
     say = ui.say_aside if as_json else ui.say
-    result = rehearsal.rehearse(target, scenario, Lab(lab_dir, progress=say), say, fresh=not reuse_lab,
-                                unbootable=unbootable, rescue=not no_rescue, quiet=as_json)
+    try:
+        result = rehearsal.rehearse(target, scenario, Lab(lab_dir, progress=say), say, fresh=not reuse_lab,
+                                    unbootable=unbootable, rescue=not no_rescue, quiet=as_json)
+    except LAB_FAILURES as exc:
+        where = f" --run-dir {shlex.quote(str(lab_dir))}" if lab_dir else ""
+        raise click.ClickException(f"the rehearsal stopped: {exc}\nThe lab is left as it is, to look at; "
+                                   f"`recover lab{where} down` stops it.") from None
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
     else:

@@ -171,3 +171,17 @@ def test_golden_verify_without_a_manifest_fails_each_host_clearly(tmp_path):
     found = json.loads(result.output)
     assert set(found) == {"eu-web", "us-web"}
     assert all(not f["ok"] and "capture one with `recover golden" in f["detail"] for f in found["eu-web"])
+
+
+def test_a_rehearsal_whose_lab_fails_is_a_clear_error_not_a_traceback(tmp_path: Path, monkeypatch) -> None:
+    from recovery import rehearsal
+    from recovery.lab.fleet_setup import SetupError
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise SetupError("us-web: enabling lab-tuning failed (exit 1): apache2.service is not active")
+
+    monkeypatch.setattr(rehearsal, "rehearse", broken)
+    result = CliRunner().invoke(main, ["rehearse", "eu-web", "--scenario", "rsync-2009", "--lab-dir", str(tmp_path)])
+    assert result.exit_code == 1 and result.exc_info[0] is SystemExit
+    assert "the rehearsal stopped: us-web: enabling lab-tuning failed" in result.output
+    assert f"`recover lab --run-dir {tmp_path} down` stops it" in result.output
