@@ -67,6 +67,16 @@ class Record:
     hash: str
 
 
+@dataclass
+class _Queued:
+    """A record chained and waiting to be written; ``written`` is None until its write ended."""
+
+    record: Record
+    data_json: str
+    written: bool | None = None
+    error: str = ""
+
+
 def record_hash(seq: int, ts: float, event: str, step: str | None, host: str | None,
                 data_json: str, prev: str, key: bytes | None = None) -> str:
     body = json.dumps([seq, repr(ts), event, step, host, data_json, prev], separators=(",", ":")).encode()
@@ -86,16 +96,23 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
+        self._db_lock = threading.Lock()  # the connection: one transaction or query at a time
+        self._lock = threading.Lock()  # the chain's tip, what waits to be written, who writes it
+        self._written = threading.Condition(self._lock)
+        row = self._db.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+        self._tip: tuple[int, str] = (row[0], row[1]) if row else (0, GENESIS)
+        self._pending: list[_Queued] = []  # chained, not yet written
+        self._writing = False  # a thread is writing a batch
         self._observers: list[Callable[[Record], None]] = []
 
     def subscribe(self, observer: Callable[[Record], None]) -> None:
         """Call ``observer`` with every record from now on, once it is committed and HEAD names it.
 
-        Observers are called in ``seq`` order under the journal's lock, so what
-        they see is the chain in order even when hosts run in parallel. That is
-        why an observer must return at once (hand the record to a queue, never
-        touch the network) and must not append to this journal itself. An
+        Observers are called in ``seq`` order by the one thread writing at a
+        time, so what they see is the chain in order even when hosts run in
+        parallel. That is why an observer must return at once (hand the record
+        to a queue, never touch the network) and must not append to this
+        journal itself (it would wait for the write it is part of). An
         observer that raises is logged and skipped: the record is already durable
         and the run goes on.
         """
@@ -108,34 +125,81 @@ class Journal:
 
     def append(self, event: str, step: str | None = None, host: str | None = None,
                **data: Any) -> Record:
-        """Store one record durably; secrets are masked before anything is written."""
-        data_json = json.dumps(REDACTOR.data(data), sort_keys=True, default=str)  # masked before it is text
-        try:
-            return self._append(event, step, host, data_json)
-        except (sqlite3.Error, OSError) as exc:
-            raise JournalError(f"cannot write the journal {self.path}: {exc}; the run stopped here, "
-                               "nothing after this point was done (free space, then `recover resume`)") from None
+        """Store one record durably; secrets are masked before anything is written.
 
-    def _append(self, event: str, step: str | None, host: str | None, data_json: str) -> Record:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        Returns once the record is on disk and HEAD names it (or a later one).
+        Records that threads append while a write is under way are written
+        together by the next one, with one sync: with a hundred hosts, each
+        waits for a write or two, not for a hundred.
+        """
+        data_json = json.dumps(REDACTOR.data(data), sort_keys=True, default=str)  # masked before it is text
+        with self._written:
+            entry = self._chain(event, step, host, data_json)
+            while entry.written is None and self._writing:
+                self._written.wait()
+            batch: list[_Queued] = []
+            if entry.written is None:  # nobody is writing: this thread writes all that is queued
+                self._writing = True
+                batch, self._pending = self._pending, []
+        if batch:
             try:
-                row = self._db.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
-                seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
-                ts = time.time()
-                digest = record_hash(seq, ts, event, step, host, data_json, prev, self.key)
-                self._db.execute(
-                    "INSERT INTO records VALUES (?,?,?,?,?,?,?,?)",
-                    (seq, ts, event, step, host, data_json, prev, digest),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                error = self._write(batch)
+            except BaseException as exc:  # interrupted: the waiting threads are told, this one stops
+                self._settle(batch, exc)
                 raise
-            _write_head(self.head_path, seq, digest)
-            record = Record(seq, ts, event, step, host, json.loads(data_json), prev, digest)
-            self._notify(record)
-        return record
+            self._settle(batch, error)
+        if not entry.written:
+            raise JournalError(f"cannot write the journal {self.path}: {entry.error}; the run stopped here, "
+                               "nothing after this point was done (free space, then `recover resume`)")
+        return entry.record
+
+    def _chain(self, event: str, step: str | None, host: str | None, data_json: str) -> _Queued:
+        """The next record of the chain, queued to be written (under the lock)."""
+        seq, prev = self._tip[0] + 1, self._tip[1]
+        ts = time.time()
+        digest = record_hash(seq, ts, event, step, host, data_json, prev, self.key)
+        entry = _Queued(Record(seq, ts, event, step, host, json.loads(data_json), prev, digest), data_json)
+        self._pending.append(entry)
+        self._tip = (seq, digest)
+        return entry
+
+    def _settle(self, batch: list[_Queued], error: BaseException | None) -> None:
+        """After a write: its records are on disk, or they and all chained onto them since are lost
+        (the chain goes on from the last record on disk)."""
+        with self._written:
+            self._writing = False
+            for entry in batch:
+                entry.written, entry.error = error is None, str(error)
+            if error is not None:
+                for entry in self._pending:
+                    entry.written, entry.error = False, f"queued behind a write that failed ({error})"
+                self._pending = []
+                first = batch[0].record
+                self._tip = (first.seq - 1, first.prev)
+            self._written.notify_all()
+
+    def _write(self, batch: list[_Queued]) -> Exception | None:
+        """Commit ``batch`` in one transaction, point HEAD at its last record, then tell the observers;
+        the error if it could not be written (then none of it was)."""
+        with self._db_lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany("INSERT INTO records VALUES (?,?,?,?,?,?,?,?)",
+                                         [(e.record.seq, e.record.ts, e.record.event, e.record.step,
+                                           e.record.host, e.data_json, e.record.prev, e.record.hash)
+                                          for e in batch])
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                last = batch[-1].record
+                _write_head(self.head_path, last.seq, last.hash)
+            except (sqlite3.Error, OSError) as exc:
+                return exc
+        for entry in batch:
+            self._notify(entry.record)
+        return None
 
     def _notify(self, record: Record) -> None:
         for observer in self._observers:
@@ -146,13 +210,13 @@ class Journal:
                                                         observer, record.seq)
 
     def records(self) -> list[Record]:
-        with self._lock:
+        with self._db_lock:
             rows = self._db.execute("SELECT * FROM records ORDER BY seq").fetchall()
         return [Record(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
 
     def verify(self) -> list[str]:
         """Problems in the chain; an empty list means it is intact."""
-        with self._lock:
+        with self._db_lock:
             rows = self._db.execute("SELECT * FROM records ORDER BY seq").fetchall()
         problems = []
         prev, expected_seq = GENESIS, 1

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+import time
 
 import pytest
 
-from recovery.engine.journal import Journal, record_hash
+from recovery.engine.journal import Journal, JournalError, record_hash
 from recovery.secrets import REDACTOR
 
 
@@ -114,3 +116,74 @@ def test_a_keyed_chain_cannot_be_recomputed_without_the_key(tmp_path):
 
 def test_an_empty_journal_is_reported_broken(tmp_path):
     assert Journal(tmp_path / "journal.sqlite").verify() == ["the journal is empty: every run records at least its start"]
+
+
+# -- appends from many threads: written together, in order, durable when append returns ----------
+
+
+def test_threads_appending_at_once_share_writes_and_the_chain_stays_in_order(tmp_path, monkeypatch):
+    j = Journal(tmp_path / "journal.sqlite")
+    writes = []
+    real_write = j._write
+
+    def counted(batch):
+        writes.append(len(batch))
+        time.sleep(0.005)  # a write takes a while (a sync): appenders queue up behind it
+        return real_write(batch)
+
+    monkeypatch.setattr(j, "_write", counted)
+    seen = []
+    j.subscribe(lambda record: seen.append(record.seq))
+    returned = []
+
+    def host(n: int) -> None:
+        for i in range(10):
+            record = j.append("step_succeeded", f"s{i}", f"h{n}")
+            assert record.seq in {r.seq for r in j.records()}  # on disk once append returned
+            returned.append(record.seq)
+
+    threads = [threading.Thread(target=host, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(returned) == list(range(1, 201)) and seen == list(range(1, 201))
+    assert j.verify() == [] and sum(writes) == 200
+    assert len(writes) < 200, "every record was written on its own"
+    assert (tmp_path / "HEAD").read_text().split()[0] == "200"
+
+
+def test_a_failed_write_fails_its_records_and_those_queued_behind_it_and_the_chain_goes_on(tmp_path, monkeypatch):
+    j = Journal(tmp_path / "journal.sqlite")
+    j.append("run_started")
+    gate, failing = threading.Event(), [True]
+    real_write = j._write
+
+    def full_once(batch):
+        if failing:
+            gate.wait(10)  # the others queue behind this write
+            failing.clear()
+            return OSError(28, "No space left on device")
+        return real_write(batch)
+
+    monkeypatch.setattr(j, "_write", full_once)
+    errors = []
+
+    def append(n: int) -> None:
+        try:
+            j.append("step_started", "s", f"h{n}")
+        except JournalError as exc:
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=append, args=(n,)) for n in range(5)]
+    for thread in threads:
+        thread.start()
+    while len(j._pending) < 4:  # the first is being written, four wait behind it
+        time.sleep(0.001)
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert len(errors) == 5 and all("cannot write the journal" in e and "recover resume" in e for e in errors)
+    assert sum("queued behind a write that failed" in e for e in errors) == 4
+    after = j.append("run_resumed")
+    assert after.seq == 2 and j.verify() == []  # nothing of the failed write is on disk; the chain goes on
