@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -246,9 +247,13 @@ class VagrantLab:
         guests = self.guests()
         fleet_keys = FleetKeys.ensure(self.keys_dir)
         host_keys = {host.name: self.host_key(host) for host in FLEET}
-        for host in FLEET:
+
+        def setup(host: FleetHost) -> None:
             provision(guests[host.name], host, fleet_keys, host_keys)
             set_root_password(guests[host.name], self.root_password_file(host))
+
+        with ThreadPoolExecutor(max_workers=len(FLEET)) as pool:
+            list(pool.map(setup, FLEET))  # in parallel, as the QEMU lab does
         people = guests[STAGING.name]
         checked(people, people.run(www_sync_command(), timeout=300), "first www-sync over the LAN")
         return round(time.monotonic() - started, 1)
