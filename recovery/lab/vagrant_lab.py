@@ -133,6 +133,7 @@ class VagrantLab:
         self.keys_dir = self.run_dir / "keys"
         #: Hosts this object brought up: ``vagrant ssh-config`` fails for a machine not created.
         self.hosts_up: list[FleetHost] = []
+        self._where: dict[str, SshConfig] | None = None
 
     # -- settings the Vagrantfile reads --------------------------------------
 
@@ -207,6 +208,7 @@ class VagrantLab:
             started = time.monotonic()
             self.vagrant("up", "--no-provision", host.name)
             self.hosts_up.append(host)
+            self._where = None
             took[host.name] = round(time.monotonic() - started, 1)
             self.progress(f"vagrant up {host.name}: {took[host.name]} s")
         return took
@@ -216,11 +218,18 @@ class VagrantLab:
         if self.settings_file.exists() and (self.run_dir / ".vagrant").exists():
             self.vagrant("destroy", "-f", *(host.name for host in FLEET), timeout=300.0)
         self.hosts_up = []
+        self._where = None
 
     def ssh_configs(self) -> dict[str, SshConfig]:
-        """Where each host this object brought up answers SSH, as Vagrant reports it."""
+        """Where each host this object brought up answers SSH, as Vagrant reports it.
+
+        Asked once per ``up``: a vagrant command costs seconds of Ruby start-up,
+        and the addresses hold until the machines are destroyed.
+        """
         names = [host.name for host in self.hosts_up]
-        return parse_ssh_config(self.vagrant("ssh-config", *names, timeout=120.0)) if names else {}
+        if self._where is None and names:
+            self._where = parse_ssh_config(self.vagrant("ssh-config", *names, timeout=120.0))
+        return dict(self._where or {})
 
     def guests(self) -> dict[str, VagrantGuest]:
         """Every running host as a pinned SSH target at the address Vagrant reports."""
