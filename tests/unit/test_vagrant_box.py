@@ -58,6 +58,7 @@ def test_box_boots_the_zfs_boot_environment_directly_with_a_tank_disk(image: Ima
     assert 'serial: "TANK0"' in text
     assert f'config.ssh.private_key_path = "{image.operator_key}"' in text
     assert "insert_key = false" in text  # the image's authorized key stays the only one
+    assert "config.vm.guest = :debian" in text  # no guest detection round trips
 
 
 def test_box_vagrantfile_is_valid_ruby(image: ImagePaths, tmp_path: Path):
@@ -129,3 +130,12 @@ def test_ensure_box_adds_under_its_name_and_removes_the_staged_file(image: Image
     name = vagrant_box.ensure_box(image, progress=lambda line: None, prefix=["ip", "netns", "exec", "ns"])
     assert added and added[0][:3] == ["ip", "netns", "exec"] and added[0][-3:-1] == ["--name", name]
     assert not list((image.cache / "vagrant").iterdir())
+
+
+def test_a_new_recipe_replaces_the_lab_boxes_of_earlier_recipes(image: ImagePaths, monkeypatch: pytest.MonkeyPatch):
+    listing = "1,,box-name,recovery-lab-000000000000\n1,,box-provider,libvirt\n1,,box-name,mine\n1,,box-provider,libvirt\n"
+    monkeypatch.setattr(vagrant_box, "_vagrant", lambda argv, cwd=None: listing if "list" in argv else "")
+    removed: list[list[str]] = []
+    monkeypatch.setattr(vagrant_box, "remove_boxes", lambda names, prefix=None: removed.append(names))
+    vagrant_box.ensure_box(image, progress=lambda line: None)
+    assert removed == [["recovery-lab-000000000000"]]
