@@ -26,7 +26,7 @@ from recovery.lab.vagrant_box import ensure_box
 from recovery.lab.vagrant_lab import VagrantGuest, VagrantLab
 from recovery.transport.ssh import HostKeyRefused
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.vagrant]
 
 
 @pytest.fixture(scope="module")
