@@ -28,6 +28,7 @@ def row(label: str, seconds: float) -> None:
 def main(names: list[str]) -> None:
     hosts = tuple(fleet_host(name) for name in names) if names else FLEET
     image = build_lab_image()
+    LibvirtHost.stop_abandoned()
     started = time.monotonic()
     with LibvirtHost() as libvirt:
         row("libvirtd + virtlogd in their namespace", time.monotonic() - started)

@@ -13,10 +13,17 @@ Clients (virsh, vagrant-libvirt) reach the daemon through its socket path,
 this private daemon (all of them are the lab's), stops the daemons by the PIDs
 ``Popen`` gave, kills whatever still runs in the namespace (QEMU, dnsmasq:
 nothing else can be in it) and deletes the namespace and the directory.
+
+The state directory holds ``host.json``: the namespace, the daemons' PIDs and
+the process that owns them. A run killed before its finalizer (SIGKILL, a
+lost CI runner) leaves them running; the next ``stop_abandoned()`` finds the
+record, sees its owner gone, and stops exactly what it names. A daemon is
+signalled only while its command line names that state directory.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -29,6 +36,7 @@ from typing import Sequence
 from recovery.hostile import for_terminal
 from recovery.lab.daemon import LabDaemon, LabError
 from recovery.lab.netns import IsolatedNetns
+from recovery.lab.recorded import RecordedProcess
 
 HOST_CONFIG = Path("/etc/libvirt")
 #: Where each private directory is bound inside the daemons' mount namespace.
@@ -69,6 +77,8 @@ done
 exec "$@"
 """.format(binds=" ".join(f"{name}={target}" for name, target in BINDS.items()))
 KILL_GRACE = 5.0
+STATE_PREFIX = "recovery-lab-libvirt-"
+RECORD = "host.json"
 
 
 class _PrivateDaemon(LabDaemon):
@@ -84,7 +94,9 @@ class _PrivateDaemon(LabDaemon):
         self.state = state
 
     def _prepare(self, workdir: Path) -> Sequence[str]:
-        daemon = [self.program, "--pid-file", f"/run/{self.program}.pid"]
+        # --config names the state directory: the proof a later run checks before it signals us
+        config = self.state / "etc" / f"{self.program}.conf"
+        daemon = [self.program, "--config", str(config), "--pid-file", f"/run/{self.program}.pid"]
         return self.netns.argv(["sh", "-c", BIND_SCRIPT, "sh", str(self.state), *daemon])
 
     def _ready(self) -> bool:
@@ -110,6 +122,8 @@ class LibvirtHost:
         self.netns = IsolatedNetns()
         self.state: Path | None = None
         self._daemons: list[_PrivateDaemon] = []
+        #: PIDs read back from an abandoned host's record (no Popen to wait on).
+        self._recorded: dict[str, int] = {}
 
     @property
     def socket(self) -> Path:
@@ -129,11 +143,13 @@ class LibvirtHost:
         """Namespace, private config, virtlogd, libvirtd and the storage pool; undone on failure."""
         try:
             self.netns.create()
-            self.state = Path(tempfile.mkdtemp(prefix="recovery-lab-libvirt-"))
+            self.state = Path(tempfile.mkdtemp(prefix=STATE_PREFIX))
             write_private_config(self.state)
+            self._save_record()
             for daemon in (_Virtlogd(self.netns, self.state), _Libvirtd(self.netns, self.state)):
                 self._daemons.append(daemon)
                 daemon.start()
+                self._save_record()
             self._define_pool()
         except BaseException:
             self.stop()
@@ -153,16 +169,61 @@ class LibvirtHost:
 
     def stop(self) -> None:
         """Destroy what the daemon runs, stop both daemons by PID, empty and delete the namespace."""
-        if self._daemons and self.socket.exists():
+        if (self._daemons or self._recorded) and self.socket.exists():
             self._destroy_domains_and_networks()
         for daemon in reversed(self._daemons):
             daemon.stop()
         self._daemons = []
+        assert self.state is not None or not self._recorded
+        for pid in reversed(list(self._recorded.values())):
+            RecordedProcess(pid, str(self.state)).stop(KILL_GRACE)
+        self._recorded = {}
         self._kill_leftovers()
         self.netns.delete()
         if self.state:
             shutil.rmtree(self.state, ignore_errors=True)
             self.state = None
+
+    @classmethod
+    def stop_abandoned(cls, temp_dir: Path | None = None) -> list[str]:
+        """Stop lab libvirt hosts whose owning process is gone; the namespaces they were in.
+
+        A host whose owner still runs (another test run, another worktree) is left alone.
+        """
+        stopped = []
+        for state in sorted((temp_dir or Path(tempfile.gettempdir())).glob(f"{STATE_PREFIX}*")):
+            host = cls._from_record(state)
+            if host is not None:
+                host.stop()
+                stopped.append(host.netns.name)
+        return stopped
+
+    @classmethod
+    def _from_record(cls, state: Path) -> LibvirtHost | None:
+        try:
+            record = json.loads((state / RECORD).read_text())
+        except (OSError, ValueError):
+            return None
+        if _process_start(int(record["owner_pid"])) == record["owner_start"]:
+            return None  # its owner still runs: not abandoned
+        host = cls()
+        host.netns = IsolatedNetns(record["netns"])
+        host.netns.created = host.netns.path.exists()
+        host.state = state
+        host._recorded = {name: int(pid) for name, pid in record["daemons"].items()}
+        return host
+
+    def _save_record(self) -> None:
+        assert self.state is not None
+        record = {
+            "owner_pid": os.getpid(),
+            "owner_start": _process_start(os.getpid()),
+            "netns": self.netns.name,
+            "daemons": self.pids(),
+        }
+        tmp = self.state / f".{RECORD}.tmp"
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(tmp, self.state / RECORD)
 
     def __enter__(self) -> LibvirtHost:
         return self.start()
@@ -205,6 +266,16 @@ def write_private_config(state: Path) -> None:
     (networks / "autostart").mkdir(parents=True)
     (etc / "libvirtd.conf").write_text(LIBVIRTD_CONF)
     (etc / "qemu.conf").write_text(QEMU_CONF)
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat): a PID plus
+    its start time names one process, even after the number is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
 
 
 def _alive(pid: int) -> bool:

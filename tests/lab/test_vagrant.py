@@ -32,6 +32,9 @@ pytestmark = [pytest.mark.lab, pytest.mark.vagrant]
 @pytest.fixture(scope="module")
 def vagrant_lab(lab_image: ImagePaths, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VagrantLab]:
     """The fleet up and provisioned; destroyed and its daemons stopped at the end of the module."""
+    abandoned = LibvirtHost.stop_abandoned()  # left by a run killed before its finalizer
+    if abandoned:
+        print(f"stopped abandoned lab libvirt hosts: {abandoned}")
     libvirt = LibvirtHost()
     try:
         libvirt.start()
