@@ -133,7 +133,10 @@ def test_ensure_box_adds_under_its_name_and_removes_the_staged_file(image: Image
 
 
 def test_a_new_recipe_replaces_the_lab_boxes_of_earlier_recipes(image: ImagePaths, monkeypatch: pytest.MonkeyPatch):
-    listing = "1,,box-name,recovery-lab-000000000000\n1,,box-provider,libvirt\n1,,box-name,mine\n1,,box-provider,libvirt\n"
+    listing = (
+        "1,,box-name,recovery-lab-000000000000\n1,,box-provider,libvirt\n"
+        "1,,box-name,mine\n1,,box-provider,libvirt\n"
+    )
     monkeypatch.setattr(vagrant_box, "_vagrant", lambda argv, cwd=None: listing if "list" in argv else "")
     removed: list[list[str]] = []
     monkeypatch.setattr(vagrant_box, "remove_boxes", lambda names, prefix=None: removed.append(names))
