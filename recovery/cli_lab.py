@@ -24,12 +24,16 @@ from recovery.lab.daemon import LabError as ServiceError
 from recovery.lab.fleet import Lab, LabError, LabStatus
 from recovery.lab.fleet_setup import FLEET, SetupError
 from recovery.lab.image import ImageBuildError
+from recovery.lab.rootpool import build_lab_image
+from recovery.lab.vagrant_box import BoxError, ensure_box
 from recovery.lab.vm import GuestError
 from recovery.transport.result import TransportError
 
 T = TypeVar("T")
 #: Failures with a message meant for the operator; anything else keeps its traceback.
-LAB_FAILURES = (LabError, AttackError, SetupError, ServiceError, ImageBuildError, GuestError, TransportError)
+LAB_FAILURES = (
+    LabError, AttackError, SetupError, ServiceError, ImageBuildError, GuestError, TransportError, BoxError,
+)
 HOSTS = click.Choice([host.name for host in FLEET])
 
 
@@ -49,6 +53,7 @@ def lab(ctx: click.Context, run_dir: Path | None) -> None:
     recover lab attack rsync-2009      re-enact a seed incident (ground truth in the run dir)
     recover lab ssh eu-web [CMD...]    a shell (or one command) as root, host key pinned
     recover lab down [--wipe]          stop everything the lab started
+    recover lab box                    the lab image as a vagrant-libvirt box (vagrant/)
     """
     ctx.obj = Lab(run_dir)
 
@@ -104,6 +109,13 @@ def console(fleet: Lab, host: str) -> None:
     """Attach to HOST's serial console (Ctrl-] detaches); guest output is made terminal-safe."""
     _guarded(fleet.require_running)
     serial_attach.attach(fleet.guest(host).serial_socket)
+
+
+@lab.command()
+def box() -> None:
+    """Build the lab image as a vagrant-libvirt box and `vagrant box add` it (only when its recipe changed)."""
+    name = _guarded(lambda: ensure_box(build_lab_image()))
+    click.echo(f"vagrant box: {name}")
 
 
 @lab.command(name="history")

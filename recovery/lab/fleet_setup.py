@@ -15,10 +15,11 @@ import shlex
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Protocol
 
 from recovery.hostile import for_terminal
 from recovery.lab import keys
-from recovery.lab.vm import Guest, LanAddress
+from recovery.lab.vm import LanAddress
 from recovery.secrets import REDACTOR
 from recovery.transport.result import Result
 
@@ -42,6 +43,14 @@ WWW_SYNC = "/usr/local/sbin/www-sync"
 #: The only command the staging host's deploy key may run on a web server (its authorized_keys command=).
 WWW_SYNC_RECEIVE = "/usr/local/sbin/www-sync-receive"
 SETUP_TIMEOUT = 600.0
+
+
+class Guest(Protocol):
+    """A lab host setup talks to: a QEMU lab guest or a Vagrant lab guest, root over pinned SSH."""
+
+    name: str
+
+    def run(self, command: str, timeout: float = 120.0) -> Result: ...
 
 
 class SetupError(Exception):

@@ -1,0 +1,105 @@
+"""The Vagrant lab really boots: the lab box under vagrant-libvirt on the lab's own libvirtd.
+
+One fleet serves the module: libvirtd and virtlogd in a fresh network
+namespace (unreachable default route), the box built or reused, eu-web, us-web
+and people brought up one at a time in TCG and provisioned like the QEMU lab,
+then ``vagrant destroy -f`` and the daemons stopped by PID, pass or fail.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from recovery.config.load import load_inventory
+from recovery.lab.fleet_setup import FLEET, WEB_HOSTS
+from recovery.lab.image import ImagePaths
+from recovery.lab.keys import generate_ed25519
+from recovery.lab.libvirt_host import LibvirtHost
+from recovery.lab.vagrant_box import ensure_box
+from recovery.lab.vagrant_lab import VagrantGuest, VagrantLab
+from recovery.transport.ssh import HostKeyRefused
+
+pytestmark = [pytest.mark.lab, pytest.mark.vagrant]
+
+
+@pytest.fixture(scope="module")
+def vagrant_lab(lab_image: ImagePaths, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VagrantLab]:
+    """The fleet up and provisioned; destroyed and its daemons stopped at the end of the module."""
+    abandoned = LibvirtHost.stop_abandoned()  # left by a run killed before its finalizer
+    if abandoned:
+        print(f"stopped abandoned lab libvirt hosts: {abandoned}")
+    libvirt = LibvirtHost()
+    try:
+        libvirt.start()
+        started = time.monotonic()
+        box = ensure_box(lab_image, prefix=libvirt.netns.argv([]))
+        print(f"box {box} ready in {time.monotonic() - started:.1f} s")
+        lab = VagrantLab(tmp_path_factory.mktemp("vagrant-lab"), lab_image, libvirt, box)
+        try:
+            print(f"vagrant up (s): {lab.up()}")
+            print(f"provisioned in {lab.provision()} s")
+            lab.write_inventory()
+            yield lab
+        finally:
+            lab.destroy()
+    finally:
+        libvirt.stop()
+
+
+@pytest.fixture(scope="module")
+def guests(vagrant_lab: VagrantLab) -> dict[str, VagrantGuest]:
+    return vagrant_lab.guests()
+
+
+def test_the_lab_libvirtd_has_no_route_off_this_machine(vagrant_lab: VagrantLab):
+    routes = subprocess.run(["ip", "-n", vagrant_lab.libvirt.netns.name, "route", "show", "default"],
+                            capture_output=True, text=True).stdout  # fmt: skip
+    assert routes.split()[:2] == ["unreachable", "default"]
+    for network in vagrant_lab.libvirt.virsh("net-list", "--name").split():
+        assert "<forward" not in vagrant_lab.libvirt.virsh("net-dumpxml", network)
+
+
+def test_every_guest_answers_ssh_with_its_pinned_host_key(guests: dict[str, VagrantGuest]):
+    assert set(guests) == {host.name for host in FLEET}
+    for name, guest in guests.items():
+        assert guest.run("hostname").stdout.decode().strip() == name
+
+
+def test_another_host_key_is_refused(guests: dict[str, VagrantGuest], tmp_path: Path):
+    stranger = generate_ed25519(tmp_path / "stranger", "stranger").split()[:2]
+    guest = guests["eu-web"]
+    impostor = VagrantGuest(guest.name, guest.netns, replace(guest.target, host_keys=(" ".join(stranger),)))
+    with pytest.raises(HostKeyRefused):
+        impostor.run("true")
+
+
+def test_web_host_boots_its_zfs_boot_environment_with_tank(guests: dict[str, VagrantGuest]):
+    eu = guests["eu-web"]
+    assert eu.run("zpool status -x").stdout.decode().strip() == "all pools are healthy"
+    assert eu.run("zpool get -H -o value bootfs rpool").stdout.decode().strip() == "rpool/ROOT/debian"
+    datasets = eu.run("zfs list -H -o name").stdout.decode().split()
+    assert {"rpool/ROOT/debian", "tank/www/htdocs", "tank/www/cgi-bin", "tank/apache", "tank/home"} <= set(datasets)
+
+
+def test_staging_pushed_the_site_over_the_lab_lan(vagrant_lab: VagrantLab, guests: dict[str, VagrantGuest]):
+    for host in WEB_HOSTS:
+        address = vagrant_lab.ssh_configs()[host.name].address
+        with vagrant_lab.libvirt.netns.entered():
+            page = urllib.request.urlopen(f"http://{address}/", timeout=30).read().decode()
+        assert "Lab web host" in page
+
+
+def test_inventory_from_ssh_config_pins_the_lab_host_keys(vagrant_lab: VagrantLab):
+    inventory = load_inventory(vagrant_lab.inventory_file)
+    where = vagrant_lab.ssh_configs()
+    for host in FLEET:
+        entry = inventory.hosts[host.name]
+        assert entry.address == where[host.name].address
+        assert entry.ssh.host_key == " ".join(vagrant_lab.host_key(host).split()[:2])
