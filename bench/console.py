@@ -4,7 +4,9 @@ Starts the lab BMC (sshd on 127.0.0.1) with one lab guest under it, then:
   * ``boot once single-user`` + ``power on`` through the BMC, timed to the
     first command answered on the console (sulogin included);
   * round trips of ``true``, a ZFS agent ``ping`` and ``zfs list`` (a new python3 per call, and
-    served: one agent per session) and 1 MB of output, over the console of the single-user system;
+    served: one agent per session), four ``zfs list`` one after another and four at once from
+    threads (what the steps do with a host's datasets: one round trip carries them, as a batch),
+    and 1 MB of output, over the console of the single-user system;
   * ``power cycle`` into multi-user mode, and the same over SSH (host key
     pinned), printed side by side. The lab image keeps no getty on the serial
     line in multi-user mode (one owner per line), so the console column is the
@@ -32,6 +34,7 @@ from recovery.transport.console import ConsoleSession
 from recovery.transport.result import Result
 from recovery.transport.ssh import SshSession
 from recovery.zfs.client import AgentClient
+from recovery.zfs.pipeline import side_by_side
 
 BOOT_TIMEOUT = 300.0
 Runner = Callable[[str], Result]
@@ -57,6 +60,10 @@ def _measure(session: ConsoleSession | SshSession, repeat: int) -> dict[str, lis
             "agent ping, served": _times(served.ping, repeat),
             "zfs list": _times(lambda: one_shot.list_datasets(types=("snapshot",)), repeat),
             "zfs list, served": _times(lambda: served.list_datasets(types=("snapshot",)), repeat),
+            "4 zfs list in turn": _times(lambda: [served.list_datasets(types=("snapshot",)) for _ in range(4)],
+                                         repeat),
+            "4 zfs list at once": _times(lambda: side_by_side(lambda _: served.list_datasets(types=("snapshot",)),
+                                                              range(4)), repeat),
             "1 MB output": _times(lambda: session.run("head -c 1000000 /dev/urandom", timeout=600), 1),
         }
     finally:
@@ -73,9 +80,9 @@ def _cell(seconds: list[float] | None) -> str:
 
 def _print(columns: dict[str, dict[str, list[float]]]) -> None:
     names = list(columns)
-    print(f"{'':16}" + "".join(f"{name:>30}" for name in names))
+    print(f"{"":20}" + "".join(f"{name:>30}" for name in names))
     for row in next(iter(columns.values())):
-        print(f"{row:16}" + "".join(f"{_cell(columns[name].get(row)):>30}" for name in names))
+        print(f"{row:20}" + "".join(f"{_cell(columns[name].get(row)):>30}" for name in names))
 
 
 def main() -> None:
