@@ -80,7 +80,7 @@ def _cell(seconds: list[float] | None) -> str:
 
 def _print(columns: dict[str, dict[str, list[float]]]) -> None:
     names = list(columns)
-    print(f"{"":20}" + "".join(f"{name:>30}" for name in names))
+    print(f"{'':20}" + "".join(f"{name:>30}" for name in names))
     for row in next(iter(columns.values())):
         print(f"{row:20}" + "".join(f"{_cell(columns[name].get(row)):>30}" for name in names))
 
