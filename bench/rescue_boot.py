@@ -51,7 +51,7 @@ def first_command(image: ImagePaths, run_dir: Path, mode: BootMode) -> float:
         guest.stop()
 
 
-def first_ssh_command(image: ImagePaths, run_dir: Path) -> float:
+def first_command_over_ssh(image: ImagePaths, run_dir: Path) -> float:
     """Seconds from power on of a normal boot to the first command answered over SSH."""
     guest = Guest(image, run_dir, "bench-normal")
     try:
@@ -88,29 +88,35 @@ def rehearsal_rto(rescue: bool) -> tuple[float, bool]:
 
 
 def main(argv: list[str]) -> int:
+    """Each figure is printed as soon as it is measured (the RTO runs take minutes each)."""
     image = build_lab_image(progress=lambda line: None)
+    print(f"{'boot to the first command':<48} {'seconds':>8}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        single = first_command(image, Path(tmp), BootMode.SINGLE_USER)
-        rescue = first_command(image, Path(tmp), BootMode.RESCUE)
-        normal = first_ssh_command(image, Path(tmp))
-    floor = {"rescue": rescue + normal, "single-user": single + normal}
-    print(f"{'boot to the first command':<48} {'seconds':>8}")
-    print(f"{'  single-user (sulogin + password), console':<48} {single:8.1f}")
-    print(f"{'  rescue image (root logged in by itself), console':<48} {rescue:8.1f}")
-    print(f"{'  rescue / single-user':<48} {rescue / single:8.2f}x")
-    print(f"{'  normal boot, SSH':<48} {normal:8.1f}")
-    print(f"{'  boot floor through the rescue image':<48} {floor['rescue']:8.1f}")
-    print(f"{'  boot floor through single-user mode':<48} {floor['single-user']:8.1f}")
-    if "--rto" in argv:
-        rto = {"rescue": rehearsal_rto(rescue=True), "single-user": rehearsal_rto(rescue=False)}
-        print(f"\n{'RTO of awstats-2005 on eu-web, to traffic back':<48} {'seconds':>8}  graded  / floor")
-        for way, (seconds, passed) in rto.items():
-            print(f"{'  through ' + ('the rescue image' if way == 'rescue' else 'single-user mode'):<48} "
-                  f"{seconds:8.1f}  {'PASS' if passed else 'FAIL':6}  {seconds / floor[way]:5.2f}x")
-        if rto["single-user"][0]:
-            print(f"{'  rescue / single-user':<48} {rto['rescue'][0] / rto['single-user'][0]:8.2f}x")
-        print("goal: RTO through the rescue image <= 1.5x its boot floor")
+        single = _row("  single-user (sulogin + password), console",
+                      first_command(image, Path(tmp), BootMode.SINGLE_USER))
+        rescue = _row("  rescue image (root logged in by itself), console",
+                      first_command(image, Path(tmp), BootMode.RESCUE))
+        print(f"{'  rescue / single-user':<48} {rescue / single:8.2f}x", flush=True)
+        normal = _row("  normal boot, SSH", first_command_over_ssh(image, Path(tmp)))
+    floor = {"rescue": _row("  boot floor through the rescue image", rescue + normal),
+             "single-user": _row("  boot floor through single-user mode", single + normal)}
+    if "--rto" not in argv:
+        return 0
+    print(f"\n{'RTO of awstats-2005 on eu-web, to traffic back':<48} {'seconds':>8}  graded  / floor", flush=True)
+    rto = {}
+    for way in ("rescue", "single-user"):
+        seconds, passed = rto[way] = rehearsal_rto(rescue=way == "rescue")
+        print(f"{'  through ' + ('the rescue image' if way == 'rescue' else 'single-user mode'):<48} "
+              f"{seconds:8.1f}  {'PASS' if passed else 'FAIL':6}  {seconds / floor[way]:5.2f}x", flush=True)
+    if rto["single-user"][0]:
+        print(f"{'  rescue / single-user':<48} {rto['rescue'][0] / rto['single-user'][0]:8.2f}x")
+    print("goal: RTO through the rescue image <= 1.5x its boot floor")
     return 0
+
+
+def _row(label: str, seconds: float) -> float:
+    print(f"{label:<48} {seconds:8.1f}", flush=True)
+    return seconds
 
 
 if __name__ == "__main__":
