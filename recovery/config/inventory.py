@@ -65,10 +65,19 @@ class RedfishOob(Strict):
                           "Unset: no rescue medium, single-user mode is used.")
 
 
-Oob = Annotated[LabOob | IpmiOob | RedfishOob, Field(discriminator="driver")]
+class LibvirtOob(Strict):
+    """A virtual machine's hypervisor: power, the next boot's kernel command line, the serial console."""
+
+    driver: Literal["libvirt"]
+    uri: str = Field(description="libvirt connection URI, e.g. 'qemu:///system' or "
+                                 "'qemu:///system?socket=/run/lab/libvirt-sock'.")
+    domain: str = Field(min_length=1, description="The domain's name on that connection.")
 
 
-def offers_rescue(oob: LabOob | IpmiOob | RedfishOob | None) -> bool:
+Oob = Annotated[LabOob | IpmiOob | RedfishOob | LibvirtOob, Field(discriminator="driver")]
+
+
+def offers_rescue(oob: LabOob | IpmiOob | RedfishOob | LibvirtOob | None) -> bool:
     """Whether the host's BMC can boot it from a known-good rescue medium."""
     if isinstance(oob, LabOob):
         return oob.rescue

@@ -21,13 +21,14 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from recovery import secrets
-from recovery.config.inventory import Host, Inventory, IpmiOob, RedfishOob, Ssh
+from recovery.config.inventory import Host, Inventory, IpmiOob, LibvirtOob, RedfishOob, Ssh
 from recovery.engine.journal import Journal, Record
 from recovery.errors import Fault
 from recovery.oob.base import OobDriver
 from recovery.oob.ipmi import IpmiDriver
 from recovery.oob.ipmi_endpoint import IpmiEndpoint
 from recovery.oob.lab import LabBmcEndpoint, LabDriver
+from recovery.oob.libvirt import LibvirtDriver, LibvirtEndpoint
 from recovery.oob.redfish import RedfishDriver, RedfishEndpoint
 from recovery.transport.console import LOGIN_TIMEOUT, ConsoleSession
 from recovery.transport.result import Result
@@ -93,6 +94,8 @@ def oob_driver(inventory: Inventory, name: str) -> OobDriver:
             host=name, address=url.hostname or "", port=url.port or (443 if url.scheme == "https" else 80),
             scheme=url.scheme, username=oob.username, password=secrets.resolve(oob.password, f"{where}.password"),
             verify=oob.verify_tls, system_id=oob.system, rescue_image=oob.rescue_image))
+    if isinstance(oob, LibvirtOob):
+        return LibvirtDriver(LibvirtEndpoint(host=name, address=oob.uri, domain=oob.domain))
     pins = ssh_pins(oob.ssh, oob.address)
     if not pins:
         raise AccessError(f"{name}: no pinned host key for the lab BMC at {oob.address}:{oob.ssh.port} "

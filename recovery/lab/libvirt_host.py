@@ -259,6 +259,7 @@ def write_private_config(state: Path) -> None:
     """The host's libvirt config without any network, plus the lab's libvirtd.conf and qemu.conf."""
     for name in BINDS:
         (state / name).mkdir(parents=True, exist_ok=True)
+    (state / "run/lock").mkdir(mode=0o1777)  # /var/lock: where libvirtd locks a console's pty for one client
     etc = state / "etc"
     shutil.copytree(HOST_CONFIG, etc, dirs_exist_ok=True, symlinks=True)
     networks = etc / "qemu/networks"

@@ -42,7 +42,7 @@ INVENTORY_CASES = [
      "inventory.toml: hosts.eu-web.role: 'db' is not allowed (expected one of: 'web', 'staging', 'mirror', 'other')"),
     ("bad host name", HOST.replace("eu-web", '"eu web"'), "inventory.toml: hosts.\"eu web\": 'eu web' is not a valid name (letters, digits, '.', '_', '-')"),
     ("unknown oob driver", HOST + '[hosts.eu-web.oob]\ndriver = "ipmii"\n',
-     "inventory.toml: hosts.eu-web.oob.driver: unknown driver 'ipmii' (expected one of: lab, ipmi, redfish)"),
+     "inventory.toml: hosts.eu-web.oob.driver: unknown driver 'ipmii' (expected one of: lab, ipmi, redfish, libvirt)"),
     ("oob without driver", HOST + '[hosts.eu-web.oob]\naddress = "x"\n', "inventory.toml: hosts.eu-web.oob.driver: missing required key"),
     ("ipmi missing password", HOST + '[hosts.eu-web.oob]\ndriver = "ipmi"\naddress = "x"\nusername = "u"\n',
      "inventory.toml: hosts.eu-web.oob.password: missing required key"),

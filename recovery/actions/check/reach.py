@@ -15,7 +15,7 @@ import paramiko
 
 from recovery import secrets
 from recovery.actions.check.model import Item, failed, passed, warned
-from recovery.config.inventory import Host, Inventory, IpmiOob, LabOob, RedfishOob, offers_rescue
+from recovery.config.inventory import Host, Inventory, IpmiOob, LabOob, LibvirtOob, RedfishOob, offers_rescue
 from recovery.engine.access import HostAccess, oob_driver, ssh_target
 from recovery.errors import Fault
 from recovery.oob.base import OobDriver, OobError, OobNotSupported
@@ -77,7 +77,7 @@ def bmc(inventory: Inventory, name: str) -> Item:
     host = inventory.hosts[name]
     if host.oob is None:
         return failed("bmc", "no out-of-band block: contain and boot need the BMC",
-                      f"add hosts.{name}.oob (driver = 'ipmi', 'redfish' or 'lab')")
+                      f"add hosts.{name}.oob (driver = 'ipmi', 'redfish', 'libvirt' or 'lab')")
     try:
         driver = oob_driver(inventory, name)
         try:
@@ -101,7 +101,7 @@ def _bmc_pinning(host: Host) -> tuple[str, str] | None:
                                                         "or use its Redfish interface with TLS verified")
     if isinstance(oob, RedfishOob) and (not oob.verify_tls or oob.url.startswith("http:")):
         return ("Redfish TLS certificate not verified", "use https:// and verify_tls = true (with the BMC's CA)")
-    assert isinstance(oob, LabOob)
+    assert isinstance(oob, (LabOob, LibvirtOob))  # an SSH key pinned, or a local socket or ssh's own pin
     return None
 
 
