@@ -148,7 +148,8 @@ class LibvirtDriver(OobDriver):
     def _virsh(self, operation: str, *args: str) -> str:
         argv = [VIRSH, "-q", "-c", self.endpoint.address, *args]
         try:
-            done = subprocess.run(argv, capture_output=True, timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL)
+            done = subprocess.run(argv, check=False, capture_output=True, timeout=COMMAND_TIMEOUT,
+                                  stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             raise self._error(OobTimeout, operation, f"virsh gave no answer within {COMMAND_TIMEOUT:g} s") from None
         except OSError as exc:

@@ -110,6 +110,5 @@ def test_rescue_is_refused_and_an_unknown_domain_named(driver: LibvirtDriver) ->
 
 
 def test_the_console_refuses_virsh_escape_character(driver: LibvirtDriver) -> None:
-    with VirshConsole(driver.endpoint) as console:
-        with pytest.raises(OobError, match="escape character"):
-            console.write(b"\x1d")
+    with VirshConsole(driver.endpoint) as console, pytest.raises(OobError, match="escape character"):
+        console.write(b"\x1d")
