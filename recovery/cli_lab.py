@@ -23,9 +23,12 @@ from recovery.lab.attacks import AttackError
 from recovery.lab.daemon import LabError as ServiceError
 from recovery.lab.fleet import Lab, LabError, LabStatus
 from recovery.lab.fleet_setup import FLEET, SetupError
-from recovery.lab.image import ImageBuildError
+from recovery.lab.image import ImageBuildError, default_cache_dir
+from recovery.lab.netns import NetnsError
 from recovery.lab.rootpool import build_lab_image
 from recovery.lab.vagrant_box import BoxError, ensure_box
+from recovery.lab.vagrant_fleet import VagrantFleet
+from recovery.lab.vagrant_lab import VagrantLabError
 from recovery.lab.vm import GuestError
 from recovery.transport.result import TransportError
 
@@ -33,6 +36,7 @@ T = TypeVar("T")
 #: Failures with a message meant for the operator; anything else keeps its traceback.
 LAB_FAILURES = (
     LabError, AttackError, SetupError, ServiceError, ImageBuildError, GuestError, TransportError, BoxError,
+    VagrantLabError, NetnsError,
 )
 HOSTS = click.Choice([host.name for host in FLEET])
 
@@ -164,9 +168,14 @@ def _show(found: LabStatus) -> None:
 @click.argument("target")
 @click.option("--scenario", type=click.Choice(sorted(rehearsal.SCENARIOS)), required=True,
               help="Which seed incident the lab re-enacts before the recovery.")
+@click.option("--lab", "kind", type=click.Choice(["qemu", "vagrant"]), default="qemu", show_default=True,
+              help="qemu: the built-in lab (kept running afterwards, to look at). vagrant: the same fleet under "
+                   "vagrant-libvirt from the lab's own box, libvirt as the out-of-band side (no rescue medium: "
+                   "single-user mode), destroyed at the end.")
 @click.option("--lab-dir", type=click.Path(path_type=Path), default=None,
-              help="The lab's run directory [default: $RECOVERY_LAB_RUN or ~/.cache/recovery-lab/run].")
-@click.option("--reuse-lab", is_flag=True, help="Keep a running lab instead of starting a fresh one.")
+              help="The lab's run directory [default: $RECOVERY_LAB_RUN or ~/.cache/recovery-lab/run; "
+                   "~/.cache/recovery-lab/vagrant-run for --lab vagrant].")
+@click.option("--reuse-lab", is_flag=True, help="Keep a running QEMU lab instead of starting a fresh one.")
 @click.option("--unbootable", metavar="HOST", default=None,
               help="Failure rehearsal: HOST has no rescue medium and never comes back from its single-user boot.")
 @click.option("--no-rescue", is_flag=True,
@@ -174,24 +183,52 @@ def _show(found: LabStatus) -> None:
                    "the rootkit scenario does to a recovery that runs the host's own tools).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the grading as JSON on stdout (progress and the recovery's output go to stderr).")
-def rehearse(target: str, scenario: str, lab_dir: Path | None, reuse_lab: bool, unbootable: str | None,
+def rehearse(target: str, scenario: str, kind: str, lab_dir: Path | None, reuse_lab: bool, unbootable: str | None,
              no_rescue: bool, as_json: bool) -> None:
     """Rehearse the recovery of TARGET in the lab: attack, `recover TARGET --yes`, then grade it.
 
     Brings the lab up (building its image on first use, about six minutes), captures golden
     images, makes a history, runs the attack, recovers, and checks the result against the
     attack's ground truth. Exit 0 only if every check passes.
+
+    \b
+    Examples:
+      recover rehearse eu-web --scenario awstats-2005
+      recover rehearse eu-web --scenario rsync-2009 --lab vagrant
     """
     say = ui.say_aside if as_json else ui.say
-    try:
-        result = rehearsal.rehearse(target, scenario, Lab(lab_dir, progress=say), say, fresh=not reuse_lab,
-                                    unbootable=unbootable, rescue=not no_rescue, quiet=as_json)
-    except LAB_FAILURES as exc:
-        where = f" --run-dir {shlex.quote(str(lab_dir))}" if lab_dir else ""
-        raise click.ClickException(f"the rehearsal stopped: {exc}\nThe lab is left as it is, to look at; "
-                                   f"`recover lab{where} down` stops it.") from None
+    if kind == "vagrant":
+        result = _rehearse_in_vagrant(target, scenario, lab_dir, reuse_lab, unbootable, as_json, say)
+    else:
+        result = _rehearse_in_qemu(target, scenario, lab_dir, reuse_lab, unbootable, not no_rescue, as_json, say)
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
     else:
         ui.show_rehearsal(result)
     sys.exit(Exit.OK if result.passed else Exit.FAILED)
+
+
+def _rehearse_in_qemu(target: str, scenario: str, lab_dir: Path | None, reuse_lab: bool, unbootable: str | None,
+                      rescue: bool, as_json: bool, say: Callable[[str], None]) -> rehearsal.Rehearsal:
+    try:
+        return rehearsal.rehearse(target, scenario, Lab(lab_dir, progress=say), say, fresh=not reuse_lab,
+                                  unbootable=unbootable, rescue=rescue, quiet=as_json)
+    except LAB_FAILURES as exc:
+        where = f" --run-dir {shlex.quote(str(lab_dir))}" if lab_dir else ""
+        raise click.ClickException(f"the rehearsal stopped: {exc}\nThe lab is left as it is, to look at; "
+                                   f"`recover lab{where} down` stops it.") from None
+
+
+def _rehearse_in_vagrant(target: str, scenario: str, lab_dir: Path | None, reuse_lab: bool,
+                         unbootable: str | None, as_json: bool, say: Callable[[str], None]) -> rehearsal.Rehearsal:
+    """One fleet for one rehearsal, destroyed at the end: no `recover lab` command keeps it up between commands."""
+    if reuse_lab:
+        raise click.UsageError("--reuse-lab: the Vagrant fleet lives only as long as its rehearsal")
+    fleet = VagrantFleet(lab_dir or default_cache_dir() / "vagrant-run", progress=say)
+    try:
+        return rehearsal.rehearse(target, scenario, fleet, say, unbootable=unbootable, rescue=False, quiet=as_json)
+    except LAB_FAILURES as exc:
+        raise click.ClickException(f"the rehearsal stopped: {exc}\nThe Vagrant fleet is destroyed; its files "
+                                   f"and the recovery's run are kept in {fleet.run_dir}.") from None
+    finally:
+        fleet.down()

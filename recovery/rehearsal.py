@@ -30,7 +30,7 @@ from recovery.config.targets import service_hosts
 from recovery.engine import control, runstore, state
 from recovery.engine.plan import Plan
 from recovery.lab import attacks, history
-from recovery.lab.fleet import Lab
+from recovery.lab.any_lab import AnyLab
 from recovery.lab.lab_inventory import SERVICE
 from recovery.report import model as report_model
 from recovery.steps.restore import Restored, RestoreOutputs
@@ -118,7 +118,7 @@ class DnsWatch:
         self._thread.join(5)
 
 
-def rehearse(target: str, scenario: str, lab: Lab, say: Callable[[str], None], fresh: bool = True,
+def rehearse(target: str, scenario: str, lab: AnyLab, say: Callable[[str], None], fresh: bool = True,
              unbootable: str | None = None, rescue: bool = True, quiet: bool = False) -> Rehearsal:
     """``fresh`` wipes an existing lab first: an attack's ground truth assumes an untouched fleet.
 
@@ -133,6 +133,14 @@ def rehearse(target: str, scenario: str, lab: Lab, say: Callable[[str], None], f
     if fresh:
         timed("lab down --wipe", lambda: lab.down(wipe=True))
     timed("lab up", lambda: lab.up())
+    with lab.reach():  # the Vagrant fleet answers inside its network namespace only
+        _attack_recover_grade(result, timed, target, scenario, lab, unbootable, rescue)
+    return result
+
+
+def _attack_recover_grade(result: Rehearsal, timed: Callable[[str, Callable[[], Any]], Any], target: str,
+                          scenario: str, lab: AnyLab, unbootable: str | None, rescue: bool) -> None:
+    """Golden capture, history, the attack, `recover TARGET`, and the grading: all where the guests answer."""
     env = {"RECOVERY_GOLDEN_STORE": str(lab.run_dir / "golden-store"), "RECOVERY_RUNS": str(lab.run_dir / "runs")}
     # Every host of the service has its golden image before it goes live, not only the one the alarm rang
     # on: the recovery sweeps the others against theirs.
@@ -157,7 +165,6 @@ def rehearse(target: str, scenario: str, lab: Lab, say: Callable[[str], None], f
         result.timings[TRAFFIC_BACK] = round(back - records[0].ts, 1)
     truth = json.loads(Path(truth_file).read_text())
     result.checks = _grade(lab, run, truth, code, watch, before, service.mirror_address, unbootable)
-    return result
 
 
 def _stopwatch(result: Rehearsal, say: Callable[[str], None]) -> Callable[[str, Callable[[], Any]], Any]:
@@ -171,7 +178,7 @@ def _stopwatch(result: Rehearsal, say: Callable[[str], None]) -> Callable[[str, 
     return timed
 
 
-def _changed_inventory(lab: Lab, unbootable: str | None, rescue: bool) -> Path:
+def _changed_inventory(lab: AnyLab, unbootable: str | None, rescue: bool) -> Path:
     """The lab inventory, with no rescue medium for ``unbootable`` (or for every host without
     ``rescue``) and a root password reference for ``unbootable`` that names a wrong password."""
     if unbootable is None and rescue:
@@ -208,7 +215,7 @@ def _recover(result: Rehearsal, label: str, args: list[str], inventory: Path, en
     return process.returncode
 
 
-def _grade(lab: Lab, run: runstore.Run, truth: dict[str, Any], code: int, watch: DnsWatch,
+def _grade(lab: AnyLab, run: runstore.Run, truth: dict[str, Any], code: int, watch: DnsWatch,
            before: frozenset[str], mirror: str, unbootable: str | None) -> list[Check]:
     pairs = state.fold(run.journal.records())
     _, plan = control.reopen(run)
@@ -234,7 +241,7 @@ def _grade(lab: Lab, run: runstore.Run, truth: dict[str, Any], code: int, watch:
     return checks
 
 
-def _rotation_checks(lab: Lab, plan: Plan, pairs: dict[tuple[str, str], state.PairState],
+def _rotation_checks(lab: AnyLab, plan: Plan, pairs: dict[tuple[str, str], state.PairState],
                      inventory: Inventory, truth: dict[str, Any], final: frozenset[str], before: frozenset[str],
                      unbootable: str | None, mirror: str) -> list[Check]:
     """Against the ground truth: no host in rotation holds a file the attack planted in its datasets; every
@@ -274,7 +281,7 @@ def _decisions(plan: Plan, pairs: dict[tuple[str, str], state.PairState], hosts:
     return {h: error for h in hosts if f"{h}: " in error}
 
 
-def traces_left(lab: Lab, truth: dict[str, Any], host: str) -> list[str]:
+def traces_left(lab: AnyLab, truth: dict[str, Any], host: str) -> list[str]:
     """What of the attack's ground truth is still on ``host``, looked for over SSH from outside the recovery."""
     return _left(lab.guest(host), _traces(truth["hosts"].get(host, {})))
 
@@ -314,7 +321,8 @@ def _failed_check(pairs: dict[tuple[str, str], state.PairState], host: str) -> C
                  f"failed at {failed[0][0]}: {failed[0][1]}" if failed else "not reported failed")
 
 
-def _host_checks(lab: Lab, result: RestoreOutputs | None, host: str, host_truth: dict[str, Any]) -> list[Check]:
+def _host_checks(lab: AnyLab, result: RestoreOutputs | None, host: str,
+                 host_truth: dict[str, Any]) -> list[Check]:
     guest = lab.guest(host)
     planted = _planted(host_truth)
     traces = _traces(host_truth)

@@ -25,11 +25,11 @@ import re
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from recovery.hostile import for_terminal
-from recovery.lab.fleet import Lab
+from recovery.lab.any_lab import AnyLab
 from recovery.lab.fleet_setup import (
     STAGING,
     WEB_HOSTS,
@@ -40,7 +40,6 @@ from recovery.lab.fleet_setup import (
 )
 from recovery.lab.ground_truth import ADDED, MODIFIED, GroundTruth
 from recovery.lab.history import auto_snapshot, tick
-from recovery.lab.ports import LOOPBACK
 from recovery.lab.vm import Guest
 from recovery.transport.ssh import SshSession, SshTarget
 
@@ -87,19 +86,19 @@ class AttackError(Exception):
 # -- 2005: awstats ------------------------------------------------------------
 
 
-def awstats_2005(lab: Lab, host: str = "eu-web") -> Path:
+def awstats_2005(lab: AnyLab, host: str = "eu-web") -> Path:
     """Re-enact seed 1 on ``host`` through its stats CGI; returns the ground-truth file."""
     return _awstats(lab, host, GroundTruth("awstats-2005", SEED_2005), rootkit=False)
 
 
-def rootkit(lab: Lab, host: str = "eu-web") -> Path:
+def rootkit(lab: AnyLab, host: str = "eu-web") -> Path:
     """Seed 1 with the rootkit the 2005 intruder also installed: the host's python3 becomes a
     wrapper that hides the intruder's files from the recovery agent's ``zfs diff``. Recovered from
     the rescue image it is found and removed; through the host's own single-user mode it is not."""
     return _awstats(lab, host, GroundTruth("rootkit", SEED_2005), rootkit=True)
 
 
-def _awstats(lab: Lab, host: str, truth: GroundTruth, rootkit: bool) -> Path:
+def _awstats(lab: AnyLab, host: str, truth: GroundTruth, rootkit: bool) -> Path:
     lab.require_running()
     guest = lab.guest(host)
     _refuse_if_present(lab, host, (TELNETD, WEBSHELL, CRON_JOB))
@@ -124,7 +123,7 @@ def _awstats(lab: Lab, host: str, truth: GroundTruth, rootkit: bool) -> Path:
     return truth.write(lab.ground_truth_dir)
 
 
-def _refuse_if_present(lab: Lab, host: str, paths: tuple[str, ...]) -> None:
+def _refuse_if_present(lab: AnyLab, host: str, paths: tuple[str, ...]) -> None:
     """A second run on a host that still holds the files would overwrite them and make the
     ground truth wrong (they would not be new); recover the host or start a fresh lab first."""
     guest = lab.guest(host)
@@ -149,7 +148,7 @@ def _as_root(guest: Guest, script: str) -> str:
 
 
 def _http(guest: Guest, path: str, body: bytes | None = None) -> str:
-    url = f"http://{LOOPBACK}:{guest.http_port}{path}"
+    url = f"{guest.web_url}{path}"
     with urllib.request.urlopen(url, data=body, timeout=HTTP_TIMEOUT) as response:
         return response.read(1 << 20).decode("utf-8", errors="replace")
 
@@ -226,9 +225,9 @@ def _truncate_logs(guest: Guest, truth: GroundTruth, host: str) -> None:
 # -- 2009: rsync from the staging host ------------------------------------------
 
 
-def rsync_2009(lab: Lab) -> Path:
+def rsync_2009(lab: AnyLab) -> Path:
     """Re-enact seed 2: stolen backup key → people → CGI scripts → scheduled rsync → web servers."""
-    record = lab.require_running()
+    lab.require_running()
     truth = GroundTruth("rsync-2009", SEED_2009)
     hosts = (STAGING.name, *(h.name for h in WEB_HOSTS))
     for host in hosts:
@@ -236,7 +235,7 @@ def rsync_2009(lab: Lab) -> Path:
     for host in hosts:
         truth.host(host).snapshot_before = auto_snapshot(lab, host)
 
-    with SshSession(_backup_login(lab, record)) as session:
+    with SshSession(_backup_login(lab)) as session:
         _expect(checked_run(session, "id"), "(backup)", "login with the backup key")
         truth.action(STAGING.name, "SSH login as backup with the stolen backup key")
         for path, (content, what) in STAGED_SCRIPTS.items():
@@ -261,15 +260,14 @@ def rsync_2009(lab: Lab) -> Path:
     return truth.write(lab.ground_truth_dir)
 
 
-ATTACKS: dict[str, Callable[[Lab], Path]] = {"awstats-2005": awstats_2005, "rootkit": rootkit,
+ATTACKS: dict[str, Callable[[AnyLab], Path]] = {"awstats-2005": awstats_2005, "rootkit": rootkit,
                                              "rsync-2009": rsync_2009}
 
 
-def _backup_login(lab: Lab, record: dict[str, Any]) -> SshTarget:
+def _backup_login(lab: AnyLab) -> SshTarget:
     """The intruder's way in: people's SSH as ``backup`` with the key stolen from the backup source."""
-    state = record["guests"][STAGING.name]
-    host_key = " ".join(state["host_key"].split()[:2])
-    return SshTarget(STAGING.name, LOOPBACK, state["ssh_port"], "backup", str(lab.fleet_keys().backup), (host_key,))
+    root = lab.guest(STAGING.name).ssh_target()
+    return replace(root, user="backup", key_file=str(lab.fleet_keys().backup))
 
 
 def checked_run(session: SshSession, command: str, stdin: bytes | None = None) -> str:

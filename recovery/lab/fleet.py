@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -218,6 +218,10 @@ class Lab:
     def fleet_keys(self) -> FleetKeys:
         return FleetKeys.ensure(self.keys_dir)
 
+    def reach(self) -> AbstractContextManager[None]:
+        """Where the guests answer: this machine's loopback (forwarded ports), so nothing to enter."""
+        return nullcontext()
+
     def require_running(self) -> dict[str, Any]:
         status = self.status()
         if not status.running:
@@ -296,7 +300,7 @@ class Lab:
 
     def _start_services(self, record: dict[str, Any]) -> None:
         self.progress("DNS, HAProxy and the mirror on 127.0.0.1…")
-        self._copy_site(self._guests[STAGING.name])
+        copy_site(self._guests[STAGING.name], self.mirror_site)
         mirror = self._start_daemon(record, "mirror", Mirror(self.mirror_site))
         record["services"]["mirror"].update(url=mirror.url, notice_file=str(mirror.workdir / NOTICE_FILE))
         dns = self._start_daemon(record, "dns", LabDns(DNS_ADDRESSES.values()))
@@ -329,14 +333,6 @@ class Lab:
         record["services"][name] = {"pid": daemon.pid, "workdir": str(daemon.workdir)}
         self._save(record)
         return daemon
-
-    def _copy_site(self, people: Guest) -> None:
-        """The mirror's static copy of the site: the staging host's web root, as deployed."""
-        archive = checked(people, people.run("tar -C /srv/www/htdocs -cf - ."), "packing the site").stdout
-        shutil.rmtree(self.mirror_site, ignore_errors=True)
-        self.mirror_site.mkdir()
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(self.mirror_site, filter="data")
 
     def _write_inventory(self, record: dict[str, Any]) -> None:
         guests = {
@@ -411,6 +407,15 @@ class Lab:
         with open(self.run_dir / "lab.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
+
+
+def copy_site(people: Any, site: Path) -> None:
+    """The mirror's static copy of the site: the staging host's web root, as deployed."""
+    archive = checked(people, people.run("tar -C /srv/www/htdocs -cf - ."), "packing the site").stdout
+    shutil.rmtree(site, ignore_errors=True)
+    site.mkdir()
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(site, filter="data")
 
 
 def _image_from(record: dict[str, Any]) -> ImagePaths:

@@ -19,7 +19,7 @@ import shlex
 from datetime import UTC, datetime
 from typing import Any
 
-from recovery.lab.fleet import Lab
+from recovery.lab.any_lab import AnyLab
 from recovery.lab.fleet_setup import (
     FLEET,
     STAGING,
@@ -36,7 +36,7 @@ TUNING = "/etc/apache2/conf-available/lab-tuning.conf"
 UPLOADS = "/home/webmaster/uploads"
 
 
-def make_history(lab: Lab, rounds: int = ROUNDS) -> list[dict[str, Any]]:
+def make_history(lab: AnyLab, rounds: int = ROUNDS) -> list[dict[str, Any]]:
     """``rounds`` rounds of legitimate changes, each followed by a snapshot on every host."""
     lab.require_running()
     events = []
@@ -47,7 +47,7 @@ def make_history(lab: Lab, rounds: int = ROUNDS) -> list[dict[str, Any]]:
     return events
 
 
-def tick(lab: Lab, tune_config: bool = False) -> dict[str, Any]:
+def tick(lab: AnyLab, tune_config: bool = False) -> dict[str, Any]:
     """One round of ordinary work (a page, uploads, maybe a config change), then the snapshots."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     changes = [publish_page(lab, f"news-{stamp}.html")]
@@ -58,18 +58,18 @@ def tick(lab: Lab, tune_config: bool = False) -> dict[str, Any]:
     return {"at": now(), "changes": changes, "snapshots": snapshot_fleet(lab)}
 
 
-def auto_snapshot(lab: Lab, host: str) -> str:
+def auto_snapshot(lab: AnyLab, host: str) -> str:
     """Run the host's auto-snapshot job now; returns the new snapshot name (``auto-N``)."""
     guest = lab.guest(host)
     result = checked(guest, guest.run(fleet_host(host).snapshot_command), "auto-snapshot")
     return result.stdout.decode().strip()
 
 
-def snapshot_fleet(lab: Lab) -> dict[str, str]:
+def snapshot_fleet(lab: AnyLab) -> dict[str, str]:
     return {host.name: auto_snapshot(lab, host.name) for host in FLEET}
 
 
-def publish_page(lab: Lab, name: str) -> dict[str, str]:
+def publish_page(lab: AnyLab, name: str) -> dict[str, str]:
     """A new page written on the staging host and carried to the web servers by www-sync."""
     page = f"<!DOCTYPE html>\n<html><head><title>{SITE_MARK}</title></head><body><p>News {name}</p></body></html>\n"
     path = f"/srv/www/htdocs/{name}"
@@ -79,14 +79,14 @@ def publish_page(lab: Lab, name: str) -> dict[str, str]:
     return {"at": now(), "host": STAGING.name, "path": path, "what": "page published (www-sync)"}
 
 
-def upload(lab: Lab, host: str, name: str) -> dict[str, str]:
+def upload(lab: AnyLab, host: str, name: str) -> dict[str, str]:
     """The site owner uploads a file into his home (on the ``tank/home`` dataset)."""
     path = f"{UPLOADS}/{name}"
     _write(lab, host, path, b"\xff\xd8\xff\xe0 lab photo " + name.encode() + b"\n", mode="644", owner="webmaster")
     return {"at": now(), "host": host, "path": path, "what": "upload"}
 
 
-def tune_apache(lab: Lab, host: str) -> dict[str, str]:
+def tune_apache(lab: AnyLab, host: str) -> dict[str, str]:
     """A configuration change on ``tank/apache``: hide version details, then reload Apache."""
     text = "# Site tuning: say less about the server.\nServerTokens Prod\nServerSignature Off\n"
     _write(lab, host, TUNING, text.encode(), mode="644")
@@ -95,7 +95,7 @@ def tune_apache(lab: Lab, host: str) -> dict[str, str]:
     return {"at": now(), "host": host, "path": TUNING, "what": "Apache configuration tuned"}
 
 
-def _write(lab: Lab, host: str, path: str, data: bytes, mode: str, owner: str = "") -> None:
+def _write(lab: AnyLab, host: str, path: str, data: bytes, mode: str, owner: str = "") -> None:
     guest = lab.guest(host)
     encoded = base64.b64encode(data).decode()
     target = shlex.quote(path)

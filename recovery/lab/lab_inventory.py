@@ -5,8 +5,8 @@ paths. ``recover lab up`` writes this one into the lab's run directory: the
 guests' forwarded ports and pinned host keys, the operator key, health checks
 on the forwarded HTTP ports, and the lab services' DNS port, TSIG secret file,
 HAProxy socket. The known-good mirror is a web server without SSH, so it is
-not an inventory host; its URL is in lab.json. Out-of-band blocks are added
-by the lab BMC.
+not an inventory host; its URL is in lab.json. Out-of-band blocks name the
+lab BMC, or libvirt for the Vagrant fleet.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class GuestFacts:
     http_port: int
     host_key: str
     public_address: str | None = None  # what the service's DNS record names for this host
+    address: str = LOOPBACK  # where SSH and HTTP answer (a forwarded loopback port, or the guest itself)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,14 @@ class OobFacts:
     user: str
     key: str
     host_key: str
+
+
+@dataclass(frozen=True)
+class LibvirtFacts:
+    """The hypervisor every guest runs on (a Vagrant fleet): its URI and each host's domain name."""
+
+    uri: str
+    domains: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -58,7 +67,7 @@ class ServiceFacts:
 
 def inventory_text(
     guests: dict[str, GuestFacts], services: ServiceFacts, operator_key: str, root_password_files: dict[str, str],
-    oob: OobFacts,
+    oob: OobFacts | LibvirtFacts,
 ) -> str:
     """TOML text of the lab inventory (validated by the caller with ``load_inventory``)."""
     header = (
@@ -83,7 +92,7 @@ def _host(host: FleetHost, facts: GuestFacts, operator_key: str, root_password_f
     key_type, key_b64 = facts.host_key.split()[:2]
     public = f"public_address = {_q(facts.public_address)}\n" if facts.public_address else ""
     text = f"""[hosts.{host.name}]
-address = {_q(LOOPBACK)}
+address = {_q(facts.address)}
 {public}role = {_q(host.role)}
 datasets = {json.dumps(list(host.datasets))}
 root_password = {_q("file:" + root_password_file)}
@@ -97,7 +106,7 @@ host_key = {_q(f"{key_type} {key_b64}")}
     if host.role == "web":
         text += _web_check(host) + f"""
 [[hosts.{host.name}.health]]
-url = {_q(f"http://{LOOPBACK}:{facts.http_port}/")}
+url = {_q(f"http://{facts.address}:{facts.http_port}/")}
 status = 200
 contains = {_q(SITE_MARK)}
 """
@@ -118,7 +127,13 @@ snapshot-schedule = "the lab runs auto-snapshot itself at fixed points, so its c
 """
 
 
-def _oob(host: FleetHost, oob: OobFacts) -> str:
+def _oob(host: FleetHost, oob: OobFacts | LibvirtFacts) -> str:
+    if isinstance(oob, LibvirtFacts):
+        return f"""[hosts.{host.name}.oob]
+driver = "libvirt"
+uri = {_q(oob.uri)}
+domain = {_q(oob.domains[host.name])}
+"""
     return f"""[hosts.{host.name}.oob]
 driver = "lab"
 machine = {_q(host.name)}

@@ -49,6 +49,8 @@ SETTINGS_ENV = "RECOVERY_VAGRANT_LAB"
 LAN_NETWORK = "recovery-lab-lan"
 MANAGEMENT_NETWORK = "recovery-lab-mgmt"
 MANAGEMENT_ADDRESS = "192.168.121.0/24"
+#: libvirt domain names are this plus the host's name.
+DOMAIN_PREFIX = "recovery-lab-"
 GUEST_MEMORY_MB = 1024
 #: One vCPU each, as in the QEMU lab: TCG guests share this machine's cores.
 GUEST_CPUS = 1
@@ -115,6 +117,14 @@ class VagrantGuest:
         with self.netns.entered(), SshSession(self.target) as session:
             return session.run(command, timeout=timeout)
 
+    def ssh_target(self) -> SshTarget:
+        return self.target
+
+    @property
+    def web_url(self) -> str:
+        """The guest's web server on its management address (reached from inside the namespace)."""
+        return f"http://{self.target.address}"
+
 
 class VagrantLab:
     """eu-web, us-web and people under vagrant-libvirt, in ``run_dir``, on ``libvirt``."""
@@ -128,7 +138,6 @@ class VagrantLab:
         self.driver = driver
         self.progress = progress
         self.settings_file = self.run_dir / "lab.json"
-        self.inventory_file = self.run_dir / "inventory.toml"
         self.log_file = self.run_dir / "vagrant.log"
         self.keys_dir = self.run_dir / "keys"
         #: Hosts this object brought up: ``vagrant ssh-config`` fails for a machine not created.
@@ -172,6 +181,7 @@ class VagrantLab:
                 "storage_pool": STORAGE_POOL,
                 "management_network": MANAGEMENT_NETWORK,
                 "management_address": MANAGEMENT_ADDRESS,
+                "domain_prefix": DOMAIN_PREFIX,
             },
             "hosts": hosts,
         }
@@ -266,49 +276,3 @@ class VagrantLab:
         people = guests[STAGING.name]
         checked(people, people.run(www_sync_command(), timeout=300), "first www-sync over the LAN")
         return round(time.monotonic() - started, 1)
-
-    def write_inventory(self) -> Path:
-        """An inventory for recover: addresses from ``vagrant ssh-config``, host keys pinned from the lab."""
-        found = self.ssh_configs()
-        text = inventory_text(
-            {host.name: found[host.name] for host in FLEET},
-            {host.name: self.host_key(host) for host in FLEET},
-            str(self.image.operator_key),
-            {host.name: str(self.root_password_file(host)) for host in FLEET},
-        )
-        self.inventory_file.write_text(text)
-        return self.inventory_file
-
-
-def inventory_text(
-    where: dict[str, SshConfig], host_keys: dict[str, str], operator_key: str, root_password_files: dict[str, str]
-) -> str:
-    """TOML for the Vagrant fleet; recover must run in the lab's namespace to reach these addresses."""
-    parts = [
-        "# Written by recovery.lab.vagrant_lab from `vagrant ssh-config`; host keys are the lab's own pins.\n"
-        "# The addresses live in the lab's network namespace: run recover with `ip netns exec`.\n"
-    ]
-    for host in FLEET:
-        ssh = where[host.name]
-        key_type, key_b64 = host_keys[host.name].split()[:2]
-        parts.append(f"""[hosts.{host.name}]
-address = {json.dumps(ssh.address)}
-role = {json.dumps(host.role)}
-datasets = {json.dumps(list(host.datasets))}
-root_password = {json.dumps("file:" + root_password_files[host.name])}
-
-[hosts.{host.name}.ssh]
-port = {ssh.port}
-user = {json.dumps(ssh.user)}
-key = {json.dumps(operator_key)}
-host_key = {json.dumps(f"{key_type} {key_b64}")}
-""")
-        if host.role == "web":
-            parts.append(f"""[[hosts.{host.name}.health]]
-url = {json.dumps(f"http://{ssh.address}/")}
-status = 200
-contains = "Lab web host"
-""")
-    web = [h.name for h in FLEET if h.role == "web"]
-    parts.append(f"[groups]\nweb = {json.dumps(web)}\nfleet = [\"web\", {json.dumps(STAGING.name)}]\n")
-    return "\n".join(parts)

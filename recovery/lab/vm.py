@@ -332,6 +332,11 @@ class Guest:
         return SshTarget(self.name, LOOPBACK, self.ssh_port, "root", str(self.image.operator_key),
                          (pinned,), connect_timeout=timeout)
 
+    @property
+    def web_url(self) -> str:
+        """The guest's web server, through its forwarded HTTP port."""
+        return f"http://{LOOPBACK}:{self.http_port}"
+
     def wait_for_ssh(self, timeout: float = 180.0) -> float:
         """Block until SSH with the pinned key answers; return seconds waited."""
         started = time.monotonic()

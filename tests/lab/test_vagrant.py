@@ -1,9 +1,11 @@
 """The Vagrant lab really boots: the lab box under vagrant-libvirt on the lab's own libvirtd.
 
-One fleet serves the module: libvirtd and virtlogd in a fresh network
-namespace (unreachable default route), the box built or reused, eu-web, us-web
-and people brought up one at a time in TCG and provisioned like the QEMU lab,
-then ``vagrant destroy -f`` and the daemons stopped by PID, pass or fail.
+One fleet serves the module (recovery.lab.vagrant_fleet): libvirtd and
+virtlogd in a fresh network namespace (unreachable default route), the box
+built or reused, eu-web, us-web and people brought up in TCG and provisioned
+like the QEMU lab, DNS, HAProxy and the mirror beside them; then the rsync-2009
+rehearsal against it, with libvirt as the out-of-band side; then ``vagrant
+destroy -f`` and the daemons stopped by PID, pass or fail.
 """
 
 from __future__ import annotations
@@ -17,12 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from recovery import rehearsal
 from recovery.config.load import load_inventory
 from recovery.lab.fleet_setup import FLEET, WEB_HOSTS
-from recovery.lab.image import ImagePaths
 from recovery.lab.keys import generate_ed25519
-from recovery.lab.libvirt_host import LibvirtHost
-from recovery.lab.vagrant_box import ensure_box
+from recovery.lab.vagrant_fleet import VagrantFleet
 from recovery.lab.vagrant_lab import VagrantGuest, VagrantLab
 from recovery.transport.ssh import HostKeyRefused
 
@@ -30,27 +31,22 @@ pytestmark = [pytest.mark.lab, pytest.mark.vagrant]
 
 
 @pytest.fixture(scope="module")
-def vagrant_lab(lab_image: ImagePaths, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VagrantLab]:
-    """The fleet up and provisioned; destroyed and its daemons stopped at the end of the module."""
-    abandoned = LibvirtHost.stop_abandoned()  # left by a run killed before its finalizer
-    if abandoned:
-        print(f"stopped abandoned lab libvirt hosts: {abandoned}")
-    libvirt = LibvirtHost()
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VagrantFleet]:
+    """The fleet up, provisioned, its services beside it; destroyed and its daemons stopped at the end."""
+    fleet = VagrantFleet(tmp_path_factory.mktemp("vagrant-lab"))
     try:
-        libvirt.start()
         started = time.monotonic()
-        box = ensure_box(lab_image, prefix=libvirt.netns.argv([]))
-        print(f"box {box} ready in {time.monotonic() - started:.1f} s")
-        lab = VagrantLab(tmp_path_factory.mktemp("vagrant-lab"), lab_image, libvirt, box)
-        try:
-            print(f"vagrant up (s): {lab.up()}")
-            print(f"provisioned in {lab.provision()} s")
-            lab.write_inventory()
-            yield lab
-        finally:
-            lab.destroy()
+        fleet.up()
+        print(f"Vagrant fleet up in {time.monotonic() - started:.1f} s: {fleet.timings}")
+        yield fleet
     finally:
-        libvirt.stop()
+        fleet.down()
+
+
+@pytest.fixture(scope="module")
+def vagrant_lab(fleet: VagrantFleet) -> VagrantLab:
+    assert fleet.vagrant is not None
+    return fleet.vagrant
 
 
 @pytest.fixture(scope="module")
@@ -96,10 +92,32 @@ def test_staging_pushed_the_site_over_the_lab_lan(vagrant_lab: VagrantLab, guest
         assert "Lab web host" in page
 
 
-def test_inventory_from_ssh_config_pins_the_lab_host_keys(vagrant_lab: VagrantLab):
-    inventory = load_inventory(vagrant_lab.inventory_file)
+def test_inventory_from_ssh_config_pins_the_lab_host_keys(fleet: VagrantFleet, vagrant_lab: VagrantLab):
+    inventory = load_inventory(fleet.inventory_file)
     where = vagrant_lab.ssh_configs()
     for host in FLEET:
         entry = inventory.hosts[host.name]
         assert entry.address == where[host.name].address
         assert entry.ssh.host_key == " ".join(vagrant_lab.host_key(host).split()[:2])
+        assert entry.oob is not None and entry.oob.driver == "libvirt"
+        state = vagrant_lab.libvirt.virsh("domstate", entry.oob.domain).strip()
+        assert state == "running", f"{entry.oob.domain}: {state}"  # the inventory names the real domains
+
+
+# The rehearsal changes the fleet (attack, recovery): it comes last in the module.
+
+
+def test_rsync_2009_rehearsal_through_libvirt_and_single_user_mode(fleet: VagrantFleet):
+    """`recover rehearse eu-web --scenario rsync-2009 --lab vagrant` on this fleet, graded like the QEMU lab's:
+    eu-web rebooted single-user through libvirt, restored from its snapshots, back in rotation; us-web,
+    which holds the same scripts, swept dirty and kept out."""
+    said: list[str] = []
+    result = rehearsal.rehearse("eu-web", "rsync-2009", fleet, said.append, fresh=False, rescue=False)
+    for check in result.checks:
+        print(f"{'PASS' if check.passed else 'FAIL'} {check.name} — {check.detail}")
+    print(f"timings: {result.timings}")
+    assert result.passed, [c for c in result.checks if not c.passed]
+    names = {check.name for check in result.checks}
+    assert {"eu-web: nothing of the attack left on the host", "eu-web: evidence snapshots held",
+            "mirror answered during the run"} <= names
+    assert result.timings.get(rehearsal.TRAFFIC_BACK), "traffic came back to a recovered host"

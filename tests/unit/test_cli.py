@@ -50,7 +50,7 @@ def test_config_error_names_file_and_key(tmp_path):
     result = CliRunner().invoke(
         main, ["plan", "eu-web", "--inventory", str(bad), "--playbook", str(ROOT / "playbooks/recover.toml")])
     assert result.exit_code == 2
-    assert f"{bad}: hosts.eu-web.oob.driver: unknown driver 'ipmii' (expected one of: lab, ipmi, redfish)" in result.stderr
+    assert f"{bad}: hosts.eu-web.oob.driver: unknown driver 'ipmii' (expected one of: lab, ipmi, redfish, libvirt)" in result.stderr
 
 
 def test_run_whose_needs_are_not_met_is_refused_before_anything_runs(tmp_path):
@@ -185,3 +185,25 @@ def test_a_rehearsal_whose_lab_fails_is_a_clear_error_not_a_traceback(tmp_path: 
     assert result.exit_code == 1 and result.exc_info[0] is SystemExit
     assert "the rehearsal stopped: us-web: enabling lab-tuning failed" in result.output
     assert f"`recover lab --run-dir {tmp_path} down` stops it" in result.output
+
+
+def test_a_vagrant_rehearsal_always_ends_with_its_fleet_destroyed(tmp_path: Path, monkeypatch) -> None:
+    from recovery import rehearsal
+    from recovery.lab.vagrant_fleet import VagrantFleet
+    from recovery.lab.vagrant_lab import VagrantLabError
+
+    downs: list[Path] = []
+
+    def broken(target: str, scenario: str, lab: VagrantFleet, *args: object, **kwargs: object) -> None:
+        assert isinstance(lab, VagrantFleet) and kwargs["rescue"] is False  # libvirt offers no rescue medium
+        raise VagrantLabError("vagrant up --no-provision eu-web failed (exit 1):\nno box")
+
+    monkeypatch.setattr(rehearsal, "rehearse", broken)
+    monkeypatch.setattr(VagrantFleet, "down", lambda fleet, wipe=False: downs.append(fleet.run_dir))
+    args = ["rehearse", "eu-web", "--scenario", "rsync-2009", "--lab", "vagrant", "--lab-dir", str(tmp_path)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and result.exc_info[0] is SystemExit
+    assert "the rehearsal stopped: vagrant up --no-provision eu-web failed" in result.output
+    assert "The Vagrant fleet is destroyed" in result.output and downs == [tmp_path]
+    refused = CliRunner().invoke(main, [*args, "--reuse-lab"])
+    assert refused.exit_code == 2 and "lives only as long as its rehearsal" in refused.output

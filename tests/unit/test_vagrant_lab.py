@@ -14,7 +14,8 @@ from recovery.engine.plan import build
 from recovery.lab.fleet_setup import FLEET
 from recovery.lab.image import ImagePaths
 from recovery.lab.libvirt_host import LibvirtHost
-from recovery.lab.vagrant_lab import SshConfig, VagrantLab, inventory_text, machine_id, parse_ssh_config
+from recovery.lab.lab_inventory import GuestFacts, LibvirtFacts, ServiceFacts, inventory_text
+from recovery.lab.vagrant_lab import SshConfig, VagrantLab, machine_id, parse_ssh_config
 
 VAGRANT = Path(__file__).resolve().parents[2] / "vagrant"
 
@@ -65,19 +66,27 @@ def test_ssh_config_gives_where_not_whom_to_trust():
     assert not hasattr(found["eu-web"], "strict_host_key_checking")
 
 
-def test_inventory_from_ssh_config_pins_the_lab_keys(tmp_path: Path):
-    where = {h.name: SshConfig(h.name, f"192.168.121.{h.number}", 22, "root", "/k") for h in FLEET}
+def test_the_fleet_inventory_names_the_guests_addresses_and_libvirt(tmp_path: Path):
+    """What VagrantFleet writes: the guests' own addresses, the lab's host-key pins, libvirt as the BMC."""
     blob = "AAAAC3NzaC1lZDI1NTE5AAAAI"
     keys = {h.name: f"ssh-ed25519 {blob}{h.number:02d}{'x' * 38} root@{h.name}" for h in FLEET}
+    guests = {h.name: GuestFacts(22, 80, keys[h.name], None, f"192.168.121.{h.number}") for h in FLEET}
+    services = ServiceFacts(
+        dns_port=5353, zone="lab.test", record="www", tsig_name="k", tsig_algorithm="hmac-sha256",
+        tsig_secret_file="/t", mirror_address="127.0.0.4", haproxy_socket="/s", haproxy_backend="web",
+        mirror_server="mirror",
+    )  # fmt: skip
+    oob = LibvirtFacts("qemu:///system?socket=/lab/libvirt-sock", {h.name: f"recovery-lab-{h.name}" for h in FLEET})
     path = tmp_path / "inventory.toml"
-    path.write_text(inventory_text(where, keys, "/cache/operator_ed25519", {h.name: "/pw" for h in FLEET}))
+    path.write_text(inventory_text(guests, services, "/cache/operator_ed25519", {h.name: "/pw" for h in FLEET}, oob))
     inventory = load_inventory(path)
     for host in FLEET:
         entry = inventory.hosts[host.name]
-        assert entry.address == where[host.name].address
+        assert entry.address == f"192.168.121.{host.number}"
         assert entry.ssh.host_key == " ".join(keys[host.name].split()[:2])
-        assert entry.ssh.known_hosts is None
-    assert inventory.hosts["eu-web"].health[0].url == "http://192.168.121.11/"
+        assert entry.oob is not None and entry.oob.driver == "libvirt"
+        assert entry.oob.domain == f"recovery-lab-{host.name}" and entry.oob.uri.endswith("libvirt-sock")
+    assert inventory.hosts["eu-web"].health[0].url == "http://192.168.121.11:80/"
 
 
 def test_machine_ids_differ_per_host_and_are_stable():
