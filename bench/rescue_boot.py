@@ -4,9 +4,13 @@
    password, a command) and from the rescue image (root logged in by itself, a command); and
    booted normally to its first command over SSH. The boot floor of a recovery is its two
    boots: the rescue (or single-user) boot plus the normal boot.
-2. With --rto, the RTO (start to traffic back) of the same rehearsal (awstats-2005 on eu-web)
-   recovered through the rescue image and through single-user mode, each against its boot
-   floor (goal: <= 1.5x through the rescue image), and their ratio (about 25 minutes more).
+2. With --rto, the RTO (start to traffic back) of rehearsals on eu-web, each against its boot
+   floor (about 35 minutes more):
+   - awstats-2005 through the rescue image (goal: <= 1.5x). Through single-user mode it
+     cannot be recovered: its rootkit is on the running system, whose boot environment
+     cannot be swapped under it; the recovery stops at restore and keeps eu-web out;
+   - rsync-2009 (data only) through the rescue image and through single-user mode, and
+     their ratio: the same recovery, the two ways of booting.
 
 Usage: python bench/rescue_boot.py [--rto]
 """
@@ -76,12 +80,12 @@ def _answered(console: SerialConsole, start: float) -> None:
     raise GuestError(f"no shell answered within {BOOT_TIMEOUT:.0f} s")
 
 
-def rehearsal_rto(rescue: bool) -> tuple[float, bool]:
-    """The RTO (start to traffic back) of awstats-2005 on eu-web, and whether every check passed."""
+def rehearsal_rto(scenario: str, rescue: bool) -> tuple[float, bool]:
+    """The RTO (start to traffic back) of ``scenario`` on eu-web in a fresh lab, and whether every check passed."""
     with tempfile.TemporaryDirectory() as tmp:
         lab = Lab(Path(tmp) / "lab", progress=lambda line: None)
         try:
-            result = rehearsal.rehearse("eu-web", "awstats-2005", lab, lambda line: None, rescue=rescue)
+            result = rehearsal.rehearse("eu-web", scenario, lab, lambda line: None, rescue=rescue)
         finally:
             lab.down(wipe=True)
     return result.rto or 0.0, result.passed
@@ -102,14 +106,16 @@ def main(argv: list[str]) -> int:
              "single-user": _row("  boot floor through single-user mode", single + normal)}
     if "--rto" not in argv:
         return 0
-    print(f"\n{'RTO of awstats-2005 on eu-web, to traffic back':<48} {'seconds':>8}  graded  / floor", flush=True)
+    print(f"\n{'RTO on eu-web, to traffic back':<48} {'seconds':>8}  graded  / floor", flush=True)
     rto = {}
-    for way in ("rescue", "single-user"):
-        seconds, passed = rto[way] = rehearsal_rto(rescue=way == "rescue")
-        print(f"{'  through ' + ('the rescue image' if way == 'rescue' else 'single-user mode'):<48} "
-              f"{seconds:8.1f}  {'PASS' if passed else 'FAIL':6}  {seconds / floor[way]:5.2f}x", flush=True)
-    if rto["single-user"][0]:
-        print(f"{'  rescue / single-user':<48} {rto['rescue'][0] / rto['single-user'][0]:8.2f}x")
+    for scenario, way in (("awstats-2005", "rescue"), ("rsync-2009", "rescue"), ("rsync-2009", "single-user")):
+        seconds, passed = rto[scenario, way] = rehearsal_rto(scenario, rescue=way == "rescue")
+        label = f"  {scenario} through {'the rescue image' if way == 'rescue' else 'single-user mode'}"
+        print(f"{label:<48} {seconds:8.1f}  {'PASS' if passed else 'FAIL':6}  {seconds / floor[way]:5.2f}x",
+              flush=True)
+    if rto["rsync-2009", "single-user"][0]:
+        ratio = rto["rsync-2009", "rescue"][0] / rto["rsync-2009", "single-user"][0]
+        print(f"{'  rsync-2009: rescue / single-user':<48} {ratio:8.2f}x")
     print("goal: RTO through the rescue image <= 1.5x its boot floor")
     return 0
 
