@@ -39,6 +39,7 @@ from recovery.lab.ports import LOOPBACK
 from recovery.lab.rootpool import build_lab_image
 from recovery.lab.vagrant_box import ensure_box
 from recovery.lab.vagrant_lab import DOMAIN_PREFIX, VagrantGuest, VagrantLab
+from recovery.lab.vm import choose_accel
 
 Progress = Callable[[str], None]
 HTTP_PORT = 80
@@ -78,7 +79,8 @@ class VagrantFleet:
             image = build_lab_image(progress=self.progress)
             self.libvirt = LibvirtHost().start()
             box = ensure_box(image, self.progress, prefix=self.libvirt.netns.argv([]))
-            self.vagrant = VagrantLab(self.run_dir, image, self.libvirt, box, progress=self.progress)
+            driver = "kvm" if choose_accel(image) == "kvm" else "qemu"  # as the QEMU lab decides
+            self.vagrant = VagrantLab(self.run_dir, image, self.libvirt, box, driver, self.progress)
             self.timings["vagrant_up_s"] = round(sum(self.vagrant.up().values()), 1)
             self.timings["provision_s"] = self.vagrant.provision()
             with self.reach():
