@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 
 import pytest
@@ -42,18 +43,23 @@ def domain_xml(image: ImagePaths) -> str:
 
 
 @pytest.fixture(scope="module")
-def driver(lab_image: ImagePaths, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LibvirtDriver]:
-    """A defined, stopped domain on the lab's own libvirtd; the daemons are stopped by PID at the end."""
+def libvirt(lab_image: ImagePaths, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LibvirtHost]:
+    """The lab's own libvirtd with one defined, stopped domain; the daemons are stopped by PID at the end."""
     LibvirtHost.stop_abandoned()
-    libvirt = LibvirtHost()
+    host = LibvirtHost()
     try:
-        libvirt.start()
+        host.start()
         definition = tmp_path_factory.mktemp("libvirt") / "domain.xml"
         definition.write_text(domain_xml(lab_image))
-        libvirt.virsh("define", str(definition))
-        yield LibvirtDriver(LibvirtEndpoint(host="probe", address=libvirt.uri, domain=DOMAIN))
+        host.virsh("define", str(definition))
+        yield host
     finally:
-        libvirt.stop()
+        host.stop()
+
+
+@pytest.fixture(scope="module")
+def driver(libvirt: LibvirtHost) -> LibvirtDriver:
+    return LibvirtDriver(LibvirtEndpoint(host="probe", address=libvirt.uri, domain=DOMAIN))
 
 
 def command_line_seen(driver: LibvirtDriver) -> str:
@@ -77,28 +83,32 @@ def wait_for(console: VirshConsole, pattern: bytes, nudge: bytes = b"") -> re.Ma
     raise AssertionError(f"{pattern!r} not on the console within {SHELL_TIMEOUT} s: {seen[-800:]!r}")
 
 
-def test_power_on_and_forced_off(driver: LibvirtDriver) -> None:
+def next_command_line(driver: LibvirtDriver, libvirt: LibvirtHost) -> str:
+    """The kernel command line the domain's next start will use (its inactive definition)."""
+    definition = ET.fromstring(libvirt.virsh("dumpxml", "--inactive", driver.endpoint.domain))
+    return definition.findtext("os/cmdline") or ""
+
+
+def test_single_user_once_then_normal_again(driver: LibvirtDriver, libvirt: LibvirtHost) -> None:
     assert driver.power_state() is PowerState.OFF
+    driver.boot_once(BootMode.SINGLE_USER)
+    assert next_command_line(driver, libvirt) == f"{NORMAL_LINE} {SINGLE_USER_ARGS}"
     driver.power_on()
     driver.wait_power(PowerState.ON, timeout=30)
+    assert next_command_line(driver, libvirt) == NORMAL_LINE  # put back as soon as the machine started
+    assert command_line_seen(driver) == f"{NORMAL_LINE} {SINGLE_USER_ARGS}"
+    driver.power_cycle()  # no request in between: the boot after the one-time one is normal again
     assert command_line_seen(driver) == NORMAL_LINE
     driver.power_off(graceful=False)
     driver.wait_power(PowerState.OFF, timeout=30)
 
 
-def test_single_user_once_then_normal_again(driver: LibvirtDriver) -> None:
+def test_a_one_time_boot_can_be_taken_back(driver: LibvirtDriver, libvirt: LibvirtHost) -> None:
     driver.boot_once(BootMode.SINGLE_USER)
-    driver.power_cycle()
-    assert command_line_seen(driver) == f"{NORMAL_LINE} {SINGLE_USER_ARGS}"
-    driver.power_cycle()  # no request in between: the boot after the one-time one is normal again
-    assert command_line_seen(driver) == NORMAL_LINE
-
-
-def test_a_one_time_boot_can_be_taken_back(driver: LibvirtDriver) -> None:
-    driver.boot_once(BootMode.SINGLE_USER)
+    driver.boot_once(BootMode.SINGLE_USER)  # asked twice: the normal line is kept once
     driver.boot_once(BootMode.NORMAL)
-    driver.power_cycle()
-    assert command_line_seen(driver) == NORMAL_LINE
+    assert next_command_line(driver, libvirt) == NORMAL_LINE
+    assert "boot-once" not in libvirt.virsh("dumpxml", "--inactive", DOMAIN)
 
 
 def test_rescue_is_refused_and_an_unknown_domain_named(driver: LibvirtDriver) -> None:
