@@ -34,6 +34,8 @@ from recovery.errors import Fault
 from recovery.zfs.client import AgentClient, Dataset, PoolState
 
 SEALED = {"readonly": "on", "canmount": "off"}
+#: What a swap reads of the dataset before it starts, in one ``zfs get``.
+_BEFORE_SWAP = ("mountpoint", "mounted", "canmount")
 #: The ``canmount`` a dataset had before it was sealed, kept on it so undo gives it back.
 CANMOUNT_KEPT = "recovery:canmount"
 
@@ -50,7 +52,7 @@ class SwapNames:
     restored_aside: str  # where the restored state goes if the swap is undone
 
     @classmethod
-    def for_run(cls, dataset: str, run_id: str) -> "SwapNames":
+    def for_run(cls, dataset: str, run_id: str) -> SwapNames:
         return cls(dataset, f"{dataset}.restore-{run_id}", f"{dataset}.quarantine-{run_id}",
                    f"{dataset}.restored-{run_id}")
 
@@ -58,18 +60,18 @@ class SwapNames:
 def restore(client: AgentClient, names: SwapNames, clean: str) -> None:
     present = filesystems(client, names.dataset)
     if names.quarantine not in present:
-        refuse_running_root(client, names.dataset)
+        now = props(client, names.dataset, list(_BEFORE_SWAP))
+        refuse_running_root(names.dataset, now)
         if names.clone not in present:
             client.clone(names.clone, clean)
             present = filesystems(client, names.dataset)
         if is_clone(present[names.clone]):
             client.promote(names.clone)
-        _keep_canmount(client, names.dataset)
+        _keep_canmount(client, names.dataset, now["canmount"])
         client.rename(names.dataset, names.quarantine)
+    client.set(names.quarantine, SEALED)  # again after a resume: the rename below may have been done
     if names.clone in filesystems(client, names.dataset):
-        client.set(names.quarantine, SEALED)
         client.rename(names.clone, names.dataset)
-    client.set(names.quarantine, SEALED)
     _take_place(client, names.dataset, names.quarantine)
 
 
@@ -84,12 +86,14 @@ def restored(client: AgentClient, names: SwapNames) -> bool:
 def undo(client: AgentClient, names: SwapNames) -> None:
     present = filesystems(client, names.dataset)
     if names.restored_aside not in present:
-        refuse_running_root(client, names.dataset)
-        _keep_canmount(client, names.dataset)
+        now = props(client, names.dataset, list(_BEFORE_SWAP))
+        refuse_running_root(names.dataset, now)
+        _keep_canmount(client, names.dataset, now["canmount"])
         client.rename(names.dataset, names.restored_aside)
     client.set(names.restored_aside, SEALED)
     if names.quarantine in filesystems(client, names.dataset):
-        client.set(names.quarantine, {"readonly": "off", "canmount": kept_canmount(client, names.quarantine)})
+        kept = _canmount(props(client, names.quarantine, [CANMOUNT_KEPT]).get(CANMOUNT_KEPT))
+        client.set(names.quarantine, {"readonly": "off", "canmount": kept})
         client.rename(names.quarantine, names.dataset)
     _take_place(client, names.dataset, names.restored_aside)
 
@@ -100,23 +104,20 @@ def undone(client: AgentClient, names: SwapNames) -> bool:
             and _in_place(client, names.dataset, names.restored_aside))
 
 
-def refuse_running_root(client: AgentClient, dataset: str) -> None:
+def refuse_running_root(dataset: str, now: dict[str, str]) -> None:
     """A dataset mounted at / outside an altroot is what the system runs on: never swap it there."""
-    now = props(client, dataset, ["mountpoint", "mounted"])
-    if now == {"mountpoint": "/", "mounted": "yes"}:
+    if now.get("mountpoint") == "/" and now.get("mounted") == "yes":
         raise RunningRoot(f"{dataset} is the running system's root: a boot environment is restored from the "
                           "rescue boot (boot_single mode = \"rescue\"), never under the system it replaces")
 
 
-def kept_canmount(client: AgentClient, dataset: str) -> str:
-    """The ``canmount`` the dataset had before it was sealed (``on`` when nothing was kept)."""
-    value = props(client, dataset, [CANMOUNT_KEPT]).get(CANMOUNT_KEPT, "-")
-    return value if value in ("on", "noauto") else "on"
+def _canmount(kept: str | None) -> str:
+    """The ``canmount`` a sealed dataset had (``on`` when nothing was kept)."""
+    return kept if kept in ("on", "noauto") else "on"
 
 
-def _keep_canmount(client: AgentClient, dataset: str) -> None:
-    canmount = props(client, dataset, ["canmount"])["canmount"]
-    client.set(dataset, {CANMOUNT_KEPT: canmount if canmount in ("on", "noauto") else "on"})
+def _keep_canmount(client: AgentClient, dataset: str, canmount: str) -> None:
+    client.set(dataset, {CANMOUNT_KEPT: _canmount(canmount)})
 
 
 def _take_place(client: AgentClient, dataset: str, previous: str) -> None:
@@ -126,13 +127,15 @@ def _take_place(client: AgentClient, dataset: str, previous: str) -> None:
     ``canmount`` is set before the mountpoint: a boot environment given
     ``mountpoint=/`` while it may still mount by itself would be mounted at once.
     """
-    canmount = kept_canmount(client, previous)
-    if canmount != "on" and props(client, dataset, ["canmount"])["canmount"] != canmount:
+    rows = {(r["name"], r["property"]): r for r in client.get([dataset, previous], ["canmount", "mountpoint",
+                                                                                      CANMOUNT_KEPT])}
+    canmount = _canmount(rows.get((previous, CANMOUNT_KEPT), {}).get("value"))  # unset: no row, or "-"
+    if canmount != "on" and rows[dataset, "canmount"]["value"] != canmount:
         client.set(dataset, {"canmount": canmount})
     pool = client.pool(dataset.split("/", 1)[0])
-    (row,) = client.get([previous], ["mountpoint"])
-    if row["source"] == "local" and props(client, dataset, ["mountpoint"])["mountpoint"] != row["value"]:
-        client.set(dataset, {"mountpoint": host_mountpoint(row["value"], pool.altroot)})
+    served = rows[previous, "mountpoint"]
+    if served["source"] == "local" and rows[dataset, "mountpoint"]["value"] != served["value"]:
+        client.set(dataset, {"mountpoint": host_mountpoint(served["value"], pool.altroot)})
     if pool.bootfs == previous:
         client.set_bootfs(pool.name, dataset)
     if _mounts_itself(canmount, pool) and props(client, dataset, ["mounted"])["mounted"] != "yes":
@@ -154,8 +157,9 @@ def _in_place(client: AgentClient, dataset: str, previous: str) -> bool:
     pool = client.pool(dataset.split("/", 1)[0])
     if pool.bootfs == previous:
         return False
-    mounted = props(client, dataset, ["mounted"]) == {"mounted": "yes"}
-    return mounted or not _mounts_itself(kept_canmount(client, previous), pool)
+    now = {(r["name"], r["property"]): r["value"] for r in client.get([dataset, previous], ["mounted", CANMOUNT_KEPT])}
+    return now.get((dataset, "mounted")) == "yes" or not _mounts_itself(_canmount(now.get((previous, CANMOUNT_KEPT))),
+                                                                          pool)
 
 
 def _mounts_itself(canmount: str, pool: PoolState) -> bool:

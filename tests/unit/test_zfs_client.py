@@ -217,7 +217,7 @@ def test_end_to_end_list_get_set_rename(fake_zfs: Path) -> None:
     log = (fake_zfs.parent / "zfs.log").read_text().splitlines()
     assert log[0].startswith("list -Hp -o name,type,guid,createtxg,creation,used,origin,mountpoint -t ")
     assert log[0].endswith(" -r tank/www")
-    assert "set readonly=on tank/www" in log and "rename tank/www tank/www.quarantine-r1" in log
+    assert "set readonly=on canmount=off tank/www" in log  # one process for both and "rename tank/www tank/www.quarantine-r1" in log
 
 
 def test_end_to_end_diff_keeps_every_byte(fake_zfs: Path) -> None:

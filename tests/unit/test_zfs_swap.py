@@ -72,10 +72,10 @@ class FakeZfs:
 
     def get(self, datasets: list[str], properties: list[str]) -> list[dict[str, str]]:
         """Values as ``zfs get`` shows them: a mountpoint below the pool's altroot."""
-        obj = self.objects[datasets[0]]
         defaults = {"readonly": "off", "canmount": "on", "mountpoint": "none"}
-        return [{"name": datasets[0], "property": p, "value": self._shown(p, obj.get(p, defaults.get(p, "-"))),
-                 "source": "local" if p in obj else "default"} for p in properties]
+        return [{"name": name, "property": p, "value": self._shown(p, obj.get(p, defaults.get(p, "-"))),
+                 "source": "local" if p in obj else "default"}
+                for name, obj in ((name, self.objects[name]) for name in datasets) for p in properties]
 
     def _shown(self, prop: str, value: str) -> str:
         if prop != "mountpoint" or not self.altroot or not value.startswith("/"):
