@@ -17,14 +17,14 @@ from recovery.engine.registry import StepContext, StepFailed, StepKind, StepOutp
 from recovery.steps.diff import LISTED, Change, describe
 from recovery.steps.triage_rules import TriageParams
 from recovery.steps.zfs_host import (
+    DatasetTriage,
     agent,
     agent_errors,
     each_dataset,
-    golden_of,
+    golden_in,
     incident_snapshot,
     protected,
     snapshots,
-    triaged,
 )
 from recovery.zfs.find_clean import (
     NonMonotonicHistory,
@@ -79,27 +79,27 @@ class FindCleanStep(StepKind):
         return FindCleanOutputs(datasets=each_dataset(searched, protected(ctx)))
 
     def _search(self, ctx: StepContext, client: Any, dataset: str) -> CleanChoice:
-        rules = ctx.params.compiled()
-        golden = golden_of(client, dataset)
-        incident = incident_snapshot(ctx, dataset)
         history = snapshots(client, dataset)
+        golden = golden_in(history, dataset)
+        incident = incident_snapshot(ctx, dataset)
         if incident not in {s.name for s in history}:
             raise StepFailed(f"{ctx.host}: {incident} is missing: run `preserve` first")
         incident_txg = next(s.createtxg for s in history if s.name == incident)
         between = [s.name for s in history if golden.createtxg < s.createtxg < incident_txg]
-        at_incident = indicators(triaged(client, golden.name, incident, rules))
+        diffs = DatasetTriage.of(client, dataset, ctx.params.compiled())
+        at_incident = indicators(diffs.between(golden.name, incident))
         if not at_incident:
             ctx.note(f"{dataset}: no indicator since {golden.name}: nothing to restore")
             return CleanChoice(clean=None, golden=golden.name)
         search = find_newest_clean(
-            golden.name, between, lambda snap: indicators(triaged(client, golden.name, snap, rules)),
+            golden.name, between, lambda snap: indicators(diffs.between(golden.name, snap)),
             incident=at_incident, exhaustive=ctx.params.exhaustive)
         try:
             clean = search.require_trustworthy()
         except NonMonotonicHistory as exc:
             raise StepFailed(f"{ctx.host}: {dataset}: the snapshot history is not monotonic, "
                              f"refusing to choose automatically: {exc}") from None
-        lost = lost_on_restore(triaged(client, clean, incident, rules))
+        lost = lost_on_restore(diffs.between(clean, incident))
         ctx.note(f"{dataset}: newest clean is {clean} ({search.diff_calls} diffs over "
                  f"{len(between)} snapshots); restoring it gives up {lost.count} later changes")
         return CleanChoice(

@@ -68,7 +68,12 @@ def snapshots(client: AgentClient, dataset: str) -> list[Dataset]:
 
 
 def golden_of(client: AgentClient, dataset: str) -> Dataset:
-    goldens = [s for s in snapshots(client, dataset) if short(s.name).startswith(GOLDEN_PREFIX)]
+    return golden_in(snapshots(client, dataset), dataset)
+
+
+def golden_in(history: list[Dataset], dataset: str) -> Dataset:
+    """The newest ``@golden-*`` of the dataset's snapshots (oldest first), which a step listed already."""
+    goldens = [s for s in history if short(s.name).startswith(GOLDEN_PREFIX)]
     if not goldens:
         raise StepFailed(f"{dataset}: no @{GOLDEN_PREFIX}* snapshot: capture one with `recover golden` "
                          "before a host goes live")
@@ -80,31 +85,48 @@ def short(snapshot: str) -> str:
 
 
 def triaged(client: AgentClient, origin: str, target: str, rules: Any = None) -> list[Finding]:
-    """``zfs diff`` origin -> target, parsed and classified, with the modes the target holds and
-    whether its logs only grew.
+    """``zfs diff`` origin -> target, parsed and classified (see :class:`DatasetTriage`)."""
+    return DatasetTriage.of(client, origin.split("@", 1)[0], rules).between(origin, target)
 
-    A line that does not parse is a change nobody can classify: the whole diff
-    is refused (fail closed) rather than judged without it. A real ``zfs diff``
-    escapes every name, so only a lying tool prints such lines.
-    """
-    result = client.diff_changes(origin, target)
-    if result.malformed_count:
-        first = result.malformed[0]
-        raise AgentReplyError(f"zfs diff {origin} -> {target}: {result.malformed_count} lines do not parse "
-                              f"(first, line {first.line_no}: {first.reason}: {first.excerpt}); refusing to "
-                              "triage a diff in part")
-    rules = DEFAULT_RULES if rules is None else tuple(rules)
-    mountpoint = _mountpoint(client, origin.split("@", 1)[0])
-    altroot = client.altroot(origin.split("/", 1)[0])
-    prefix = altroot.rstrip("/").encode("utf-8", "surrogateescape") if altroot else b""
-    seen = [as_host_sees_it(c, prefix) for c in result.changes] if prefix else result.changes
-    written = [c.current_path for c in result.changes if c.kind is not ChangeKind.REMOVED]
-    modes = _modes(client, target, mountpoint, written)
-    compared = [raw.current_path for raw, change in zip(result.changes, seen) if compares_older(change, rules)]
-    rewritten = _rewritten(client, origin, target, mountpoint, compared)
-    findings = triage(seen, rules, {host_path(p, prefix): m for p, m in modes.items()},
-                      rewritten=[host_path(p, prefix) for p in rewritten])
-    return as_shipped(client, mountpoint, target, findings, prefix)
+
+@dataclasses.dataclass(frozen=True)
+class DatasetTriage:
+    """The triage of one dataset's diffs: its mountpoint and its pool's altroot are asked once,
+    for all the diffs a step makes of it (a search makes several)."""
+
+    client: AgentClient
+    rules: tuple[Any, ...]
+    mountpoint: bytes | None
+    prefix: bytes  # the altroot the pool is imported under, b"" when none
+
+    @classmethod
+    def of(cls, client: AgentClient, dataset: str, rules: Any = None) -> DatasetTriage:
+        altroot = client.altroot(dataset.split("/", 1)[0])
+        prefix = altroot.rstrip("/").encode("utf-8", "surrogateescape") if altroot else b""
+        return cls(client, DEFAULT_RULES if rules is None else tuple(rules), _mountpoint(client, dataset), prefix)
+
+    def between(self, origin: str, target: str) -> list[Finding]:
+        """The diff, with the modes the target holds and whether its logs only grew.
+
+        A line that does not parse is a change nobody can classify: the whole diff
+        is refused (fail closed) rather than judged without it. A real ``zfs diff``
+        escapes every name, so only a lying tool prints such lines.
+        """
+        client, mountpoint, prefix, rules = self.client, self.mountpoint, self.prefix, self.rules
+        result = client.diff_changes(origin, target)
+        if result.malformed_count:
+            first = result.malformed[0]
+            raise AgentReplyError(f"zfs diff {origin} -> {target}: {result.malformed_count} lines do not parse "
+                                  f"(first, line {first.line_no}: {first.reason}: {first.excerpt}); refusing to "
+                                  "triage a diff in part")
+        seen = [as_host_sees_it(c, prefix) for c in result.changes] if prefix else result.changes
+        written = [c.current_path for c in result.changes if c.kind is not ChangeKind.REMOVED]
+        modes = _modes(client, target, mountpoint, written)
+        compared = [raw.current_path for raw, change in zip(result.changes, seen) if compares_older(change, rules)]
+        rewritten = _rewritten(client, origin, target, mountpoint, compared)
+        findings = triage(seen, rules, {host_path(p, prefix): m for p, m in modes.items()},
+                          rewritten=[host_path(p, prefix) for p in rewritten])
+        return as_shipped(client, mountpoint, target, findings, prefix)
 
 
 def as_shipped(client: AgentClient, mountpoint: bytes | None, target: str, findings: list[Finding],

@@ -38,6 +38,7 @@ import json
 import re
 import secrets
 import shlex
+import threading
 import weakref
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -361,6 +362,7 @@ class AgentClient:
         self.max_diff_lines = max_diff_lines
         self.host = host or _host_name(transport)
         self._altroots: dict[str, str | None] = {}
+        self._altroots_lock = threading.Lock()  # threads diffing side by side ask at once: one asks the host
         self._pipeline = Pipeline(self._exchange, budget=MAX_REQUEST * 3 // 4 - 4096)  # JSON, before base64
 
     def call(self, op: str, **args: Any) -> dict[str, Any]:
@@ -515,9 +517,10 @@ class AgentClient:
 
     def altroot(self, pool: str) -> str | None:
         """Where the pool is imported (asked once per client: an import's altroot cannot change)."""
-        if pool not in self._altroots:
-            self._altroots[pool] = self.pool(pool).altroot
-        return self._altroots[pool]
+        with self._altroots_lock:
+            if pool not in self._altroots:
+                self._altroots[pool] = self.pool(pool).altroot
+            return self._altroots[pool]
 
     def set_bootfs(self, pool: str, dataset: str) -> None:
         self.call("pool_set", pool=pool, property="bootfs", value=dataset)

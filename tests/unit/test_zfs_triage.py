@@ -173,6 +173,12 @@ def test_a_diff_with_lines_that_do_not_parse_is_refused_whole() -> None:
     from recovery.zfs.diff import DiffResult, MalformedLine
 
     class LyingZfs:
+        def altroot(self, pool: str) -> None:
+            return None
+
+        def get(self, datasets: list[str], properties: list[str]) -> list[dict[str, str]]:
+            return [{"name": datasets[0], "property": "mountpoint", "value": "/srv/www", "source": "local"}]
+
         def diff_changes(self, origin: str, target: str) -> DiffResult:
             return DiffResult(changes=(), malformed=(MalformedLine(3, "+\tF\t/srv/www/x.php", "no ctime"),),
                               malformed_count=7)
