@@ -1,8 +1,11 @@
 """Lab timings: image build (cached, and cold with --cold), boot to SSH per guest, single-user
-boot to the sulogin prompt, and three guests booted in parallel vs one by one.
+boot to the sulogin prompt, and three guests booted in parallel vs one by one; with --fleets, the
+whole fleet up as a rehearsal needs it, side by side: `recover lab up` (the QEMU lab) and the
+Vagrant fleet (libvirtd, `vagrant up`, provisioning, the services), each torn down after.
 
-Usage: python bench/lab_boot.py [--cold]
-(--cold builds a fresh image into a temporary cache: about six minutes on 2 cores.)
+Usage: python bench/lab_boot.py [--cold] [--fleets]
+(--cold builds a fresh image into a temporary cache: about six minutes on 2 cores; --fleets needs
+root, vagrant and vagrant-libvirt: about eight minutes more.)
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from recovery.lab.fleet import Lab  # noqa: E402
 from recovery.lab.rootpool import build_lab_image  # noqa: E402
+from recovery.lab.vagrant_fleet import VagrantFleet  # noqa: E402
 from recovery.lab.vm import BootMode, Guest  # noqa: E402
 
 NAMES = ("bench-a", "bench-b", "bench-c")
@@ -92,5 +97,24 @@ def main(cold: bool) -> None:
         print(f"{'rescue boot to the root shell prompt':<44} {rescue_shell(image, run_dir):8.1f} s")
 
 
+def fleets() -> None:
+    """The three hosts up, provisioned, with DNS, HAProxy and the mirror: each lab, one after the other."""
+    with tempfile.TemporaryDirectory() as tmp:
+        lab = Lab(Path(tmp) / "qemu", progress=lambda line: None)
+        try:
+            timed("recover lab up (QEMU lab)", lab.up)
+        finally:
+            lab.down(wipe=True)
+        fleet = VagrantFleet(Path(tmp) / "vagrant", progress=lambda line: None)
+        try:
+            timed("Vagrant fleet up (libvirtd, vagrant up, ...)", fleet.up)
+            print(f"{'  of which vagrant up (1 host, then 2 at once)':<44} {fleet.timings['vagrant_up_s']:8.1f} s")
+            print(f"{'  of which provisioning':<44} {fleet.timings['provision_s']:8.1f} s")
+        finally:
+            fleet.down(wipe=True)
+
+
 if __name__ == "__main__":
     main("--cold" in sys.argv[1:])
+    if "--fleets" in sys.argv[1:]:
+        fleets()
