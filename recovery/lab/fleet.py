@@ -56,8 +56,10 @@ from recovery.lab.vm import Guest, LanSwitch
 RUN_DIR_ENV = "RECOVERY_LAB_RUN"
 RECORD_FORMAT = 1
 GUEST_MEMORY_MB = 1024
-#: One vCPU each: three TCG guests share this machine's two cores.
-GUEST_CPUS = 1
+#: Two vCPUs each (multi-threaded TCG): the host being recovered does its ZFS work while the
+#: others idle, so it gets both of this machine's cores. Measured on awstats-2005: RTO 166 s with
+#: two, 207 s with one; lab up 131 s against 123 s, when all three boot at once.
+GUEST_CPUS = 2
 BOOT_TIMEOUT = 400.0
 #: DNS records are data the lab never connects to: loopback placeholders, so
 #: even a mistaken client cannot send a packet off this machine.
