@@ -52,8 +52,8 @@ MANAGEMENT_ADDRESS = "192.168.121.0/24"
 #: libvirt domain names are this plus the host's name.
 DOMAIN_PREFIX = "recovery-lab-"
 GUEST_MEMORY_MB = 1024
-#: One vCPU each: the Vagrant fleet's rehearsal runs in CI beside nothing, and its boots are
-#: what it spends most on (two vCPUs help the ZFS work of the QEMU lab's rescue recovery).
+#: One vCPU each: enough for the data-only recovery the Vagrant fleet rehearses (the QEMU lab's
+#: guests have two, for the ZFS work of a rescue recovery).
 GUEST_CPUS = 1
 UP_TIMEOUT = 900.0
 SSH_TIMEOUT = 30.0
