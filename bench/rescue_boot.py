@@ -90,7 +90,7 @@ def rehearsal_rto(scenario: str, rescue: bool) -> tuple[float, bool]:
     with tempfile.TemporaryDirectory() as tmp:
         lab = Lab(Path(tmp) / "lab", progress=lambda line: None)
         try:
-            result = rehearsal.rehearse("eu-web", scenario, lab, lambda line: None, rescue=rescue)
+            result = rehearsal.rehearse("eu-web", scenario, lab, lambda line: None, rescue=rescue, quiet=True)
         finally:
             lab.down(wipe=True)
     return result.rto or 0.0, result.passed
