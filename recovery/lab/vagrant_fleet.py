@@ -112,9 +112,9 @@ class VagrantFleet:
         """Run the block inside the lab's namespace, where the guests and services answer."""
         return self._libvirt().netns.entered()
 
-    def require_running(self) -> dict[str, Any]:
+    def require_running(self) -> None:
+        """Raises LabError unless the fleet is up (there is no record to return: this object is the fleet)."""
         self._lab()
-        return {}
 
     def guest(self, name: str) -> VagrantGuest:
         guests = self._lab().guests()

@@ -111,7 +111,7 @@ class LibvirtDriver(OobDriver):
         if mode is BootMode.NORMAL:
             changed = restore_normal(definition)
         else:
-            changed = once_single_user(definition, self._where(f"one-time boot {mode.value}"))
+            changed = once_single_user(definition, f"one-time boot {mode.value} of {self.endpoint.domain}")
         if changed:
             self._define(f"one-time boot {mode.value}", definition)
 
@@ -141,9 +141,6 @@ class LibvirtDriver(OobDriver):
             staged.write(ET.tostring(definition))
             staged.flush()
             self._virsh(operation, "define", staged.name)
-
-    def _where(self, operation: str) -> str:
-        return f"{operation} of {self.endpoint.domain}"
 
     def _virsh(self, operation: str, *args: str) -> str:
         argv = [VIRSH, "-q", "-c", self.endpoint.address, *args]

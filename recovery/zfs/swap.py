@@ -127,8 +127,7 @@ def _take_place(client: AgentClient, dataset: str, previous: str) -> None:
     ``canmount`` is set before the mountpoint: a boot environment given
     ``mountpoint=/`` while it may still mount by itself would be mounted at once.
     """
-    rows = {(r["name"], r["property"]): r for r in client.get([dataset, previous], ["canmount", "mountpoint",
-                                                                                      CANMOUNT_KEPT])}
+    rows = rows_of(client, [dataset, previous], ["canmount", "mountpoint", CANMOUNT_KEPT])
     canmount = _canmount(rows.get((previous, CANMOUNT_KEPT), {}).get("value"))  # unset: no row, or "-"
     if canmount != "on" and rows[dataset, "canmount"]["value"] != canmount:
         client.set(dataset, {"canmount": canmount})
@@ -157,9 +156,10 @@ def _in_place(client: AgentClient, dataset: str, previous: str) -> bool:
     pool = client.pool(dataset.split("/", 1)[0])
     if pool.bootfs == previous:
         return False
-    now = {(r["name"], r["property"]): r["value"] for r in client.get([dataset, previous], ["mounted", CANMOUNT_KEPT])}
-    return now.get((dataset, "mounted")) == "yes" or not _mounts_itself(_canmount(now.get((previous, CANMOUNT_KEPT))),
-                                                                          pool)
+    rows = rows_of(client, [dataset, previous], ["mounted", CANMOUNT_KEPT])
+    if rows.get((dataset, "mounted"), {}).get("value") == "yes":
+        return True
+    return not _mounts_itself(_canmount(rows.get((previous, CANMOUNT_KEPT), {}).get("value")), pool)
 
 
 def _mounts_itself(canmount: str, pool: PoolState) -> bool:
@@ -181,3 +181,8 @@ def is_clone(row: Dataset) -> bool:
 
 def props(client: AgentClient, dataset: str, names: list[str]) -> dict[str, str]:
     return {row["property"]: row["value"] for row in client.get([dataset], names)}
+
+
+def rows_of(client: AgentClient, datasets: list[str], names: list[str]) -> dict[tuple[str, str], dict[str, str]]:
+    """``zfs get`` rows of several datasets in one request, by (dataset, property)."""
+    return {(row["name"], row["property"]): row for row in client.get(datasets, names)}
