@@ -27,6 +27,7 @@ from typing import Self, TypeVar
 from recovery.hostile import OUTPUT_CAP, for_terminal
 from recovery.errors import AdapterError
 from recovery.secrets import REDACTOR
+from recovery.transport.console_channel import ConsoleChannel, left_line
 from recovery.transport.console_frame import (
     HOST_FUNCTION,
     ConsoleFrameError,
@@ -97,6 +98,7 @@ class ConsoleSession:
         self.output_cap = output_cap
         self._password = root_password
         self._ready = False
+        self._channel: ConsoleChannel | None = None
 
     def __repr__(self) -> str:
         return f"ConsoleSession({self.name!r})"
@@ -110,9 +112,23 @@ class ConsoleSession:
             self._ready = True
         return self
 
+    def open_channel(self, command: str, farewell: bytes) -> ConsoleChannel:
+        """``command`` in the foreground of the shell, its input the line (see :mod:`console_channel`).
+
+        The console is one line: the channel holds it until it is closed, and
+        :meth:`run` closes it first (``farewell`` asks the program to leave).
+        """
+        self.open()
+        self._end_channel()
+        marker = new_marker()
+        self._write(command.encode() + b"; " + left_line(marker))
+        self._channel = ConsoleChannel(self._read, self._write, farewell, marker, self.name, self._channel_ended)
+        return self._channel
+
     def run(self, command: str, timeout: float = 300.0) -> Result:
         """Run a shell command as root; output kept as bytes, capped; stdin is /dev/null."""
         self.open()
+        self._end_channel()
         start = time.monotonic()
         marker = new_marker()
         reader = FrameReader(marker, self.output_cap)
@@ -168,6 +184,7 @@ class ConsoleSession:
         that is already gone has nothing left to restore.
         """
         try:
+            self._end_channel()
             if self._ready:
                 line, done = restore_line(new_marker())
                 self._guarded(lambda: self.stream.write(line))
@@ -208,6 +225,16 @@ class ConsoleSession:
 
     def _read(self, timeout: float) -> bytes:
         return self._guarded(lambda: self.stream.read(timeout))
+
+    def _write(self, data: bytes) -> None:
+        self._guarded(lambda: self.stream.write(data))
+
+    def _end_channel(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+
+    def _channel_ended(self) -> None:
+        self._channel = None
 
     def _guarded(self, action: Callable[[], T]) -> T:
         try:

@@ -80,6 +80,11 @@ class ConsoleFrameError(TransportError):
     """
 
 
+def without_noise(text: bytes) -> bytes:
+    """``text`` without the kernel messages and flow control bytes the line mixed into it."""
+    return KERNEL_MESSAGE.sub(b"", _FLOW_CONTROL.sub(b"", text))
+
+
 def new_marker() -> bytes:
     """A marker no earlier command, and no output, can carry by chance."""
     return b"RCV" + secrets.token_hex(10).encode()
@@ -126,7 +131,7 @@ class FrameReader:
         return self.exit_code is not None
 
     def feed(self, data: bytes) -> None:
-        text = KERNEL_MESSAGE.sub(b"", _FLOW_CONTROL.sub(b"", self._pending + data))
+        text = without_noise(self._pending + data)
         *lines, self._pending = text.split(b"\n")
         if len(self._pending) > PENDING_MAX:
             self._pending = self._pending[-LINE_WIDTH * 2 :]

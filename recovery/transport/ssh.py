@@ -24,6 +24,7 @@ import paramiko
 from fabric import Config, Connection
 
 from recovery.hostile import OUTPUT_CAP, CappedBuffer, for_terminal
+from recovery.transport.channel import ChannelClosed
 from recovery.transport.files import copy_bounded, private_file
 from recovery.transport.result import Result, TransportError
 
@@ -191,6 +192,15 @@ class SshSession:
             raise
         return channel
 
+    def open_channel(self, command: str, farewell: bytes = b"") -> "SshChannel":
+        """``command`` running on its own exec channel, for a caller that talks to it (a served agent)."""
+        try:
+            channel = self.channel(command)
+            channel.set_combine_stderr(True)  # one stream, read and bounded by the caller
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise TransportError(f"{self.target.name}: cannot open a channel: {exc}") from None
+        return SshChannel(channel, farewell, self.target.name)
+
     def put(self, local: str, remote: str) -> None:
         self.open()
         self._conn.put(local, remote)
@@ -243,6 +253,54 @@ class SshSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class SshChannel:
+    """A program on an SSH exec channel (see :mod:`recovery.transport.channel`)."""
+
+    def __init__(self, channel: paramiko.Channel, farewell: bytes, host: str) -> None:
+        self._channel, self._farewell, self._host = channel, farewell, host
+        self._ended = False
+
+    def send(self, data: bytes) -> None:
+        if self.closed:
+            raise ChannelClosed(f"{self._host}: the channel's program has ended")
+        try:
+            self._channel.sendall(data)
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            self._ended = True
+            raise ChannelClosed(f"{self._host}: channel lost: {exc}") from None
+
+    def receive(self, timeout: float) -> bytes:
+        if self._ended:
+            raise ChannelClosed(f"{self._host}: the channel's program has ended")
+        self._channel.settimeout(max(timeout, 0.001))
+        try:
+            data = self._channel.recv(65536)
+        except socket.timeout:
+            return b""
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            data, why = b"", f"channel lost: {exc}"
+        else:
+            why = "the channel's program has ended"
+        if not data:
+            self._ended = True
+            raise ChannelClosed(f"{self._host}: {why}")
+        return data
+
+    @property
+    def closed(self) -> bool:
+        return self._ended or self._channel.closed or self._channel.exit_status_ready()
+
+    def close(self) -> None:
+        try:
+            if self._farewell and not self.closed:
+                self._channel.sendall(self._farewell)
+        except (OSError, paramiko.SSHException, EOFError):
+            pass
+        finally:
+            self._ended = True
+            self._channel.close()
 
 
 def _no_delay(transport: paramiko.Transport | None) -> None:

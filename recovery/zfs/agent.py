@@ -32,11 +32,13 @@ answered alone. The orchestrator batches only calls made by independent work
 (a thread per dataset), so they run side by side here: the diffs of different
 datasets overlap, and a slow line costs one round trip for all of them.
 
-Served mode. ``serve DIR IDLE`` keeps one process (and its imports) for a
-session instead of a new python3 per call: it reads requests, one base64 line
-each, from the FIFO ``DIR/req`` and writes each framed reply to the FIFO
-``DIR/rep``, and exits after IDLE seconds without a request or on the line
-``stop``. The frame, nonce and operations are the same as for one call.
+Served mode. ``serve TOKEN IDLE`` keeps one process (and its imports) for a
+host channel instead of a new python3 per call: it writes ``SERVING TOKEN``,
+then reads requests, one base64 line each, from standard input and writes each
+framed reply to standard output, until the line ``stop``, the end of input, or
+IDLE seconds without a request. Over SSH that is one exec channel; on a serial
+console the agent runs in the foreground of the console's shell, so its input
+is the line itself. The frame, nonce and operations are the same as for one call.
 
 Nothing here destroys or rolls back: those operations are not offered at all.
 """
@@ -45,7 +47,6 @@ from __future__ import annotations
 
 import base64
 import errno as errno_codes
-import fcntl
 import hashlib
 import json
 import os
@@ -54,7 +55,6 @@ import select
 import signal
 import subprocess
 import sys
-import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional
@@ -684,70 +684,50 @@ def frame(reply: Dict[str, Any], nonce: str) -> bytes:
     return ("\n" + "\n".join(lines) + "\n").encode("ascii")
 
 
-#: How long a served reply waits for its reader before it is dropped (the caller gave up).
-REPLY_WAIT = 30.0
-#: What the reader of ``rep`` gets for a request line that does not decode (no nonce to frame it with).
-BAD_REQUEST = b"RECOVERY-AGENT-BAD-REQUEST\n"
+#: What the agent writes once it serves, followed by the token of the command that started it; the
+#: command line never holds these bytes (the agent travels compressed), so a tty's echo cannot fake it.
+SERVING = b"RECOVERY-AGENT-SERVING"
+#: The answer to a request line that does not decode (it has no nonce to frame a reply with).
+BAD_REQUEST = b"RECOVERY-AGENT-BAD-REQUEST"
 
 
-def serve(directory: str, idle: float) -> int:
-    """Answer requests from ``directory/req`` until ``idle`` seconds pass without one, or ``stop``."""
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the session that started it may end first
-    requests = os.open(os.path.join(directory, "req"), os.O_RDWR)  # held for writing too: never EOF
-    lock = _announce(directory)  # stays open, and so locked, until this process ends
+def serve(token: str, idle: float) -> int:
+    """Answer request lines from standard input with frames on standard output, one at a time,
+    until the line ``stop``, the end of input, or ``idle`` seconds without a request."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the channel's end is the end of input
+    _write(b"\n%s %s\n" % (SERVING, token.encode("ascii", "replace")))
     pending = b""
     while True:
-        ready, _, _ = select.select([requests], [], [], idle)
+        ready, _, _ = select.select([0], [], [], idle)
         if not ready:
             return 0
-        pending += os.read(requests, 1 << 16)
+        data = os.read(0, 1 << 16)
+        if not data:
+            return 0
+        pending += data
         if len(pending) > REQUEST_CAP and b"\n" not in pending:
             pending = b""
-            _send(directory, BAD_REQUEST)
+            _write(b"\n%s\n" % BAD_REQUEST)
         while b"\n" in pending:
             line, pending = pending.split(b"\n", 1)
             if line.strip() == b"stop":
-                os.close(lock)
                 return 0
-            try:
-                request = decode_request(line)
-            except OperationError:
-                _send(directory, BAD_REQUEST)
-                continue
-            _send(directory, frame(handle(request), request["nonce"]))
+            if line.strip():
+                _write(_answer(line))
 
 
-def _announce(directory: str) -> int:
-    """Write ``pid`` (atomically) and hold a lock on it until this process ends: a caller that can
-    take the lock knows nobody serves, even where an exited process lingers unreaped."""
-    temporary = os.path.join(directory, "pid.new")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    os.write(fd, b"%d\n" % os.getpid())
-    os.rename(temporary, os.path.join(directory, "pid"))
-    return fd
-
-
-def _send(directory: str, data: bytes) -> None:
-    """Write ``data`` to whoever reads ``rep`` now; dropped if nobody comes within REPLY_WAIT."""
-    deadline = time.monotonic() + REPLY_WAIT
-    while True:
-        try:
-            out = os.open(os.path.join(directory, "rep"), os.O_WRONLY | os.O_NONBLOCK)
-            break
-        except OSError as exc:
-            if exc.errno != errno_codes.ENXIO or time.monotonic() > deadline:
-                return
-            time.sleep(0.005)
+def _answer(line: bytes) -> bytes:
     try:
-        os.set_blocking(out, True)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(out, view):]
-    except OSError:
-        pass  # the reader went away: it reports the missing reply
-    finally:
-        os.close(out)
+        request = decode_request(line)
+    except OperationError:
+        return b"\n%s\n" % BAD_REQUEST
+    return frame(handle(request), request["nonce"])
+
+
+def _write(data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(1, view):]
 
 
 def read_request(argv: List[str]) -> bytes:

@@ -8,11 +8,11 @@ a compromised account's ``$PATH`` chooses nothing. Each call sends the whole age
 read from the disk of, a host that may be compromised; the request rides in
 argv as base64 of JSON. The wire format is described in ``agent.py``.
 
-A client made with ``served=True`` starts the agent once per session instead
-(``serve`` mode: a private directory on tmpfs with two FIFOs) and passes each
-request to it: a new python3 and its imports cost about a second on a slow
-guest, a FIFO round trip a few milliseconds. The frame and its checks are the
-same; a server that is gone (the host rebooted, it idled out) is started again.
+A client made with ``served=True`` starts the agent once per session instead,
+on a channel of its own, and sends it each request as a line (see
+:mod:`recovery.zfs.served`): a new python3 and its imports cost about a
+second on a slow guest, a line on an open channel a few milliseconds. The
+frame and its checks are the same.
 
 The reply is searched for in whatever the host printed: only lines carrying
 the marker and this call's nonce count, so shell banners, bracketed-paste
@@ -39,7 +39,6 @@ import re
 import secrets
 import shlex
 import threading
-import weakref
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -51,9 +50,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from recovery.errors import AdapterError
 from recovery.hostile import for_terminal
+from recovery.transport.channel import Channel
 from recovery.transport.result import Result
 from recovery.zfs.agent import CHUNK
 from recovery.zfs.pipeline import Pipeline
+from recovery.zfs.served import ServedReplyError, forget, served_agent
 from recovery.zfs.diff import MAX_DIFF_BYTES, MAX_DIFF_LINES, DiffLimitExceeded, DiffResult, parse_diff_stream
 
 MARK = b"RECOVERY-AGENT-REPLY"
@@ -62,13 +63,6 @@ VERSION = 1
 MAX_REPLY = 64 * 1024 * 1024
 #: Largest request in argv: Linux refuses a single argument over 128 KiB (MAX_ARG_STRLEN).
 MAX_REQUEST = 100_000
-#: Seconds a served agent waits for its next request before it exits (it leaves nothing behind but
-#: its empty directory on tmpfs).
-SERVE_IDLE = 120.0
-#: Where served agents live: tmpfs, so nothing touches the host's disks.
-SERVE_ROOT = "/run"
-STARTED = "RECOVERY-AGENT-STARTED"
-GONE = "RECOVERY-AGENT-GONE"
 #: Base64 bytes of paths per ``lstat`` call, well under MAX_REQUEST.
 LSTAT_BATCH = 64_000
 #: Largest ``zfs diff`` output accepted once inflated (a diff of 100k changes is ~10 MB); see also MAX_DIFF_LINES.
@@ -87,6 +81,8 @@ _LINE = re.compile(
 
 class Transport(Protocol):
     def run(self, command: str, timeout: float) -> Result: ...
+
+    def open_channel(self, command: str, farewell: bytes) -> Channel: ...
 
 
 class AgentReplyError(AdapterError):
@@ -145,30 +141,6 @@ def build_request(op: str, args: Mapping[str, Any], nonce: str, zfs: str | None 
 def command_for(request: Mapping[str, Any], python: str = "/usr/bin/python3") -> str:
     """The shell command that runs the agent on the host for this request."""
     return f"{shlex.quote(python)} -I -c {shlex.quote(_bootstrap())} {_encoded(request)}"
-
-
-def start_command(directory: str, python: str, idle: float = SERVE_IDLE) -> str:
-    """The shell command that starts a served agent in ``directory`` (a new private directory) and
-    waits until it serves (its pid file appears, locked for as long as it lives)."""
-    d = shlex.quote(directory)
-    return (f"umask 077 && mkdir {d} && mkfifo {d}/req {d}/rep && "
-            f"{{ {shlex.quote(python)} -I -c {shlex.quote(_bootstrap())} serve {d} {idle:g} "
-            f"</dev/null >/dev/null 2>&1 & }} && i=0 && "
-            f"while [ ! -s {d}/pid ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done && "
-            f"[ -s {d}/pid ] && echo {STARTED} {d}")
-
-
-def served_command(request: Mapping[str, Any], directory: str, timeout: float) -> str:
-    """The shell command that hands one request to the served agent in ``directory`` and prints its
-    reply; ``GONE`` (and nothing was asked) when no agent holds the lock on its pid file."""
-    d = shlex.quote(directory)
-    return (f"{_alive(d)} || {{ echo {GONE}; exit 75; }}; "
-            f"printf '%s\\n' {_encoded(request)} > {d}/req && exec timeout {max(timeout, 1):.0f} cat {d}/rep")
-
-
-def _alive(d: str) -> str:
-    """True in the host's shell while the agent in directory ``d`` runs: it holds its pid file's lock."""
-    return f"[ -e {d}/pid ] && ! flock -n {d}/pid true 2>/dev/null"
 
 
 def _encoded(request: Mapping[str, Any]) -> str:
@@ -329,10 +301,6 @@ class _Hashed(_Model):
 
 _M = TypeVar("_M", bound=_Model)
 
-#: The served agent of each open session: the python3 it runs with and its directory on the host.
-_SERVERS: weakref.WeakKeyDictionary[Transport, tuple[str, str]] = weakref.WeakKeyDictionary()
-
-
 class AgentClient:
     """ZFS operations on one host through the shipped agent.
 
@@ -403,42 +371,30 @@ class AgentClient:
         return replies
 
     def _round_trip(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        result = self._served(request) if self.served else self.transport.run(command_for(request, self.python),
-                                                                               timeout=self.timeout)
+        if self.served:
+            output, context = self._served(request), ""
+        else:
+            result = self.transport.run(command_for(request, self.python), timeout=self.timeout)
+            output, context = result.stdout, _context(result)
         try:
-            return extract_reply(result.stdout, request["nonce"], self.max_reply)
+            return extract_reply(output, request["nonce"], self.max_reply)
         except AgentReplyError as exc:
-            _SERVERS.pop(self.transport, None)  # a server that lost a reply is not trusted with the next
-            raise AgentReplyError(f"{exc}{_context(result)}") from None
+            forget(self.transport)  # an agent that lost a reply is not trusted with the next
+            raise AgentReplyError(f"{exc}{context}") from None
 
     def stop(self) -> None:
-        """Ask this session's served agent to exit now (it would after SERVE_IDLE seconds anyway)."""
-        known = _SERVERS.pop(self.transport, None)
-        if known is not None:
-            d = shlex.quote(known[1])
-            self.transport.run(f"{_alive(d)} && echo stop > {d}/req; "
-                               f"rm -f {d}/req {d}/rep {d}/pid; rmdir {d}", timeout=30)
+        """Ask this session's served agent to leave now (it would after a while without requests)."""
+        forget(self.transport)
 
-    def _served(self, request: Mapping[str, Any]) -> Result:
-        """Hand ``request`` to this session's served agent, starting one first if none serves."""
-        for _ in range(2):
-            directory = self._server()
-            result = self.transport.run(served_command(request, directory, self.timeout), timeout=self.timeout + 10)
-            if result.exit_code != 75 or GONE.encode() not in result.stdout:
-                return result
-            _SERVERS.pop(self.transport, None)  # rebooted or idled out: nothing was asked, start again
-        return result
-
-    def _server(self) -> str:
-        known = _SERVERS.get(self.transport)
-        if known is not None and known[0] == self.python:
-            return known[1]
-        directory = f"{SERVE_ROOT}/recovery-agent-{secrets.token_hex(8)}"
-        result = self.transport.run(start_command(directory, self.python), timeout=60)
-        if f"{STARTED} {directory}".encode() not in result.stdout.splitlines():
-            raise AgentReplyError(f"{self.host}: the agent did not start{_context(result)}")
-        _SERVERS[self.transport] = (self.python, directory)
-        return directory
+    def _served(self, request: Mapping[str, Any]) -> bytes:
+        """What this session's served agent wrote in answer to ``request`` (started first if need be)."""
+        try:
+            agent = served_agent(self.transport, self.python, _bootstrap(), self.host)
+            return agent.exchange(_encoded(request).encode("ascii"), request["nonce"], self.timeout,
+                                  2 * self.max_reply + (1 << 20))
+        except ServedReplyError as exc:
+            forget(self.transport)
+            raise AgentReplyError(str(exc)) from None
 
     def _one_each(self, op: str, what: str, values: Sequence[Any], batch: Sequence[Any], unit: str = "paths") -> None:
         """A reply with fewer or more entries than the batch asked about is refused: pairing them up

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import stat
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -16,6 +18,8 @@ import pytest
 
 from recovery.transport.console import ConsoleSession
 from recovery.transport.result import TransportError
+from recovery.zfs.client import AgentClient
+from recovery.zfs.pipeline import side_by_side
 from tests.support.pty_shell import KeptOpen, PtyShell
 
 pytestmark = pytest.mark.integration
@@ -87,3 +91,51 @@ def test_files_go_both_ways_over_the_console(shell: PtyShell, tmp_path) -> None:
     assert (tmp_path / "back").read_bytes() == payload
     assert (tmp_path / "on-host").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "back").stat().st_mode & 0o777 == 0o600
+
+
+class KernelChatter:
+    """The shell's console with a kernel message dropped into the middle of every few reads."""
+
+    def __init__(self, shell: PtyShell) -> None:
+        self.shell, self.reads = shell, 0
+
+    def read(self, timeout: float) -> bytes:
+        data = self.shell.read(timeout)
+        self.reads += 1
+        if len(data) > 40 and self.reads % 3 == 0:
+            return data[:20] + b"[ 1234.567890] zfs: txg sync took long\r\n" + data[20:]
+        return data
+
+    def write(self, data: bytes) -> None:
+        self.shell.write(data)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_served_agent_holds_the_console_until_a_command_needs_it(shell: PtyShell) -> None:
+    """The agent runs in the shell's foreground: request lines reach it (one of 60 KB too), never the
+    shell; a command takes the line back, the next call starts an agent again, close leaves none."""
+    session = ConsoleSession(KernelChatter(shell), None, name="pty", login_timeout=30)
+    client = AgentClient(session, python=sys.executable, timeout=60, served=True)
+    paths = [b"/etc/hostname", b"/nonexistent"] + [b"/tmp/%06d" % i for i in range(4000)]
+    try:
+        assert client.ping()["agent"] == 1
+        modes = client.modes(paths)
+        assert stat.S_ISREG(modes[b"/etc/hostname"]) and b"/nonexistent" not in modes
+        assert side_by_side(lambda _: client.ping()["uid"], range(6)) == [os.getuid()] * 6
+        assert session.run("echo between").stdout == b"between\n"  # the agent left; the shell has the line
+        assert client.ping()["agent"] == 1  # a new one
+    finally:
+        session.stream = KeptOpen(shell)
+        session.close()
+    shell.write(b"echo back-to-normal\n")
+    assert b"root@pty:~# " in shell.settle(1.0)  # the prompt is back: no agent holds the terminal
+
+
+def test_an_agent_that_will_not_leave_is_interrupted(shell: PtyShell) -> None:
+    session = _session(shell).open()
+    channel = session.open_channel("sleep 600", farewell=b"")  # a program deaf to any farewell
+    assert not channel.closed
+    assert session.run("echo taken").stdout == b"taken\n"  # Ctrl-C gave the line back
+    assert channel.closed

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import select
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recovery.transport.channel import ChannelClosed
 from recovery.transport.result import Result
 from recovery.zfs import agent
 from recovery.zfs.client import (
@@ -176,6 +179,7 @@ class LocalShell:
     def __init__(self, noise: bool = True) -> None:
         self.noise = noise
         self.commands: list[str] = []
+        self.channels: list[LocalChannel] = []
 
     def run(self, command: str, timeout: float) -> Result:
         self.commands.append(command)
@@ -188,6 +192,62 @@ class LocalShell:
         start = time.monotonic()
         proc = subprocess.run(["sh", "-c", command], capture_output=True, timeout=timeout)
         return Result(proc.stdout, proc.stderr, proc.returncode, time.monotonic() - start)
+
+    def open_channel(self, command: str, farewell: bytes) -> LocalChannel:
+        self.commands.append(command)
+        self.channels.append(LocalChannel(command, farewell, self.noise))
+        return self.channels[-1]
+
+    @property
+    def lines(self) -> list[bytes]:
+        """Every request line sent on any channel: one per round trip."""
+        return [line for channel in self.channels for line in channel.sent if line != channel.farewell]
+
+
+class LocalChannel:
+    """A local process on pipes; with ``noise``, a line of it between lines (the host's other output)."""
+
+    def __init__(self, command: str, farewell: bytes, noise: bool) -> None:
+        self.process = subprocess.Popen(["sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.farewell, self.noise = farewell, noise
+        self.sent: list[bytes] = []
+        self._line_start = True
+
+    @property
+    def closed(self) -> bool:
+        return self.process.poll() is not None
+
+    def send(self, data: bytes) -> None:
+        if self.closed:
+            raise ChannelClosed("local: ended")
+        self.sent.append(data)
+        assert self.process.stdin is not None
+        self.process.stdin.write(data)
+        self.process.stdin.flush()
+
+    def receive(self, timeout: float) -> bytes:
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        if not ready:
+            return b""
+        data = os.read(self.process.stdout.fileno(), 65536)
+        if not data:
+            raise ChannelClosed("local: ended")
+        noise = b"\x1b[?2004h[  12.3] kernel: noise\n" if self.noise and self._line_start else b""
+        self._line_start = data.endswith(b"\n")
+        return noise + data
+
+    def close(self) -> None:
+        try:
+            if not self.closed:
+                self.send(self.farewell)
+        except (ChannelClosed, BrokenPipeError):
+            pass
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 @pytest.fixture

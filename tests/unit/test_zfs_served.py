@@ -1,10 +1,9 @@
-"""The served agent: one process per session answers framed requests through two FIFOs on tmpfs."""
+"""The served agent: one process per session, on a channel of its own, answers framed request lines."""
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 import time
@@ -13,16 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from recovery.zfs import agent, client
-from recovery.zfs.client import AgentClient, AgentError, AgentReplyError, build_request, start_command
+from recovery.zfs import agent, served
+from recovery.zfs.client import AgentClient, AgentError, AgentReplyError, build_request, extract_reply
 from recovery.zfs.pipeline import side_by_side
 from tests.unit.test_zfs_client import LocalShell, fake_zfs  # noqa: F401 - the fixture is used by name
 
 
 @pytest.fixture
-def served(fake_zfs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AgentClient]:
+def served_client(fake_zfs: Path) -> Iterator[AgentClient]:
     """A served client on a local shell; its agent is stopped at the end, pass or fail."""
-    monkeypatch.setattr(client, "SERVE_ROOT", str(tmp_path))
     agent_client = AgentClient(LocalShell(noise=True), python=sys.executable, zfs=str(fake_zfs), timeout=60,
                                served=True)
     try:
@@ -31,79 +29,78 @@ def served(fake_zfs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
         agent_client.stop()
 
 
-def server_dir(tmp_path: Path) -> Path:
-    (directory,) = tmp_path.glob("recovery-agent-*")
-    return directory
+def shell_of(client: AgentClient) -> LocalShell:
+    assert isinstance(client.transport, LocalShell)
+    return client.transport
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-
-
-def test_one_process_answers_every_call_through_the_noise(served: AgentClient, tmp_path: Path) -> None:
+def test_one_process_answers_every_call_through_the_noise(served_client: AgentClient) -> None:
     for _ in range(3):
-        assert served.ping()["agent"] == 1
-    assert served.list_datasets(root="tank/www")[0].name == "tank/www"
-    commands = served.transport.commands  # type: ignore[attr-defined]
-    assert sum(client.STARTED in c for c in commands) == 1 and len(commands) == 5
-    assert all(" -I -c " not in c for c in commands[1:])  # no new python3 per call
-    directory = server_dir(tmp_path)
-    assert {p.name for p in directory.iterdir()} == {"req", "rep", "pid"}
-    assert oct(directory.stat().st_mode & 0o777) == "0o700"
+        assert served_client.ping()["agent"] == 1
+    assert served_client.list_datasets(root="tank/www")[0].name == "tank/www"
+    shell = shell_of(served_client)
+    (command,) = shell.commands  # one python3, started once
+    assert " serve " in command and command.startswith(f"{sys.executable} -I -c ")
+    assert len(shell.lines) == 4 and not shell.channels[0].closed
 
 
-def test_a_server_that_is_gone_is_started_again(served: AgentClient, tmp_path: Path) -> None:
-    served.ping()
-    first = server_dir(tmp_path)
-    pid = int((first / "pid").read_text())
-    os.kill(pid, 9)  # the agent this test started
-    while alive(pid):
-        time.sleep(0.01)
-    assert served.ping()["agent"] == 1
-    assert len(list(tmp_path.glob("recovery-agent-*"))) == 2
+def test_an_agent_that_ended_is_started_again_before_anything_is_asked(served_client: AgentClient) -> None:
+    served_client.ping()
+    first = shell_of(served_client).channels[0]
+    first.process.kill()  # the agent this test started
+    first.process.wait()
+    assert served_client.ping()["agent"] == 1
+    assert len(shell_of(served_client).channels) == 2 and first.sent == first.sent[:1]
 
 
-def test_stop_ends_the_agent_and_removes_its_directory(served: AgentClient, tmp_path: Path) -> None:
-    served.ping()
-    pid = int((server_dir(tmp_path) / "pid").read_text())
-    served.stop()
-    deadline = time.monotonic() + 10
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not alive(pid) and list(tmp_path.glob("recovery-agent-*")) == []
-
-
-def test_an_agent_that_does_not_start_is_a_clear_error(fake_zfs: Path, tmp_path: Path,
+def test_an_agent_quiet_for_long_is_replaced_not_asked(served_client: AgentClient,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client, "SERVE_ROOT", str(tmp_path / "missing"))
-    with pytest.raises(AgentReplyError, match="the agent did not start"):
-        AgentClient(LocalShell(noise=False), python=sys.executable, zfs=str(fake_zfs), served=True).ping()
+    """It may be leaving just as the request arrives; on a console the shell would read the line."""
+    served_client.ping()
+    monkeypatch.setattr(served, "FRESH", 0.0)
+    served_client.ping()
+    first, second = shell_of(served_client).channels
+    assert first.process.wait(10) == 0 and len(first.sent) == 2 and first.sent[1] == served.FAREWELL
+    assert len(second.sent) == 1
 
 
-def test_the_server_idles_out_and_answers_a_bad_line_without_dying(tmp_path: Path) -> None:
-    directory = tmp_path / "recovery-agent-x"
-    started = subprocess.run(["sh", "-c", start_command(str(directory), sys.executable, idle=1.5)],
-                             capture_output=True, timeout=30)
-    assert started.stdout.strip() == f"{client.STARTED} {directory}".encode()
-    pid = int((directory / "pid").read_text())
+def test_stop_ends_the_agent(served_client: AgentClient) -> None:
+    served_client.ping()
+    served_client.stop()
+    (channel,) = shell_of(served_client).channels
+    assert channel.process.wait(10) == 0 and channel.sent[-1] == served.FAREWELL
 
-    def ask(line: bytes) -> bytes:
-        with open(directory / "req", "wb") as req:
-            req.write(line + b"\n")
-        return (directory / "rep").read_bytes()
 
-    assert ask(b"not base64 of json") == agent.BAD_REQUEST
+def test_an_agent_that_does_not_start_is_a_clear_error(fake_zfs: Path) -> None:
+    with pytest.raises(AgentReplyError, match="the agent did not start: the agent's channel ended"):
+        AgentClient(LocalShell(noise=False), python="/nonexistent/python3", zfs=str(fake_zfs), served=True).ping()
+
+
+def test_a_reply_that_went_wrong_retires_its_agent(served_client: AgentClient) -> None:
+    served_client.max_reply = 10  # every reply is now too large: refused, never guessed at
+    with pytest.raises(AgentReplyError, match="exceeds the cap"):
+        served_client.ping()
+    served_client.max_reply = 1 << 20
+    assert served_client.ping()["agent"] == 1
+    first, _ = shell_of(served_client).channels
+    assert first.process.wait(10) == 0  # asked to leave: what it sends next could be the old reply
+
+
+def test_the_agent_idles_out_and_answers_a_bad_line_without_dying() -> None:
+    process = subprocess.Popen([sys.executable, agent.__file__, "serve", "tok", "1.5"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert process.stdin is not None and process.stdout is not None
+    assert process.stdout.readline() == b"\n" and process.stdout.readline() == agent.SERVING + b" tok\n"
+    process.stdin.write(b"not base64 of json\n")
+    process.stdin.flush()
+    assert process.stdout.readline() == b"\n" and process.stdout.readline() == agent.BAD_REQUEST + b"\n"
     request = {"v": agent.VERSION, "nonce": "ab" * 16, "op": "ping", "args": {}, "zfs": None}
-    reply = client.extract_reply(ask(base64.b64encode(json.dumps(request).encode())), "ab" * 16)
-    assert reply["ok"] is True
-    deadline = time.monotonic() + 20
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not alive(pid)  # nobody asked for 1.5 s
+    process.stdin.write(base64.b64encode(json.dumps(request).encode()) + b"\n")
+    process.stdin.flush()
+    started = time.monotonic()
+    assert process.wait(20) == 0  # nobody asked for 1.5 s
+    assert time.monotonic() - started >= 1.0
+    assert extract_reply(process.stdout.read(), "ab" * 16)["ok"] is True
 
 
 @pytest.mark.parametrize("mode", ["one call", "served", "batched"])
@@ -116,7 +113,6 @@ def test_the_lab_rootkit_lies_to_the_agent_either_way(mode: str, fake_zfs: Path,
     wrapper.write_bytes((Path(agent.__file__).parents[1] / "lab/files/rootkit-python3.py").read_bytes())
     wrapper.chmod(0o755)
     monkeypatch.setenv("LAB_ROOTKIT_HIDE", "/var/log/syslog")
-    monkeypatch.setattr(client, "SERVE_ROOT", str(tmp_path))
     liar = AgentClient(LocalShell(noise=False), python=str(wrapper), zfs=str(fake_zfs), served=mode != "one call")
     honest = AgentClient(LocalShell(noise=False), python=sys.executable, zfs=str(fake_zfs))
     try:
@@ -125,8 +121,8 @@ def test_the_lab_rootkit_lies_to_the_agent_either_way(mode: str, fake_zfs: Path,
     finally:
         liar.stop()
     (seen,) = {tuple(c.path for c in diff.changes) for diff in diffs}
-    if mode == "batched":  # besides the agent's start and stop, fewer round trips than diffs: a batch
-        assert len(liar.transport.commands) < 2 + times  # type: ignore[attr-defined]
+    if mode == "batched":  # fewer request lines than diffs: a batch
+        assert len(shell_of(liar).lines) < times
     everything = [c.path for c in honest.diff_changes("tank/www@golden", "tank/www").changes]
     assert b"/var/log/syslog" in everything and list(seen) == [p for p in everything if p != b"/var/log/syslog"]
 
@@ -134,22 +130,22 @@ def test_the_lab_rootkit_lies_to_the_agent_either_way(mode: str, fake_zfs: Path,
 # -- threads on one client: their calls share round trips (recovery.zfs.pipeline) --------------------
 
 
-def test_threads_on_one_client_share_round_trips_and_each_gets_its_own_answer(served: AgentClient) -> None:
-    served.ping()  # the server is up: what follows is the pipelining alone
-    before = len(served.transport.commands)  # type: ignore[attr-defined]
-    names = side_by_side(lambda root: [d.name for d in served.list_datasets(root=root)],
+def test_threads_on_one_client_share_round_trips_and_each_gets_its_own_answer(served_client: AgentClient) -> None:
+    served_client.ping()  # the server is up: what follows is the pipelining alone
+    before = len(shell_of(served_client).lines)
+    names = side_by_side(lambda root: [d.name for d in served_client.list_datasets(root=root)],
                          ["tank/www", "tank/www", "tank/www", "tank/www"] * 2)
     assert all(n and n[0] == "tank/www" for n in names)
-    trips = len(served.transport.commands) - before  # type: ignore[attr-defined]
+    trips = len(shell_of(served_client).lines) - before
     assert trips < 8, f"{trips} round trips for 8 calls made side by side"
 
 
-def test_one_failing_request_of_a_batch_fails_only_its_caller(served: AgentClient) -> None:
-    served.ping()
+def test_one_failing_request_of_a_batch_fails_only_its_caller(served_client: AgentClient) -> None:
+    served_client.ping()
 
     def ask(op: str) -> object:
         try:
-            return served.call(op)
+            return served_client.call(op)
         except AgentError as exc:
             return exc
 
@@ -157,9 +153,9 @@ def test_one_failing_request_of_a_batch_fails_only_its_caller(served: AgentClien
     assert [type(a).__name__ for a in answers] == ["dict", "AgentError", "dict", "dict"]
 
 
-def test_a_batch_whose_replies_do_not_match_their_requests_is_refused(served: AgentClient,
+def test_a_batch_whose_replies_do_not_match_their_requests_is_refused(served_client: AgentClient,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    real = served._round_trip
+    real = served_client._round_trip
 
     def swapped(request: dict) -> dict:
         reply = real(request)
@@ -167,7 +163,7 @@ def test_a_batch_whose_replies_do_not_match_their_requests_is_refused(served: Ag
             reply["result"]["replies"].reverse()
         return reply
 
-    monkeypatch.setattr(served, "_round_trip", swapped)
+    monkeypatch.setattr(served_client, "_round_trip", swapped)
     requests = [build_request("ping", {}, n * 16, None) for n in ("a", "b")]
     with pytest.raises(AgentReplyError, match="does not match its request"):
-        served._exchange(requests)
+        served_client._exchange(requests)

@@ -1,0 +1,101 @@
+"""A program in the foreground of a console's shell: the serial line is its input and output.
+
+The console session types the program's command line (echo is off) followed
+by ``printf LEFT-<marker>``, so the shell prints the marker once the program
+ended (after a Ctrl-C the shell drops the rest of the line: the marker is
+asked for again). Until then everything sent reaches the
+program, never the shell; once the marker was seen, the channel refuses to
+send (the shell would take the bytes as a command).
+
+What is read comes in whole lines with the line's noise (kernel messages,
+flow control) cut out, as :mod:`console_frame` does for commands.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from recovery.transport.channel import ChannelClosed
+from recovery.transport.console_frame import LINE_WIDTH, PENDING_MAX, without_noise
+from recovery.transport.console_login import INTERRUPT
+from recovery.transport.result import TransportError
+
+#: How long a program gets to leave after its farewell, and after Ctrl-C, before the console is lost.
+LEAVE_WAIT = 15.0
+INTERRUPT_SETTLE = 0.5
+INTERRUPT_WAIT = 5.0
+
+
+def left_line(marker: bytes) -> bytes:
+    """The shell line that prints the channel's marker (the printed bytes are not the line's own)."""
+    return b"printf '%%s-%%s\\n' RECOVERY-LEFT %s\n" % marker
+
+
+class ConsoleChannel:
+    """Made by :meth:`ConsoleSession.open_channel`; ``ended`` is called once the shell has the line back."""
+
+    def __init__(self, read: Callable[[float], bytes], write: Callable[[bytes], None], farewell: bytes,
+                 marker: bytes, name: str, ended: Callable[[], None]) -> None:
+        self._read, self._write = read, write
+        self._farewell, self._name, self._ended = farewell, name, ended
+        self._left = b"RECOVERY-LEFT-" + marker
+        self._ask_left = left_line(marker)
+        self._pending = b""
+        self._gone = False
+
+    @property
+    def closed(self) -> bool:
+        return self._gone
+
+    def send(self, data: bytes) -> None:
+        if self._gone:
+            raise ChannelClosed(f"{self._name}: the program on the console has ended")
+        self._write(data)
+
+    def receive(self, timeout: float) -> bytes:
+        """Whole lines, without noise; :class:`ChannelClosed` once the shell said the program left."""
+        if self._gone:
+            raise ChannelClosed(f"{self._name}: the program on the console has ended")
+        text = without_noise(self._pending + self._read(timeout))
+        complete, newline, self._pending = text.rpartition(b"\n")
+        if len(self._pending) > PENDING_MAX:
+            self._pending = self._pending[-LINE_WIDTH * 2:]
+        lines = complete + newline
+        if self._left in lines:
+            self._leave()
+            lines = lines[:lines.index(self._left)]
+            if not lines:
+                raise ChannelClosed(f"{self._name}: the program on the console has ended")
+        return lines
+
+    def close(self) -> None:
+        """Farewell; failing that, Ctrl-C and the marker asked for again (an interrupted shell drops the
+        rest of the line); failing that, the console is lost."""
+        if self._gone:
+            return
+        if self._farewell:
+            self._write(self._farewell)
+            if self._await_left(LEAVE_WAIT):
+                return
+        self._write(INTERRUPT)
+        if self._await_left(INTERRUPT_SETTLE):  # the tty drops what is sent with the Ctrl-C
+            return
+        self._write(self._ask_left)
+        if not self._await_left(INTERRUPT_WAIT):
+            self._leave()
+            raise TransportError(f"{self._name}: the program on the console did not end; the console is not usable")
+
+    def _await_left(self, wait: float) -> bool:
+        deadline = time.monotonic() + wait
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                self.receive(min(0.5, remaining))
+            except ChannelClosed:
+                return True
+        return False
+
+    def _leave(self) -> None:
+        self._gone = True
+        self._pending = b""
+        self._ended()
