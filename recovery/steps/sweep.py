@@ -43,8 +43,9 @@ from recovery.steps.golden import store_dir
 from recovery.steps.restore import RestoreOutputs
 from recovery.steps.triage_rules import TriageParams
 from recovery.steps.verify import VerifyParams, against_manifest, golden_snapshot, newest_manifest
-from recovery.steps.zfs_host import agent_errors, triaged
+from recovery.steps.zfs_host import agent_errors, each_dataset, triaged
 from recovery.zfs.client import AgentClient
+from recovery.zfs.pipeline import side_by_side
 
 #: What a clean sweep is worth, said wherever one is reported.
 CAVEAT = ("a sweep runs the host's own tools on its running system, which a rootkit can deceive: "
@@ -86,12 +87,16 @@ class SweepStep(StepKind):
         hosts = beside_target(ctx.inventory, ctx.target)
         if not hosts:
             ctx.note("every host of the diverted services is a target of this run: nothing to sweep")
+        restored = {h: r for h in ctx.target.hosts if (r := restored_snapshots(ctx.history(h)))}
+        looks = [("swept", h, lambda h=h: sweep_host(ctx, h)) for h in hosts]
+        looks += [("restored", h, lambda h=h: recheck_host(ctx, h, restored[h])) for h in restored]
+        found = side_by_side(lambda look: look[2](), looks)  # every host's own agent, all at once
         outputs = SweepOutputs()
-        for host in hosts:
-            outputs.hosts[host] = _said(ctx, host, sweep_host(ctx, host))
-        for host in ctx.target.hosts:
-            if restored := restored_snapshots(ctx.history(host)):
-                outputs.restored[host] = _said(ctx, host, recheck_host(ctx, host, restored), "since its restore")
+        for (what, host, _), swept in zip(looks, found):
+            if what == "swept":
+                outputs.hosts[host] = _said(ctx, host, swept)
+            else:
+                outputs.restored[host] = _said(ctx, host, swept, "since its restore")
         return outputs
 
     def foresee(self, inventory: Inventory, target: Target, before: tuple[str, ...],
@@ -121,10 +126,13 @@ def recheck_host(ctx: StepContext, host: str, restored: dict[str, str]) -> Swept
     """A restored target's changes since its restore; any fault makes it unsweepable, never clean."""
     try:
         client = AgentClient(ctx.access(host).session(), timeout=ctx.timeout, served=True)
-        diffs = {}
-        for dataset, clean in restored.items():
+
+        def since_restore(dataset: str) -> DatasetDiff:
             with agent_errors(host, f"looking at {dataset} since its restore"):
-                diffs[dataset] = summarize(clean, triaged(client, clean, dataset, ctx.params.compiled()))
+                clean = restored[dataset]
+                return summarize(clean, triaged(client, clean, dataset, ctx.params.compiled()))
+
+        diffs = each_dataset(since_restore, list(restored))
     except Fault as exc:
         return SweptHost(verdict="unsweepable", reason=for_terminal(str(exc), 500))
     swept = judged("", diffs, [], [], strict=False, since="its restore")
@@ -148,11 +156,13 @@ def _look(ctx: StepContext, host: str) -> SweptHost:
     if not datasets:
         raise StepFailed(f"{host}: no protected datasets in the inventory (hosts.{host}.datasets)")
     client = AgentClient(ctx.access(host).session(), timeout=ctx.timeout, served=True)
-    diffs = {}
-    for dataset in datasets:
+
+    def since_golden(dataset: str) -> DatasetDiff:
         with agent_errors(host, f"sweeping {dataset}"):
             snapshot = golden_snapshot(client, golden, dataset)
-            diffs[dataset] = summarize(snapshot, triaged(client, snapshot, dataset, ctx.params.compiled()))
+            return summarize(snapshot, triaged(client, snapshot, dataset, ctx.params.compiled()))
+
+    diffs = each_dataset(since_golden, list(datasets))
     bad_tools, bad_files = against_manifest(client, host, golden)
     return judged(golden["captured"], diffs, bad_tools, bad_files, ctx.params.strict)
 

@@ -693,35 +693,36 @@ BAD_REQUEST = b"RECOVERY-AGENT-BAD-REQUEST"
 
 def serve(token: str, idle: float) -> int:
     """Answer request lines from standard input with frames on standard output, one at a time,
-    until the line ``stop``, the end of input, or ``idle`` seconds without a request."""
+    until the line ``stop``, the end of input, or ``idle`` seconds without a request.
+
+    A line that is not a request is answered with BAD_REQUEST, and the agent
+    leaves: someone else talks on this line (on a console, a new session
+    logging in after its predecessor died), and the shell should have it.
+    """
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the channel's end is the end of input
     _write(b"\n%s %s\n" % (SERVING, token.encode("ascii", "replace")))
     pending = b""
     while True:
         ready, _, _ = select.select([0], [], [], idle)
-        if not ready:
-            return 0
-        data = os.read(0, 1 << 16)
+        data = os.read(0, 1 << 16) if ready else b""
         if not data:
             return 0
         pending += data
         if len(pending) > REQUEST_CAP and b"\n" not in pending:
-            pending = b""
-            _write(b"\n%s\n" % BAD_REQUEST)
+            _write(b"\n%s\n" % BAD_REQUEST)  # not a request, however it ends
+            return 3
         while b"\n" in pending:
             line, pending = pending.split(b"\n", 1)
+            if not line.strip():
+                continue
             if line.strip() == b"stop":
                 return 0
-            if line.strip():
-                _write(_answer(line))
-
-
-def _answer(line: bytes) -> bytes:
-    try:
-        request = decode_request(line)
-    except OperationError:
-        return b"\n%s\n" % BAD_REQUEST
-    return frame(handle(request), request["nonce"])
+            try:
+                request = decode_request(line)
+            except OperationError:
+                _write(b"\n%s\n" % BAD_REQUEST)
+                return 3
+            _write(frame(handle(request), request["nonce"]))
 
 
 def _write(data: bytes) -> None:

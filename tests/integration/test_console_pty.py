@@ -139,3 +139,14 @@ def test_an_agent_that_will_not_leave_is_interrupted(shell: PtyShell) -> None:
     assert not channel.closed
     assert session.run("echo taken").stdout == b"taken\n"  # Ctrl-C gave the line back
     assert channel.closed
+
+
+def test_a_session_that_died_with_its_agent_on_the_console_is_taken_over(shell: PtyShell) -> None:
+    """A recovery killed while its agent held the console: the next session's login reaches the shell
+    (the agent leaves at the first line that is not a request) and serves again."""
+    dead = AgentClient(ConsoleSession(KeptOpen(shell), None, name="pty", login_timeout=30), python=sys.executable,
+                       timeout=60, served=True)
+    assert dead.ping()["agent"] == 1  # and never closed: the process that ran it is gone
+    session = _session(shell).open()
+    assert session.run("echo taken").stdout == b"taken\n"
+    assert AgentClient(session, python=sys.executable, timeout=60, served=True).ping()["agent"] == 1

@@ -86,21 +86,37 @@ def test_a_reply_that_went_wrong_retires_its_agent(served_client: AgentClient) -
     assert first.process.wait(10) == 0  # asked to leave: what it sends next could be the old reply
 
 
-def test_the_agent_idles_out_and_answers_a_bad_line_without_dying() -> None:
-    process = subprocess.Popen([sys.executable, agent.__file__, "serve", "tok", "1.5"],
+def serving(idle: str = "30") -> subprocess.Popen[bytes]:
+    process = subprocess.Popen([sys.executable, agent.__file__, "serve", "tok", idle],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert process.stdin is not None and process.stdout is not None
+    assert process.stdout is not None
     assert process.stdout.readline() == b"\n" and process.stdout.readline() == agent.SERVING + b" tok\n"
-    process.stdin.write(b"not base64 of json\n")
+    return process
+
+
+def ask(process: subprocess.Popen[bytes], line: bytes) -> None:
+    assert process.stdin is not None
+    process.stdin.write(line + b"\n")
     process.stdin.flush()
-    assert process.stdout.readline() == b"\n" and process.stdout.readline() == agent.BAD_REQUEST + b"\n"
+
+
+def test_the_agent_answers_and_idles_out() -> None:
+    process = serving(idle="1.5")
     request = {"v": agent.VERSION, "nonce": "ab" * 16, "op": "ping", "args": {}, "zfs": None}
-    process.stdin.write(base64.b64encode(json.dumps(request).encode()) + b"\n")
-    process.stdin.flush()
+    ask(process, base64.b64encode(json.dumps(request).encode()))
     started = time.monotonic()
     assert process.wait(20) == 0  # nobody asked for 1.5 s
     assert time.monotonic() - started >= 1.0
-    assert extract_reply(process.stdout.read(), "ab" * 16)["ok"] is True
+    assert process.stdout is not None and extract_reply(process.stdout.read(), "ab" * 16)["ok"] is True
+
+
+def test_a_line_that_is_not_a_request_makes_the_agent_leave() -> None:
+    """On a console, a new session logging in after its predecessor died: the shell must get the line."""
+    process = serving()
+    ask(process, b"")  # an empty line is nothing
+    ask(process, b"set +o emacs +o vi; stty -echo")
+    assert process.wait(20) == 3
+    assert process.stdout is not None and process.stdout.read() == b"\n" + agent.BAD_REQUEST + b"\n"
 
 
 @pytest.mark.parametrize("mode", ["one call", "served", "batched"])
