@@ -141,7 +141,7 @@ class BootSingleStep(StepKind):
 
 
 class BootNormalParams(Strict):
-    ssh_wait: float = Field(2.0, gt=0, description="Seconds between SSH attempts while the host boots.")
+    ssh_wait: float = Field(0.5, gt=0, description="Seconds between SSH attempts while the host boots.")
 
 
 class BootNormalOutputs(StepOutputs):

@@ -16,10 +16,11 @@ from recovery.config.base import Strict
 from recovery.engine.registry import StepContext, StepKind, StepOutputs, register
 from recovery.steps.triage_rules import TriageParams
 from recovery.steps.zfs_host import (
+    Listing,
     agent,
     agent_errors,
     each_dataset,
-    golden_of,
+    golden_in,
     incident_snapshot,
     protected,
     triaged,
@@ -65,10 +66,12 @@ class DiffStep(StepKind):
 
     def apply(self, ctx: StepContext) -> DiffOutputs:
         client, rules = agent(ctx), ctx.params.compiled()
+        with agent_errors(ctx.host, "listing snapshots"):
+            listing = Listing.of(client, protected(ctx))
 
         def diffed(dataset: str) -> DatasetDiff:
             with agent_errors(ctx.host, f"diffing {dataset}"):
-                golden = golden_of(client, dataset).name
+                golden = golden_in(listing.snapshots(dataset), dataset).name
                 findings = triaged(client, golden, incident_snapshot(ctx, dataset), rules)
             summary = summarize(golden, findings)
             ctx.note(f"{dataset}: {len(findings)} changes since {golden.split('@')[1]}, "

@@ -18,19 +18,20 @@ from recovery.steps.diff import LISTED, Change, describe
 from recovery.steps.triage_rules import TriageParams
 from recovery.steps.zfs_host import (
     DatasetTriage,
+    Listing,
     agent,
     agent_errors,
     each_dataset,
     golden_in,
     incident_snapshot,
     protected,
-    snapshots,
 )
 from recovery.zfs.find_clean import (
     NonMonotonicHistory,
     find_newest_clean,
     lost_on_restore,
 )
+from recovery.zfs.client import Dataset
 from recovery.zfs.triage import indicators
 
 
@@ -71,15 +72,16 @@ class FindCleanStep(StepKind):
 
     def apply(self, ctx: StepContext) -> FindCleanOutputs:
         client = agent(ctx)
+        with agent_errors(ctx.host, "listing snapshots"):
+            listing = Listing.of(client, protected(ctx))
 
         def searched(dataset: str) -> CleanChoice:
             with agent_errors(ctx.host, f"searching {dataset}"):
-                return self._search(ctx, client, dataset)
+                return self._search(ctx, client, listing.snapshots(dataset), dataset)
 
         return FindCleanOutputs(datasets=each_dataset(searched, protected(ctx)))
 
-    def _search(self, ctx: StepContext, client: Any, dataset: str) -> CleanChoice:
-        history = snapshots(client, dataset)
+    def _search(self, ctx: StepContext, client: Any, history: list[Dataset], dataset: str) -> CleanChoice:
         golden = golden_in(history, dataset)
         incident = incident_snapshot(ctx, dataset)
         if incident not in {s.name for s in history}:

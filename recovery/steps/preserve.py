@@ -20,17 +20,16 @@ from recovery.engine.access import Channel
 from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, StepOutputs, register
 from recovery.steps.zfs_host import (
     EVIDENCE_HOLD,
+    Listing,
     agent,
     agent_errors,
     each_dataset,
     incident_snapshot,
     protected,
-    snapshots,
 )
 from recovery.transport.result import TransportError
 from recovery.zfs.manifest import sha256_file
-from recovery.zfs.swap import SwapNames, filesystems
-
+from recovery.zfs.swap import SwapNames
 
 #: Headroom of a stream over the snapshot's logical size (headers, records of small files).
 STREAM_SLACK = 16 * 1024 * 1024
@@ -65,8 +64,9 @@ class PreserveStep(StepKind):
     def check(self, ctx: StepContext) -> Check:
         with agent_errors(ctx.host, "checking evidence"):
             client = agent(ctx)
-            names = _evidence(client, ctx)
-            if not all(each_dataset(lambda d: _taken(client, names[d]), list(names)).values()):
+            listing = Listing.of(client, protected(ctx))
+            names = _evidence(listing, ctx)
+            if not all(name in listing.names for name in names.values()):
                 return Check.NOT_DONE
             if not all(each_dataset(lambda d: _held(client, names[d]), list(names)).values()):
                 return Check.NOT_DONE
@@ -80,14 +80,15 @@ class PreserveStep(StepKind):
             raise StepFailed(f"{ctx.host}: copying streams needs SSH, and the host is on its console: "
                              "set copy_streams = false here and preserve again after boot_normal")
         with agent_errors(ctx.host, "snapshotting evidence"):
-            names = _evidence(client, ctx)
-            taken = each_dataset(lambda d: _taken(client, names[d]), list(names))
-            if missing := [names[d] for d, present in taken.items() if not present]:
+            listing = Listing.of(client, protected(ctx))
+            names = _evidence(listing, ctx)
+            if missing := [name for name in names.values() if name not in listing.names]:
                 client.snapshot(missing)
+                listing = Listing.of(client, protected(ctx))
             held = each_dataset(lambda d: _held(client, names[d]), list(names))
             if unheld := {names[d]: EVIDENCE_HOLD for d, present in held.items() if not present}:
                 client.hold(unheld)
-        described = each_dataset(lambda d: self._described(ctx, client, d, names[d]), list(names))
+        described = {d: self._described(ctx, listing, d, names[d]) for d in names}
         return PreserveOutputs(snapshots={names[d]: self._recorded(ctx, client, d, names[d], record)
                                           for d, record in described.items()})
 
@@ -95,9 +96,10 @@ class PreserveStep(StepKind):
         """The evidence as it is on the host (and here), so the report lists it after a resume too."""
         client = agent(ctx)
         with agent_errors(ctx.host, "describing evidence"):
-            names = _evidence(client, ctx)
-        described = each_dataset(lambda d: self._described(ctx, client, d, names[d]), list(names))
-        return PreserveOutputs(already_done=True, snapshots={names[d]: r for d, r in described.items()})
+            listing = Listing.of(client, protected(ctx))
+        names = _evidence(listing, ctx)
+        return PreserveOutputs(already_done=True, snapshots={names[d]: self._described(ctx, listing, d, names[d])
+                                                             for d in names})
 
     def _recorded(self, ctx: StepContext, client: Any, dataset: str, name: str, record: Evidence) -> Evidence:
         """The record, with the stream copied (one at a time: they share the host's disks and line)."""
@@ -110,9 +112,8 @@ class PreserveStep(StepKind):
                                     if record.sha256 else ""))
         return record
 
-    def _described(self, ctx: StepContext, client: Any, dataset: str, name: str) -> Evidence:
-        with agent_errors(ctx.host, f"describing {name}"):
-            rows = [s for s in snapshots(client, name.split("@")[0]) if s.name == name]
+    def _described(self, ctx: StepContext, listing: Listing, dataset: str, name: str) -> Evidence:
+        rows = [s for s in listing.rows if s.name == name]
         if len(rows) != 1:
             raise StepFailed(f"{ctx.host}: evidence snapshot {name} not found on the host")
         record = Evidence(guid=rows[0].guid, createtxg=rows[0].createtxg, held=EVIDENCE_HOLD)
@@ -123,12 +124,8 @@ class PreserveStep(StepKind):
         return record
 
 
-def _evidence(client: Any, ctx: StepContext) -> dict[str, str]:
-    return each_dataset(lambda dataset: evidence_snapshot(client, ctx, dataset), protected(ctx))
-
-
-def _taken(client: Any, name: str) -> bool:
-    return name in {s.name for s in snapshots(client, name.split("@")[0])}
+def _evidence(listing: Listing, ctx: StepContext) -> dict[str, str]:
+    return {dataset: evidence_snapshot(listing, ctx, dataset) for dataset in protected(ctx)}
 
 
 def _held(client: Any, name: str) -> bool:
@@ -159,10 +156,10 @@ def copy_stream(ctx: StepContext, client: Any, snapshot: str, local: Path) -> di
     return {"bytes": size, "sha256": digest, "copy": str(local)}
 
 
-def evidence_snapshot(client: Any, ctx: StepContext, dataset: str) -> str:
+def evidence_snapshot(listing: Listing, ctx: StepContext, dataset: str) -> str:
     """``D@incident-<run>``, or its name after a restore moved it with ``D`` into quarantine."""
     names = SwapNames.for_run(dataset, ctx.run_id)
-    if names.quarantine in filesystems(client, dataset):
+    if names.quarantine in listing.names:
         return incident_snapshot(ctx, names.quarantine)
     return incident_snapshot(ctx, dataset)
 

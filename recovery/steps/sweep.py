@@ -43,7 +43,7 @@ from recovery.steps.golden import store_dir
 from recovery.steps.restore import RestoreOutputs
 from recovery.steps.triage_rules import TriageParams
 from recovery.steps.verify import VerifyParams, against_manifest, golden_snapshot, newest_manifest
-from recovery.steps.zfs_host import agent_errors, each_dataset, triaged
+from recovery.steps.zfs_host import Listing, agent_errors, each_dataset, triaged
 from recovery.zfs.client import AgentClient
 from recovery.zfs.pipeline import side_by_side
 
@@ -156,10 +156,12 @@ def _look(ctx: StepContext, host: str) -> SweptHost:
     if not datasets:
         raise StepFailed(f"{host}: no protected datasets in the inventory (hosts.{host}.datasets)")
     client = AgentClient(ctx.access(host).session(), timeout=ctx.timeout, served=True)
+    with agent_errors(host, "listing snapshots"):
+        listing = Listing.of(client, datasets)
 
     def since_golden(dataset: str) -> DatasetDiff:
         with agent_errors(host, f"sweeping {dataset}"):
-            snapshot = golden_snapshot(client, golden, dataset)
+            snapshot = golden_snapshot(listing, golden, dataset)
             return summarize(snapshot, triaged(client, snapshot, dataset, ctx.params.compiled()))
 
     diffs = each_dataset(since_golden, list(datasets))

@@ -30,13 +30,13 @@ from recovery.engine.registry import StepContext, StepFailed, StepKind, StepOutp
 from recovery.steps.diff import DatasetDiff, summarize
 from recovery.steps.golden import GoldenParams, store_dir
 from recovery.steps.zfs_host import (
+    Listing,
     agent,
     agent_errors,
     each_dataset,
     host_path,
     inspection_mounts,
     protected,
-    snapshots,
     triaged,
 )
 from recovery.zfs import manifest
@@ -47,13 +47,13 @@ class VerifyParams(GoldenParams):
     strict: bool = Field(False, description="Fail on changed critical files too, not only on changed tools.")
 
 
-def golden_snapshot(client: AgentClient, golden: dict[str, Any], dataset: str) -> str:
+def golden_snapshot(listing: Listing, golden: dict[str, Any], dataset: str) -> str:
     """The golden snapshot the manifest names, if it is still the one captured (guid and createtxg)."""
     captured = golden["datasets"].get(dataset)
     if captured is None:
         raise StepFailed(f"{dataset}: not in the golden manifest of {golden['captured']}: "
                          "capture one with `recover golden`")
-    found = [s for s in snapshots(client, dataset) if s.name == captured["snapshot"]]
+    found = [s for s in listing.snapshots(dataset) if s.name == captured["snapshot"]]
     if not found or (found[0].guid, found[0].createtxg) != (captured["snapshot_guid"], captured["createtxg"]):
         raise StepFailed(f"{captured['snapshot']}: missing, or not the snapshot captured as golden "
                          "(guid/createtxg differ)")
@@ -128,7 +128,8 @@ def from_rescue(ctx: StepContext, golden: dict[str, Any]) -> VerifyOutputs:
     datasets = protected(ctx)
     with agent_errors(ctx.host, "comparing the restored datasets with golden from the rescue system"):
         inspection_mounts(client, datasets)
-        since = each_dataset(lambda d: _since_golden(client, golden, d), datasets)
+        listing = Listing.of(client, datasets)
+        since = each_dataset(lambda d: _since_golden(client, listing, golden, d), datasets)
         altroot = client.altroot(datasets[0].split("/", 1)[0]) or "/"
         files = hashed_below(client, altroot, list(golden["files"]))
     found = [f"{d}: {f.path}" for d, diff in since.items() for f in diff.findings if f.verdict == "indicator"]
@@ -144,8 +145,8 @@ def from_rescue(ctx: StepContext, golden: dict[str, Any]) -> VerifyOutputs:
                          since_golden=since)
 
 
-def _since_golden(client: AgentClient, golden: dict[str, Any], dataset: str) -> DatasetDiff:
-    snapshot = golden_snapshot(client, golden, dataset)
+def _since_golden(client: AgentClient, listing: Listing, golden: dict[str, Any], dataset: str) -> DatasetDiff:
+    snapshot = golden_snapshot(listing, golden, dataset)
     return summarize(snapshot, triaged(client, snapshot, dataset))
 
 

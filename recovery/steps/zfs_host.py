@@ -9,6 +9,7 @@ dataset takes the service name; the compromised one is kept as
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -67,8 +68,28 @@ def snapshots(client: AgentClient, dataset: str) -> list[Dataset]:
     return sorted(own, key=lambda r: r.createtxg)
 
 
-def golden_of(client: AgentClient, dataset: str) -> Dataset:
-    return golden_in(snapshots(client, dataset), dataset)
+@dataclasses.dataclass(frozen=True)
+class Listing:
+    """The filesystems and snapshots of the pools that hold some datasets, from one ``zfs list`` per
+    pool (listed side by side): what a step asks about many datasets costs one process per pool,
+    where a listing per dataset and question cost a ``zfs`` process each."""
+
+    rows: tuple[Dataset, ...]
+
+    @classmethod
+    def of(cls, client: AgentClient, datasets: Sequence[str]) -> Listing:
+        pools = sorted({dataset.split("/", 1)[0] for dataset in datasets})
+        found = side_by_side(lambda pool: client.list_datasets(pool, types=("filesystem", "snapshot")), pools)
+        return cls(tuple(row for rows in found for row in rows))
+
+    @functools.cached_property
+    def names(self) -> frozenset[str]:
+        return frozenset(row.name for row in self.rows)
+
+    def snapshots(self, dataset: str) -> list[Dataset]:
+        """The dataset's own snapshots, oldest first (by creation transaction group)."""
+        return sorted((r for r in self.rows if r.name.split("@", 1)[0] == dataset and "@" in r.name),
+                      key=lambda r: r.createtxg)
 
 
 def golden_in(history: list[Dataset], dataset: str) -> Dataset:

@@ -23,6 +23,7 @@ from recovery.steps.sweep import (
     restored_snapshots,
     sweep_host,
 )
+from recovery.steps.zfs_host import Listing
 from recovery.transport.result import TransportError
 from recovery.zfs.client import Dataset
 
@@ -86,20 +87,17 @@ def test_an_unreachable_host_is_unsweepable_with_the_transport_error(tmp_path: P
     assert swept.verdict == "unsweepable" and "connection refused" in swept.reason
 
 
-class Snapshots:
-    def __init__(self, guid: int) -> None:
-        self.guid = guid
-
-    def list_datasets(self, root: str, types: tuple[str, ...]) -> list[Dataset]:
-        return [Dataset("tank/www@golden-1", "snapshot", self.guid, 20, 0, None, None, None)]
+def listing(guid: int) -> Listing:
+    return Listing((Dataset("tank/www", "filesystem", 1, 10, 0, None, None, "/srv/www"),
+                    Dataset("tank/www@golden-1", "snapshot", guid, 20, 0, None, None, None)))
 
 
 def test_the_golden_snapshot_must_be_the_one_captured() -> None:
-    assert golden_snapshot(Snapshots(7), MANIFEST, "tank/www") == "tank/www@golden-1"  # type: ignore[arg-type]
+    assert golden_snapshot(listing(7), MANIFEST, "tank/www") == "tank/www@golden-1"
     with pytest.raises(StepFailed, match="not the snapshot captured as golden"):
-        golden_snapshot(Snapshots(8), MANIFEST, "tank/www")  # type: ignore[arg-type]
+        golden_snapshot(listing(8), MANIFEST, "tank/www")
     with pytest.raises(StepFailed, match="not in the golden manifest"):
-        golden_snapshot(Snapshots(7), MANIFEST, "tank/home")  # type: ignore[arg-type]
+        golden_snapshot(listing(7), MANIFEST, "tank/home")
 
 
 def test_the_sweep_covers_the_service_hosts_beside_the_target_and_journals_their_shape(tmp_path: Path) -> None:
