@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recovery.config.load import load_inventory
-from recovery.engine import runstore, state
+from recovery.engine import control, runstore, state
 from recovery.lab import attacks, history
 from recovery.lab.fleet import Lab
 from recovery.rehearsal import PLAYBOOKS, DnsWatch
@@ -49,9 +49,9 @@ POINTS = (
     KillPoint("divert: routing journaled, not yet changed", "step_progress", "divert", 0.0),
     KillPoint("contain: power-off requested", "step_started", "contain", 0.3),
     KillPoint("rescue boot, before the console login", "step_started", "boot_single", 6.0),
-    KillPoint("preserve: snapshots being taken", "step_started", "preserve", 1.5),
+    KillPoint("preserve: snapshots being taken", "step_started", "preserve", 0.5),
     KillPoint("find_clean: bisecting", "step_started", "find_clean", 4.0),
-    KillPoint("restore: in the middle of the swap", "step_started", "restore", 5.0),
+    KillPoint("restore: in the middle of the swap", "step_started", "restore", 3.0),
     KillPoint("boot_normal: waiting for SSH", "step_started", "boot_normal", 8.0),
     KillPoint("return: putting traffic back", "step_started", "return", 0.1),
     KillPoint("evidence copy over SSH", "step_started", "evidence-copy", 1.0),
@@ -134,7 +134,8 @@ def end_state(lab: Lab, host: str, run: runstore.Run) -> dict[str, object]:
     except TransportError as exc:  # e.g. left in single-user mode by a run that did not finish
         found = {"reachable over SSH": str(exc)}
     now = traffic(lab)
-    returned = [r for r in run.journal.records() if r.event == "step_succeeded" and r.step == "return"]
+    returns = {p.id for p in control.reopen(run)[1].steps if p.step.kind == "return"}
+    returned = [r for r in run.journal.records() if r.event == "step_succeeded" and r.step in returns]
     routes = returned[-1].data["outputs"]["channels"] if returned else {}
     address = load_inventory(lab.inventory_file).hosts[host].public_address
     found["traffic as return journaled it"] = bool(routes) and now == {

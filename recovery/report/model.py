@@ -99,20 +99,22 @@ def build(run_id: str, target: str, plan: Plan, records: list[Record], problems:
 
 
 def traffic_back(plan: Plan, records: list[Record]) -> float | None:
-    """When the last `return` that admitted a host into rotation finished, if one did."""
+    """When the first `return` that put a target of the run back into rotation finished, if one did
+    (a later `return`, for the hosts beside it once they are swept, does not move it)."""
     returns = {p.id for p in plan.steps if p.step.kind == "return"}
-    back = None
     for r in records:
-        if r.event == "step_succeeded" and r.step in returns and _admitted_any(r.data.get("outputs")):
-            back = r.ts
-    return back
+        if r.event == "step_succeeded" and r.step in returns and _admitted_any(r.data.get("outputs"),
+                                                                                plan.target.hosts):
+            return r.ts
+    return None
 
 
-def _admitted_any(outputs: Any) -> bool:
+def _admitted_any(outputs: Any, hosts: tuple[str, ...]) -> bool:
     try:
-        return any(d.admitted for d in ReturnOutputs.model_validate(outputs or {}).hosts.values())
+        decisions = ReturnOutputs.model_validate(outputs or {}).hosts
     except ValidationError:
         return False
+    return any(d.admitted for h, d in decisions.items() if h in hosts)
 
 
 def _finished(records: list[Record]) -> float | None:

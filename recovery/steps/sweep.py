@@ -57,6 +57,11 @@ Verdict = Literal["clean", "dirty", "unsweepable"]
 class SweepParams(TriageParams, VerifyParams):
     """The triage rules of `diff` and the golden store, critical paths and strictness of `verify`."""
 
+    look_at: Literal["all", "restored", "beside"] = Field(
+        "all", description="restored: the targets this run restored, again since their restore; beside: the "
+                           "service's hosts beside the target; all: both. A `return` after a `restored` sweep "
+                           "puts the recovered hosts back without waiting for the others' sweep.")
+
 
 class SweptHost(Strict):
     verdict: Verdict
@@ -84,14 +89,19 @@ class SweepStep(StepKind):
     repeatable = True  # read-only: always look afresh
 
     def apply(self, ctx: StepContext) -> SweepOutputs:
-        hosts = beside_target(ctx.inventory, ctx.target)
-        if not hosts:
+        """This sweep's looks, added to what the run's earlier sweeps found (a later one of a kind wins),
+        so a `return` weighs every sweep of the run, whichever ran last."""
+        wanted = ctx.params.look_at
+        hosts = beside_target(ctx.inventory, ctx.target) if wanted != "restored" else []
+        if not hosts and wanted != "restored":
             ctx.note("every host of the diverted services is a target of this run: nothing to sweep")
-        restored = {h: r for h in ctx.target.hosts if (r := restored_snapshots(ctx.history(h)))}
+        restored = {h: r for h in ctx.target.hosts if (r := restored_snapshots(ctx.history(h)))
+                    and wanted != "beside"}
         looks = [("swept", h, lambda h=h: sweep_host(ctx, h)) for h in hosts]
         looks += [("restored", h, lambda h=h: recheck_host(ctx, h, restored[h])) for h in restored]
         found = side_by_side(lambda look: look[2](), looks)  # every host's own agent, all at once
-        outputs = SweepOutputs()
+        earlier = ctx.optional_output(SweepOutputs) or SweepOutputs()
+        outputs = SweepOutputs(hosts=dict(earlier.hosts), restored=dict(earlier.restored))
         for (what, host, _), swept in zip(looks, found):
             if what == "swept":
                 outputs.hosts[host] = _said(ctx, host, swept)
@@ -101,9 +111,10 @@ class SweepStep(StepKind):
 
     def foresee(self, inventory: Inventory, target: Target, before: tuple[str, ...],
                 params: Any = None) -> dict[str, str]:
+        wanted = params.look_at if params is not None else "all"
         said = {h: "swept read-only over SSH (zfs diff golden -> live, tools, critical files)"
-                for h in beside_target(inventory, target)}
-        if "restore" in before:
+                for h in beside_target(inventory, target)} if wanted != "restored" else {}
+        if "restore" in before and wanted != "beside":
             said |= {h: "looked at again over SSH: zfs diff from the restored snapshot -> live"
                      for h in target.hosts}
         return said

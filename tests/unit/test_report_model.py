@@ -122,3 +122,25 @@ def test_no_rto_while_return_admitted_no_recovered_host(tmp_path):
     report = model.build("r1", "web", plan, journal.records(), [])
     assert report.rto is None and report.run_time is not None
     assert "Recovery time (RTO, to traffic back): traffic not back on a recovered host" in markdown(report)
+
+
+TWO_RETURNS = ('[[steps]]\nkind = "divert"\nparams = {}\n'
+               '[[steps]]\nkind = "return"\nparams = {}\n'
+               '[[steps]]\nkind = "return"\nname = "return-beside"\nparams = {}\n')
+
+
+def test_the_rto_is_the_first_return_of_a_target_not_a_later_one_for_the_hosts_beside_it(tmp_path):
+    (tmp_path / "pb.toml").write_text('[order]\nserial = 1\n' + TWO_RETURNS)
+    inventory = load_inventory(ROOT / "inventory.toml")
+    plan = build_plan(inventory, load_playbook(tmp_path / "pb.toml"), resolve(inventory, "eu-web"),
+                      tmp_path / "pb.toml")
+    journal = Journal(tmp_path / "journal.sqlite")
+    start = journal.append("run_started", operator="sre", target="eu-web", hosts=["eu-web"])
+    beside_only = {"already_done": False, "channels": {}, "hosts": {
+        "eu-web": {"admitted": False, "reason": "failed"}, "us-web": {"admitted": True, "reason": "swept clean"}}}
+    journal.append("step_succeeded", "return", "*", outputs=beside_only)  # a beside host is not the recovery
+    back = journal.append("step_succeeded", "return", "*", outputs=_decision(admitted=True))
+    journal.append("step_succeeded", "return-beside", "*", outputs=_decision(admitted=True) | {"hosts": {
+        "eu-web": {"admitted": True, "reason": "restored"}, "us-web": {"admitted": True, "reason": "swept clean"}}})
+    report = model.build("r1", "eu-web", plan, journal.records(), [])
+    assert report.rto == back.ts - start.ts

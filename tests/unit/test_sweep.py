@@ -130,3 +130,20 @@ def test_indicators_since_the_restore_say_what_to_contain() -> None:
                                      findings=[indicator("/srv/www/cgi-bin/a.cgi")])}
     swept = judged("", diffs, [], [], strict=False, since="its restore")
     assert swept.reason == "1 indicators since its restore (/srv/www/cgi-bin/a.cgi)"
+
+
+def test_a_sweep_looks_at_what_it_is_told_and_keeps_what_earlier_sweeps_found(tmp_path: Path) -> None:
+    """`restored` first (the recovered host goes back at once), `beside` after it: the second sweep's
+    result still holds the first one's look at the restored host, so a `return` after it weighs both."""
+    ctx = context(tmp_path)
+    ctx.history = lambda host: [StepRecord("restore", "restore", "done", {"datasets": {
+        "tank/www": {"clean": "tank/www@auto-2", "quarantine": "q", "evidence": "e"}}})]
+    ctx.params = SweepParams(store=str(tmp_path), look_at="restored")
+    first = SweepStep().apply(ctx)
+    assert list(first.restored) == ["eu-web"] and first.hosts == {}
+    ctx.params = SweepParams(store=str(tmp_path), look_at="beside")
+    ctx.outputs = {"sweep": first.model_dump(mode="json")}
+    second = SweepStep().apply(ctx)
+    assert list(second.hosts) == ["us-web"] and second.restored == first.restored
+    said = SweepStep().foresee(ctx.inventory, ctx.target, ("restore",), SweepParams(look_at="restored"))
+    assert said == {"eu-web": "looked at again over SSH: zfs diff from the restored snapshot -> live"}
