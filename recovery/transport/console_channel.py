@@ -2,8 +2,8 @@
 
 The console session types the program's command line (echo is off) followed
 by ``printf LEFT-<marker>``, so the shell prints the marker once the program
-ended (after a Ctrl-C the shell drops the rest of the line: the marker is
-asked for again). Until then everything sent reaches the
+ended (after a Ctrl-C the shell drops the rest of the line, and maybe a line
+sent meanwhile: a fresh marker is asked for until the shell answers). Until then everything sent reaches the
 program, never the shell; once the marker was seen, the channel refuses to
 send (the shell would take the bytes as a command).
 
@@ -17,14 +17,13 @@ import time
 from collections.abc import Callable
 
 from recovery.transport.channel import ChannelClosed
-from recovery.transport.console_frame import LINE_WIDTH, PENDING_MAX, without_noise
+from recovery.transport.console_frame import LINE_WIDTH, PENDING_MAX, new_marker, without_noise
 from recovery.transport.console_login import INTERRUPT
 from recovery.transport.result import TransportError
 
 #: How long a program gets to leave after its farewell, and after Ctrl-C, before the console is lost.
 LEAVE_WAIT = 15.0
-INTERRUPT_SETTLE = 0.5
-INTERRUPT_WAIT = 5.0
+INTERRUPT_WAIT = 10.0
 
 
 def left_line(marker: bytes) -> bytes:
@@ -70,8 +69,7 @@ class ConsoleChannel:
         return lines
 
     def close(self) -> None:
-        """Farewell; failing that, Ctrl-C and the marker asked for again (an interrupted shell drops the
-        rest of the line); failing that, the console is lost."""
+        """Farewell; failing that, Ctrl-C until the shell answers; failing that, the console is lost."""
         if self._gone:
             return
         if self._farewell:
@@ -79,12 +77,25 @@ class ConsoleChannel:
             if self._await_left(LEAVE_WAIT):
                 return
         self._write(INTERRUPT)
-        if self._await_left(INTERRUPT_SETTLE):  # the tty drops what is sent with the Ctrl-C
-            return
-        self._write(self._ask_left)
-        if not self._await_left(INTERRUPT_WAIT):
+        if not self._shell_answers():
             self._leave()
             raise TransportError(f"{self._name}: the program on the console did not end; the console is not usable")
+        self._leave()
+
+    def _shell_answers(self) -> bool:
+        """Whether the shell runs lines again after a Ctrl-C: an interrupted bash may drop a line or two
+        sent meanwhile, so a fresh marker is asked for each second until one comes back."""
+        deadline = time.monotonic() + INTERRUPT_WAIT
+        seen = b""
+        while time.monotonic() < deadline:
+            marker = new_marker()
+            self._write(left_line(marker))
+            until = time.monotonic() + 1.0
+            while (remaining := until - time.monotonic()) > 0:
+                seen = (seen + without_noise(self._read(min(0.5, remaining))))[-PENDING_MAX:]
+                if b"RECOVERY-LEFT-" + marker in seen:
+                    return True
+        return False
 
     def _await_left(self, wait: float) -> bool:
         deadline = time.monotonic() + wait

@@ -35,8 +35,9 @@ datasets overlap, and a slow line costs one round trip for all of them.
 Served mode. ``serve TOKEN IDLE`` keeps one process (and its imports) for a
 host channel instead of a new python3 per call: it writes ``SERVING TOKEN``,
 then reads requests, one base64 line each, from standard input and writes each
-framed reply to standard output, until the line ``stop``, the end of input, or
-IDLE seconds without a request. Over SSH that is one exec channel; on a serial
+framed reply to standard output as soon as it is ready (requests are worked on
+side by side, replies carry their request's nonce), until the line ``stop``,
+the end of input, or IDLE seconds without a request. Over SSH that is one exec channel; on a serial
 console the agent runs in the foreground of the console's shell, so its input
 is the line itself. The frame, nonce and operations are the same as for one call.
 
@@ -55,6 +56,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional
@@ -691,19 +693,34 @@ SERVING = b"RECOVERY-AGENT-SERVING"
 BAD_REQUEST = b"RECOVERY-AGENT-BAD-REQUEST"
 
 
-def serve(token: str, idle: float) -> int:
-    """Answer request lines from standard input with frames on standard output, one at a time,
-    until the line ``stop``, the end of input, or ``idle`` seconds without a request.
+#: Requests a served agent works on at once: a quick one never waits behind a long ``zfs diff``.
+SERVE_WORKERS = 4
+_WRITING = threading.Lock()
 
-    A line that is not a request is answered with BAD_REQUEST, and the agent
-    leaves: someone else talks on this line (on a console, a new session
-    logging in after its predecessor died), and the shell should have it.
+
+def serve(token: str, idle: float) -> int:
+    """Answer request lines from standard input with frames on standard output, until the line
+    ``stop``, the end of input, or ``idle`` seconds without a request and none under way.
+
+    Requests are worked on side by side; each reply is written whole, when it is ready (the
+    reader pairs replies with requests by nonce). A line that is not a request is answered
+    with BAD_REQUEST, and the agent leaves: someone else talks on this line (on a console,
+    a new session logging in after its predecessor died), and the shell should have it.
     """
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the channel's end is the end of input
     _write(b"\n%s %s\n" % (SERVING, token.encode("ascii", "replace")))
-    pending = b""
+    with ThreadPoolExecutor(max_workers=SERVE_WORKERS) as workers:
+        return _serve_lines(workers, idle)
+
+
+def _serve_lines(workers: ThreadPoolExecutor, idle: float) -> int:
+    """Hand each request line to ``workers``; the pool's end waits for the replies under way."""
+    pending, under_way = b"", []
     while True:
         ready, _, _ = select.select([0], [], [], idle)
+        under_way = [f for f in under_way if not f.done()]
+        if not ready and under_way:
+            continue
         data = os.read(0, 1 << 16) if ready else b""
         if not data:
             return 0
@@ -722,13 +739,19 @@ def serve(token: str, idle: float) -> int:
             except OperationError:
                 _write(b"\n%s\n" % BAD_REQUEST)
                 return 3
-            _write(frame(handle(request), request["nonce"]))
+            under_way.append(workers.submit(_reply, request))
+
+
+def _reply(request: Dict[str, Any]) -> None:
+    _write(frame(handle(request), request["nonce"]))
 
 
 def _write(data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(1, view):]
+    """All of ``data`` at once: replies written side by side never interleave."""
+    with _WRITING:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(1, view):]
 
 
 def read_request(argv: List[str]) -> bytes:

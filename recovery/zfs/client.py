@@ -336,12 +336,14 @@ class AgentClient:
     def call(self, op: str, **args: Any) -> dict[str, Any]:
         """Run one operation; its result, or :class:`AgentError` / :class:`AgentReplyError`.
 
-        Threads may call at once (see :mod:`recovery.zfs.pipeline`): what they ask
-        together shares a round trip, and each gets its own reply, checked alone.
+        Threads may call at once: a served agent works on their requests side by
+        side (see :mod:`recovery.zfs.served`); otherwise what they ask together
+        shares a round trip (see :mod:`recovery.zfs.pipeline`). Each gets its own
+        reply, checked alone.
         """
         request = build_request(op, args, secrets.token_hex(16), self.zfs)
-        try:
-            reply = self._pipeline.submit(request)
+        try:  # a served agent answers each call side by side; one process per call, a batch per trip
+            reply = self._round_trip(request) if self.served else self._pipeline.submit(request)
         except AgentReplyError as exc:
             raise AgentReplyError(f"{self.host}: {op}: {exc}") from None
         envelope = self._checked(op, _Envelope, reply)

@@ -7,7 +7,9 @@ serial console). So a session's first served call opens a channel running
 ``agent.py serve`` (see :mod:`recovery.transport.channel`), waits for the
 agent to say it serves, and every later call of that session (every client
 made on it, every step) sends its request line there and reads until its
-frame ends. The frame and its checks are the client's, as for one call.
+frame ends. Calls made side by side (a step's threads, one per dataset) are
+answered side by side: a quick one never waits behind a long ``zfs diff``.
+The frame and its checks are the client's, as for one call.
 
 The agent leaves after SERVE_IDLE seconds without a request; an agent quiet
 for nearly that long is asked to leave and a new one started, so a request is
@@ -54,36 +56,51 @@ def serve_command(python: str, bootstrap: str, token: str) -> str:
 
 
 class ServedAgent:
-    """The agent on one channel; one exchange at a time (the pipeline batches what threads ask)."""
+    """The agent on one channel. Threads ask at once: each sends its line and waits for its own
+    frame; whichever waits reads the channel for all of them (the agent answers side by side)."""
 
     def __init__(self, transport: Opens, python: str, bootstrap: str, host: str) -> None:
         self.python, self.host = python, host
         token = secrets.token_hex(8)
         self._channel = transport.open_channel(serve_command(python, bootstrap, token), FAREWELL)
-        self._lock = threading.Lock()
+        self._sending = threading.Lock()
+        self._arrived = threading.Condition()
+        self._output = bytearray()  # what arrived since nobody waited, from offset self._base on
+        self._base = 0
+        self._waiting = 0
+        self._reading = False
+        self._broken: str | None = None
         self._last = time.monotonic()
-        ready = b"%s %s" % (SERVING, token.encode())
         try:
-            self._read_until(ready, (), START_TIMEOUT, 1 << 20)
+            self._await(b"%s %s" % (SERVING, token.encode()), START_TIMEOUT, 1 << 20)
         except ServedReplyError as exc:
             self.close()
             raise ServedReplyError(f"{host}: the agent did not start: {exc}") from None
 
     @property
     def usable(self) -> bool:
-        return not self._channel.closed and time.monotonic() - self._last < FRESH
+        return self._broken is None and not self._channel.closed and time.monotonic() - self._last < FRESH
 
     def exchange(self, line: bytes, nonce: str, timeout: float, cap: int) -> bytes:
-        """What the agent wrote in answer to ``line``, up to and with the end of ``nonce``'s frame."""
-        with self._lock:
-            try:
+        """What the agent wrote from when ``line`` was sent up to the end of ``nonce``'s frame (other
+        requests' frames may be among it: the reader keeps only this nonce's lines)."""
+        end = b"%s v1 %s end" % (MARK.encode(), nonce.encode())
+        with self._arrived:
+            self._waiting += 1
+            start = self._base + len(self._output)
+        try:
+            with self._sending:
                 self._channel.send(line + b"\n")
-            except ChannelClosed as exc:
-                raise ServedReplyError(str(exc)) from None
-            end = b"%s v1 %s end" % (MARK.encode(), nonce.encode())
-            output = self._read_until(end, (BAD_REQUEST,), timeout, cap)
-            self._last = time.monotonic()
-            return output
+            return self._await(end, timeout, cap, start)
+        except ChannelClosed as exc:
+            raise ServedReplyError(str(exc)) from None
+        finally:
+            with self._arrived:
+                self._waiting -= 1
+                self._last = time.monotonic()
+                if not self._waiting:  # nobody needs what arrived so far
+                    self._base += len(self._output)
+                    self._output = bytearray()
 
     def close(self) -> None:
         try:
@@ -91,25 +108,44 @@ class ServedAgent:
         except TransportError:
             pass  # a console that cannot be given back says so at its next use
 
-    def _read_until(self, wanted: bytes, refusals: tuple[bytes, ...], timeout: float, cap: int) -> bytes:
-        output = bytearray()
+    def _await(self, wanted: bytes, timeout: float, cap: int, start: int | None = None) -> bytes:
         deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ServedReplyError(f"no answer within {timeout:.0f} s")
-            try:
-                data = self._channel.receive(min(remaining, 1.0))
-            except ChannelClosed as exc:
-                raise ServedReplyError(f"the agent's channel ended ({exc})") from None
-            seen = max(0, len(output) - len(wanted))
-            output += data
-            if wanted in output[seen:]:
-                return bytes(output)
-            if any(refusal in output[seen:] for refusal in refusals):
-                raise ServedReplyError("the agent could not read the request")
-            if len(output) > cap:
-                raise ServedReplyError(f"more than {cap} bytes without the end of the reply")
+        with self._arrived:
+            start = self._base if start is None else start
+            seen = start
+            while True:
+                mine = self._output[start - self._base:]
+                if (at := mine.find(wanted, max(0, seen - start - len(wanted)))) >= 0:
+                    return bytes(mine[:at + len(wanted)])
+                if BAD_REQUEST in mine:
+                    raise ServedReplyError("the agent could not read a request and left")
+                if self._broken is not None:
+                    raise ServedReplyError(self._broken)
+                if len(mine) > cap:
+                    raise ServedReplyError(f"more than {cap} bytes without the end of the reply")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ServedReplyError(f"no answer within {timeout:.0f} s")
+                seen = start + len(mine)
+                if self._reading:
+                    self._arrived.wait(min(remaining, 1.0))
+                else:
+                    self._read(min(remaining, 1.0))
+
+    def _read(self, timeout: float) -> None:
+        """Read the channel for every waiter (called with the condition held; released meanwhile)."""
+        self._reading = True
+        self._arrived.release()
+        try:
+            data, broken = self._channel.receive(timeout), None
+        except ChannelClosed as exc:
+            data, broken = b"", f"the agent's channel ended ({exc})"
+        finally:
+            self._arrived.acquire()
+            self._reading = False
+        self._output += data
+        self._broken = self._broken or broken
+        self._arrived.notify_all()
 
 
 _AGENTS: weakref.WeakKeyDictionary[object, ServedAgent] = weakref.WeakKeyDictionary()

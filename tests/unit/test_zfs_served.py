@@ -122,37 +122,57 @@ def test_a_line_that_is_not_a_request_makes_the_agent_leave() -> None:
 @pytest.mark.parametrize("mode", ["one call", "served", "batched"])
 def test_the_lab_rootkit_lies_to_the_agent_either_way(mode: str, fake_zfs: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """The rootkit scenario's python3 must fool a served agent, and each request of a batch, as it
-    fools one call, or the rehearsal through single-user mode would stop showing why the rescue
-    image is the default."""
+    """The rootkit scenario's python3 must fool a served agent (each of its requests side by side)
+    and each request of a batch as it fools one call, or the rehearsal through single-user mode would
+    stop showing why the rescue image is the default."""
     wrapper = tmp_path / "python3"
     wrapper.write_bytes((Path(agent.__file__).parents[1] / "lab/files/rootkit-python3.py").read_bytes())
     wrapper.chmod(0o755)
     monkeypatch.setenv("LAB_ROOTKIT_HIDE", "/var/log/syslog")
-    liar = AgentClient(LocalShell(noise=False), python=str(wrapper), zfs=str(fake_zfs), served=mode != "one call")
+    liar = AgentClient(LocalShell(noise=False), python=str(wrapper), zfs=str(fake_zfs), served=mode == "served")
     honest = AgentClient(LocalShell(noise=False), python=sys.executable, zfs=str(fake_zfs))
     try:
-        times = 3 if mode == "batched" else 1
+        times = 1 if mode == "one call" else 3
         diffs = side_by_side(lambda _: liar.diff_changes("tank/www@golden", "tank/www"), range(times))
     finally:
         liar.stop()
     (seen,) = {tuple(c.path for c in diff.changes) for diff in diffs}
-    if mode == "batched":  # fewer request lines than diffs: a batch
-        assert len(shell_of(liar).lines) < times
+    if mode == "batched":  # fewer processes than diffs: a batch
+        assert len(shell_of(liar).commands) < times
     everything = [c.path for c in honest.diff_changes("tank/www@golden", "tank/www").changes]
     assert b"/var/log/syslog" in everything and list(seen) == [p for p in everything if p != b"/var/log/syslog"]
 
 
-# -- threads on one client: their calls share round trips (recovery.zfs.pipeline) --------------------
+def test_a_quick_call_is_answered_while_a_slow_one_is_under_way(served_client: AgentClient, fake_zfs: Path,
+                                                                tmp_path: Path) -> None:
+    """One agent, calls side by side: a ``zfs get`` does not wait behind another thread's long diff."""
+    slow_zfs = tmp_path / "slow-zfs"
+    slow_zfs.write_text(f"#!/bin/sh\nsleep 3\nexec {fake_zfs} \"$@\"\n")
+    slow_zfs.chmod(0o755)
+    slow = AgentClient(served_client.transport, python=sys.executable, zfs=str(slow_zfs), timeout=60, served=True)
+    served_client.ping()
+    finished: dict[str, float] = {}
+
+    def call(which: str) -> None:
+        if which == "slow":
+            slow.list_datasets(root="tank/www")
+        else:
+            time.sleep(0.5)  # the slow one is under way
+            served_client.list_datasets(root="tank/www")
+        finished[which] = time.monotonic()
+
+    side_by_side(call, ["slow", "quick"])
+    assert finished["slow"] - finished["quick"] > 1.5
+    assert len(shell_of(served_client).channels) == 1  # both clients of the session: one agent
 
 
-def test_threads_on_one_client_share_round_trips_and_each_gets_its_own_answer(served_client: AgentClient) -> None:
-    served_client.ping()  # the server is up: what follows is the pipelining alone
-    before = len(shell_of(served_client).lines)
-    names = side_by_side(lambda root: [d.name for d in served_client.list_datasets(root=root)],
-                         ["tank/www", "tank/www", "tank/www", "tank/www"] * 2)
+def test_threads_on_a_client_without_an_agent_share_round_trips(fake_zfs: Path) -> None:
+    """Without a served agent every round trip is a new python3: what threads ask at once goes in one
+    batch (see recovery.zfs.pipeline), and each still gets its own answer."""
+    one_shot = AgentClient(LocalShell(noise=True), python=sys.executable, zfs=str(fake_zfs), timeout=60)
+    names = side_by_side(lambda root: [d.name for d in one_shot.list_datasets(root=root)], ["tank/www"] * 8)
     assert all(n and n[0] == "tank/www" for n in names)
-    trips = len(shell_of(served_client).lines) - before
+    trips = len(shell_of(one_shot).commands)
     assert trips < 8, f"{trips} round trips for 8 calls made side by side"
 
 
