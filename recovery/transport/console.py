@@ -118,8 +118,8 @@ class ConsoleSession:
         The console is one line: the channel holds it until it is closed, and
         :meth:`run` closes it first (``farewell`` asks the program to leave).
         """
-        self.open()
         self._end_channel()
+        self.open()
         marker = new_marker()
         self._write(command.encode() + b"; " + left_line(marker))
         self._channel = ConsoleChannel(self._read, self._write, farewell, marker, self.name, self._channel_ended)
@@ -127,8 +127,8 @@ class ConsoleSession:
 
     def run(self, command: str, timeout: float = 300.0) -> Result:
         """Run a shell command as root; output kept as bytes, capped; stdin is /dev/null."""
-        self.open()
         self._end_channel()
+        self.open()
         start = time.monotonic()
         marker = new_marker()
         reader = FrameReader(marker, self.output_cap)
@@ -233,8 +233,9 @@ class ConsoleSession:
         if self._channel is not None:
             self._channel.close()
 
-    def _channel_ended(self) -> None:
+    def _channel_ended(self, interrupted: bool) -> None:
         self._channel = None
+        self._ready = self._ready and not interrupted
 
     def _guarded(self, action: Callable[[], T]) -> T:
         try:

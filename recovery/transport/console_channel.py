@@ -32,10 +32,11 @@ def left_line(marker: bytes) -> bytes:
 
 
 class ConsoleChannel:
-    """Made by :meth:`ConsoleSession.open_channel`; ``ended`` is called once the shell has the line back."""
+    """Made by :meth:`ConsoleSession.open_channel`; ``ended`` is called once the shell has the line back
+    (with True after a Ctrl-C: a shell interrupted may have lost a line, so it is set up again)."""
 
     def __init__(self, read: Callable[[float], bytes], write: Callable[[bytes], None], farewell: bytes,
-                 marker: bytes, name: str, ended: Callable[[], None]) -> None:
+                 marker: bytes, name: str, ended: Callable[[bool], None]) -> None:
         self._read, self._write = read, write
         self._farewell, self._name, self._ended = farewell, name, ended
         self._left = b"RECOVERY-LEFT-" + marker
@@ -77,10 +78,10 @@ class ConsoleChannel:
             if self._await_left(LEAVE_WAIT):
                 return
         self._write(INTERRUPT)
-        if not self._shell_answers():
-            self._leave()
+        answered = self._shell_answers()
+        self._leave(interrupted=True)
+        if not answered:
             raise TransportError(f"{self._name}: the program on the console did not end; the console is not usable")
-        self._leave()
 
     def _shell_answers(self) -> bool:
         """Whether the shell runs lines again after a Ctrl-C: an interrupted bash may drop a line or two
@@ -106,7 +107,7 @@ class ConsoleChannel:
                 return True
         return False
 
-    def _leave(self) -> None:
+    def _leave(self, interrupted: bool = False) -> None:
         self._gone = True
         self._pending = b""
-        self._ended()
+        self._ended(interrupted)
