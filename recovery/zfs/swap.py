@@ -153,13 +153,21 @@ def host_mountpoint(shown: str, altroot: str | None) -> str:
 
 
 def _in_place(client: AgentClient, dataset: str, previous: str) -> bool:
+    """Whether :func:`_take_place` is done: a crash between the rename and its last ``zfs set`` leaves
+    a dataset with the right name that would mount elsewhere, or not at all."""
     pool = client.pool(dataset.split("/", 1)[0])
     if pool.bootfs == previous:
         return False
-    rows = rows_of(client, [dataset, previous], ["mounted", CANMOUNT_KEPT])
+    rows = rows_of(client, [dataset, previous], ["mounted", "canmount", "mountpoint", CANMOUNT_KEPT])
+    canmount = _canmount(rows.get((previous, CANMOUNT_KEPT), {}).get("value"))
+    if canmount != "on" and rows[dataset, "canmount"]["value"] != canmount:
+        return False
+    served = rows[previous, "mountpoint"]
+    if served["source"] == "local" and rows[dataset, "mountpoint"]["value"] != served["value"]:
+        return False
     if rows.get((dataset, "mounted"), {}).get("value") == "yes":
         return True
-    return not _mounts_itself(_canmount(rows.get((previous, CANMOUNT_KEPT), {}).get("value")), pool)
+    return not _mounts_itself(canmount, pool)
 
 
 def _mounts_itself(canmount: str, pool: PoolState) -> bool:

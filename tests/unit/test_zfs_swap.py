@@ -150,6 +150,22 @@ def test_a_boot_environment_restore_killed_anywhere_resumes_to_the_same_end(cras
     assert zfs.prop(BE, "canmount") == "noauto" and zfs.prop(names.quarantine, "readonly") == "on"
 
 
+@pytest.mark.parametrize("crash_after", range(1, 10))
+def test_a_data_restore_from_the_rescue_system_killed_anywhere_resumes_to_the_same_end(crash_after: int) -> None:
+    """Killed after the clone took the name but before it took the mountpoint, the swap is not done:
+    taken for done, the dataset would mount nowhere and `verify` could not diff it."""
+    zfs = FakeZfs(altroot="/mnt/host", crash_after=crash_after)
+    zfs.add(DATA, mountpoint="/srv/www")
+    names = SwapNames.for_run(DATA, "R1")
+    try:
+        swap.restore(zfs, names, f"{DATA}@auto-2")  # type: ignore[arg-type]
+    except Crash:
+        assert not swap.restored(zfs, names)  # type: ignore[arg-type]
+    zfs.crash_after = None
+    swap.restore(zfs, names, f"{DATA}@auto-2")  # type: ignore[arg-type]
+    assert swap.restored(zfs, names) and zfs.prop(DATA, "mountpoint") == "/mnt/host/srv/www"  # type: ignore[arg-type]
+
+
 def test_a_data_dataset_is_still_restored_mounted_where_it_was() -> None:
     zfs = data_dataset()
     names = SwapNames.for_run(DATA, "R1")
