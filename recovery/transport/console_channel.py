@@ -40,7 +40,6 @@ class ConsoleChannel:
         self._read, self._write = read, write
         self._farewell, self._name, self._ended = farewell, name, ended
         self._left = b"RECOVERY-LEFT-" + marker
-        self._ask_left = left_line(marker)
         self._pending = b""
         self._gone = False
 

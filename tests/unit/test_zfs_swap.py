@@ -135,18 +135,31 @@ def test_undo_boots_the_quarantined_environment_again_as_it_was() -> None:
     assert zfs.prop(names.restored_aside, "canmount") == "off"
 
 
-@pytest.mark.parametrize("crash_after", range(1, 12))
-def test_a_boot_environment_restore_killed_anywhere_resumes_to_the_same_end(crash_after: int) -> None:
-    zfs = boot_environment()
+def rescued_data() -> FakeZfs:
+    zfs = FakeZfs(altroot="/mnt/host")
+    zfs.add(DATA, mountpoint="/srv/www")
+    return zfs
+
+
+def crashed_then_resumed(zfs: FakeZfs, dataset: str, crash_after: int) -> SwapNames:
+    """A restore killed after ``crash_after`` changes (never taken for done), then run again."""
     zfs.crash_after = crash_after
-    names = SwapNames.for_run(BE, "R1")
+    names = SwapNames.for_run(dataset, "R1")
     try:
-        swap.restore(zfs, names, f"{BE}@auto-2")  # type: ignore[arg-type]
+        swap.restore(zfs, names, f"{dataset}@auto-2")  # type: ignore[arg-type]
     except Crash:
         assert not swap.restored(zfs, names)  # type: ignore[arg-type]
     zfs.crash_after = None
-    swap.restore(zfs, names, f"{BE}@auto-2")  # type: ignore[arg-type]
-    assert swap.restored(zfs, names) and zfs.pool("rpool").bootfs == BE  # type: ignore[arg-type]
+    swap.restore(zfs, names, f"{dataset}@auto-2")  # type: ignore[arg-type]
+    assert swap.restored(zfs, names)  # type: ignore[arg-type]
+    return names
+
+
+@pytest.mark.parametrize("crash_after", range(1, 12))
+def test_a_boot_environment_restore_killed_anywhere_resumes_to_the_same_end(crash_after: int) -> None:
+    zfs = boot_environment()
+    names = crashed_then_resumed(zfs, BE, crash_after)
+    assert zfs.pool("rpool").bootfs == BE
     assert zfs.prop(BE, "canmount") == "noauto" and zfs.prop(names.quarantine, "readonly") == "on"
 
 
@@ -154,16 +167,9 @@ def test_a_boot_environment_restore_killed_anywhere_resumes_to_the_same_end(cras
 def test_a_data_restore_from_the_rescue_system_killed_anywhere_resumes_to_the_same_end(crash_after: int) -> None:
     """Killed after the clone took the name but before it took the mountpoint, the swap is not done:
     taken for done, the dataset would mount nowhere and `verify` could not diff it."""
-    zfs = FakeZfs(altroot="/mnt/host", crash_after=crash_after)
-    zfs.add(DATA, mountpoint="/srv/www")
-    names = SwapNames.for_run(DATA, "R1")
-    try:
-        swap.restore(zfs, names, f"{DATA}@auto-2")  # type: ignore[arg-type]
-    except Crash:
-        assert not swap.restored(zfs, names)  # type: ignore[arg-type]
-    zfs.crash_after = None
-    swap.restore(zfs, names, f"{DATA}@auto-2")  # type: ignore[arg-type]
-    assert swap.restored(zfs, names) and zfs.prop(DATA, "mountpoint") == "/mnt/host/srv/www"  # type: ignore[arg-type]
+    zfs = rescued_data()
+    crashed_then_resumed(zfs, DATA, crash_after)
+    assert zfs.prop(DATA, "mountpoint") == "/mnt/host/srv/www"
 
 
 def test_a_data_dataset_is_still_restored_mounted_where_it_was() -> None:
