@@ -24,6 +24,7 @@ from recovery.steps.zfs_host import (
     swap_names,
 )
 from recovery.zfs import swap
+from recovery.zfs.client import AgentClient
 
 
 class RestoreParams(Strict):
@@ -59,7 +60,7 @@ class RestoreStep(StepKind):
         rescue = ctx.here.channel is Channel.RESCUE
         if rescue:
             with agent_errors(ctx.host, "unmounting the host's datasets in the rescue system"):
-                release_mounts(client, protected(ctx))
+                release_mounts(client, in_play(ctx, client))
         clean = chosen(ctx)
 
         def swapped(dataset: str) -> None:
@@ -87,6 +88,13 @@ class RestoreStep(StepKind):
             evidence = incident_snapshot(ctx, names.quarantine)  # moved there with the compromised state
             restored[dataset] = Restored(clean=clean, quarantine=names.quarantine, evidence=evidence)
         return RestoreOutputs(datasets=restored)
+
+
+def in_play(ctx: StepContext, client: AgentClient) -> list[str]:
+    """The protected datasets and, where a resumed restore was killed in the middle of a swap, their
+    quarantine or clone: what may hold a mount the swaps need released."""
+    found = each_dataset(lambda dataset: swap.present(client, swap_names(ctx, dataset)), protected(ctx))
+    return [name for names in found.values() for name in names]
 
 
 def chosen(ctx: StepContext) -> dict[str, str]:

@@ -83,6 +83,13 @@ def restored(client: AgentClient, names: SwapNames) -> bool:
     return sealed and _in_place(client, names.dataset, names.quarantine)
 
 
+def present(client: AgentClient, names: SwapNames) -> list[str]:
+    """The names of a swap that exist now: the dataset's, and after a crash in the middle of the swap
+    its quarantine or clone (the dataset's own name may then be free)."""
+    found = filesystems(client, names.dataset)
+    return [name for name in (names.dataset, names.quarantine, names.clone) if name in found]
+
+
 def undo(client: AgentClient, names: SwapNames) -> None:
     present = filesystems(client, names.dataset)
     if names.restored_aside not in present:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from recovery.steps.zfs_host import release_mounts
 from recovery.zfs import swap
 from recovery.zfs.client import Dataset, PoolState
 from recovery.zfs.swap import SwapNames
@@ -62,6 +63,10 @@ class FakeZfs:
     def mount(self, name: str) -> None:
         self._step()
         self.objects[name]["mounted"] = "yes"
+
+    def unmount(self, name: str) -> None:
+        self._step()
+        self.objects[name]["mounted"] = "no"
 
     def set(self, dataset: str, properties: dict[str, str]) -> None:
         self._step()
@@ -170,6 +175,24 @@ def test_a_data_restore_from_the_rescue_system_killed_anywhere_resumes_to_the_sa
     zfs = rescued_data()
     crashed_then_resumed(zfs, DATA, crash_after)
     assert zfs.prop(DATA, "mountpoint") == "/mnt/host/srv/www"
+
+
+@pytest.mark.parametrize("crash_after", range(1, 7))  # a rescue data swap makes 7 changes
+def test_what_a_swap_killed_anywhere_left_can_be_unmounted_before_it_resumes(crash_after: int) -> None:
+    """The rescue restore releases every mount before its swaps; after a kill in the middle of one,
+    the dataset's name may be free, and asking for it alone failed the resumed run."""
+    zfs = rescued_data()
+    names = SwapNames.for_run(DATA, "R1")
+    zfs.crash_after = crash_after
+    with pytest.raises(Crash):
+        swap.restore(zfs, names, f"{DATA}@auto-2")  # type: ignore[arg-type]
+    zfs.crash_after = None
+    held = swap.present(zfs, names)  # type: ignore[arg-type]
+    assert held and set(held) <= {DATA, names.quarantine, names.clone}
+    release_mounts(zfs, held)  # type: ignore[arg-type]
+    assert all(zfs.prop(name, "mounted") == "no" for name in zfs.objects)
+    swap.restore(zfs, names, f"{DATA}@auto-2")  # type: ignore[arg-type]
+    assert swap.restored(zfs, names)  # type: ignore[arg-type]
 
 
 def test_a_data_dataset_is_still_restored_mounted_where_it_was() -> None:
