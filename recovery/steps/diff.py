@@ -17,6 +17,7 @@ from recovery.engine.registry import StepContext, StepKind, StepOutputs, registe
 from recovery.steps.triage_rules import TriageParams
 from recovery.steps.zfs_host import (
     Listing,
+    SnapshotsOf,
     agent,
     agent_errors,
     each_dataset,
@@ -68,11 +69,12 @@ class DiffStep(StepKind):
         client, rules = agent(ctx), ctx.params.compiled()
         with agent_errors(ctx.host, "listing snapshots"):
             listing = Listing.of(client, protected(ctx))
+        known = SnapshotsOf.listed(ctx.host, listing)
 
         def diffed(dataset: str) -> DatasetDiff:
             with agent_errors(ctx.host, f"diffing {dataset}"):
                 golden = golden_in(listing.snapshots(dataset), dataset).name
-                findings = triaged(client, golden, incident_snapshot(ctx, dataset), rules)
+                findings = triaged(client, golden, incident_snapshot(ctx, dataset), rules, known)
             summary = summarize(golden, findings)
             ctx.note(f"{dataset}: {len(findings)} changes since {golden.split('@')[1]}, "
                      f"{summary.counts.get('indicator', 0)} indicators")

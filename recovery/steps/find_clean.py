@@ -19,6 +19,7 @@ from recovery.steps.triage_rules import TriageParams
 from recovery.steps.zfs_host import (
     DatasetTriage,
     Listing,
+    SnapshotsOf,
     agent,
     agent_errors,
     each_dataset,
@@ -31,7 +32,6 @@ from recovery.zfs.find_clean import (
     find_newest_clean,
     lost_on_restore,
 )
-from recovery.zfs.client import Dataset
 from recovery.zfs.triage import indicators
 
 
@@ -74,21 +74,24 @@ class FindCleanStep(StepKind):
         client = agent(ctx)
         with agent_errors(ctx.host, "listing snapshots"):
             listing = Listing.of(client, protected(ctx))
+        known = SnapshotsOf.listed(ctx.host, listing)
 
         def searched(dataset: str) -> CleanChoice:
             with agent_errors(ctx.host, f"searching {dataset}"):
-                return self._search(ctx, client, listing.snapshots(dataset), dataset)
+                return self._search(ctx, client, listing, known, dataset)
 
         return FindCleanOutputs(datasets=each_dataset(searched, protected(ctx)))
 
-    def _search(self, ctx: StepContext, client: Any, history: list[Dataset], dataset: str) -> CleanChoice:
+    def _search(self, ctx: StepContext, client: Any, listing: Listing, known: SnapshotsOf,
+                dataset: str) -> CleanChoice:
+        history = listing.snapshots(dataset)
         golden = golden_in(history, dataset)
         incident = incident_snapshot(ctx, dataset)
         if incident not in {s.name for s in history}:
             raise StepFailed(f"{ctx.host}: {incident} is missing: run `preserve` first")
         incident_txg = next(s.createtxg for s in history if s.name == incident)
         between = [s.name for s in history if golden.createtxg < s.createtxg < incident_txg]
-        diffs = DatasetTriage.of(client, dataset, ctx.params.compiled())
+        diffs = DatasetTriage.of(client, dataset, ctx.params.compiled(), known)
         at_incident = indicators(diffs.between(golden.name, incident))
         if not at_incident:
             ctx.note(f"{dataset}: no indicator since {golden.name}: nothing to restore")

@@ -8,8 +8,10 @@ dataset takes the service name; the compromised one is kept as
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -105,9 +107,32 @@ def short(snapshot: str) -> str:
     return snapshot.split("@", 1)[1]
 
 
-def triaged(client: AgentClient, origin: str, target: str, rules: Any = None) -> list[Finding]:
+def triaged(client: AgentClient, origin: str, target: str, rules: Any = None,
+            known: SnapshotsOf | None = None) -> list[Finding]:
     """``zfs diff`` origin -> target, parsed and classified (see :class:`DatasetTriage`)."""
-    return DatasetTriage.of(client, origin.split("@", 1)[0], rules).between(origin, target)
+    return DatasetTriage.of(client, origin.split("@", 1)[0], rules, known).between(origin, target)
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotsOf:
+    """Which host a step works on and the snapshots its listing saw, by guid: what lets a triaged
+    diff of two snapshots be reused (see :data:`_TRIAGED`)."""
+
+    host: str
+    guids: dict[str, int]
+
+    @classmethod
+    def listed(cls, host: str | None, listing: Listing) -> SnapshotsOf:
+        return cls(str(host), {row.name: row.guid for row in listing.rows if "@" in row.name})
+
+
+#: Triaged diffs of two snapshots made in this process, by host, the snapshots' guids, the rules and
+#: where the dataset is seen. Snapshots do not change, so `find_clean` reuses what `diff` triaged
+#: (golden -> incident) instead of asking the host again: each ``zfs diff`` costs the guest a process
+#: that slows every other step's. Guids, not names: a destroyed name can be taken again, a guid not.
+_TRIAGED: collections.OrderedDict[tuple[Any, ...], tuple[Finding, ...]] = collections.OrderedDict()
+_TRIAGED_KEPT = 64
+_TRIAGED_LOCK = threading.Lock()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,14 +144,39 @@ class DatasetTriage:
     rules: tuple[Any, ...]
     mountpoint: bytes | None
     prefix: bytes  # the altroot the pool is imported under, b"" when none
+    known: SnapshotsOf | None = None
 
     @classmethod
-    def of(cls, client: AgentClient, dataset: str, rules: Any = None) -> DatasetTriage:
+    def of(cls, client: AgentClient, dataset: str, rules: Any = None,
+           known: SnapshotsOf | None = None) -> DatasetTriage:
         altroot = client.altroot(dataset.split("/", 1)[0])
         prefix = altroot.rstrip("/").encode("utf-8", "surrogateescape") if altroot else b""
-        return cls(client, DEFAULT_RULES if rules is None else tuple(rules), _mountpoint(client, dataset), prefix)
+        return cls(client, DEFAULT_RULES if rules is None else tuple(rules), _mountpoint(client, dataset), prefix,
+                   known)
 
     def between(self, origin: str, target: str) -> list[Finding]:
+        """The triaged diff, reused when this process triaged the same two snapshots already."""
+        key = self._key(origin, target)
+        if key is None:
+            return self._triage(origin, target)
+        with _TRIAGED_LOCK:
+            seen = _TRIAGED.get(key)
+        if seen is not None:
+            return list(seen)
+        findings = self._triage(origin, target)
+        with _TRIAGED_LOCK:
+            _TRIAGED[key] = tuple(findings)
+            while len(_TRIAGED) > _TRIAGED_KEPT:
+                _TRIAGED.popitem(last=False)
+        return findings
+
+    def _key(self, origin: str, target: str) -> tuple[Any, ...] | None:
+        if self.known is None or origin not in self.known.guids or target not in self.known.guids:
+            return None
+        return (self.known.host, self.known.guids[origin], self.known.guids[target], self.rules,
+                self.mountpoint, self.prefix)
+
+    def _triage(self, origin: str, target: str) -> list[Finding]:
         """The diff, with the modes the target holds and whether its logs only grew.
 
         A line that does not parse is a change nobody can classify: the whole diff

@@ -299,3 +299,42 @@ def test_triaged_reads_modes_and_logs_inside_the_snapshots_through_the_real_agen
     findings = triaged(client, "rpool/ROOT/debian@golden-1", "rpool/ROOT/debian@incident-1")
     assert [(f.path, f.rule) for f in findings] == [
         (b"/var/log/wtmp", "log-rewritten"), (b"/var/log/syslog", "logs"), (b"/opt/tool", "setuid-file")]
+
+
+def test_a_diff_of_the_same_two_snapshots_is_triaged_once_per_process() -> None:
+    """`find_clean` reuses what `diff` triaged; a snapshot destroyed and taken again under its name
+    (another guid), another host or other rules are asked afresh."""
+    from recovery.steps.zfs_host import SnapshotsOf, triaged
+    from recovery.zfs.diff import DiffResult
+
+    class CountingZfs:
+        def __init__(self) -> None:
+            self.diffs = 0
+
+        def altroot(self, pool: str) -> None:
+            return None
+
+        def get(self, datasets: list[str], properties: list[str]) -> list[dict[str, str]]:
+            return [{"name": datasets[0], "property": "mountpoint", "value": "none", "source": "local"}]
+
+        def diff_changes(self, origin: str, target: str) -> DiffResult:
+            self.diffs += 1
+            added = Change(1, Decimal(0), ChangeKind.CREATED, FileType.FILE, b"/etc/cron.d/x")
+            return DiffResult(changes=(added,), malformed=(), malformed_count=0)
+
+    zfs = CountingZfs()
+    golden, incident = "tank/www@golden-1", "tank/www@incident-1"
+    known = SnapshotsOf("eu-web", {golden: 11, incident: 12})
+
+    def asked(known: SnapshotsOf | None, rules: object = None) -> int:
+        before = zfs.diffs
+        findings = triaged(zfs, golden, incident, rules, known)  # type: ignore[arg-type]
+        assert [f.rule for f in findings] == ["scheduled-jobs"] or rules is not None
+        return zfs.diffs - before
+
+    assert asked(known) == 1
+    assert asked(known) == 0
+    assert asked(SnapshotsOf("eu-web", {golden: 11, incident: 13})) == 1  # the same name, another snapshot
+    assert asked(SnapshotsOf("us-web", {golden: 11, incident: 12})) == 1
+    assert asked(known, rules=()) == 1
+    assert asked(None) == 1 and asked(None) == 1  # nothing known of the snapshots: never reused
