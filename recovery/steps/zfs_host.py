@@ -267,26 +267,42 @@ def agent_errors(host: str | None, action: str) -> Iterator[None]:
         raise StepFailed(f"{host}: {action}: {exc}") from None
 
 
+#: The temporary properties a mount for inspection gives (``ro,nosuid,nodev,noexec``), as ``zfs get``
+#: shows them while it lasts.
+INSPECTED = {"readonly": "on", "setuid": "off", "devices": "off", "exec": "off"}
+
+
 def release_mounts(client: AgentClient, datasets: list[str]) -> None:
     """Unmount the datasets, deepest first: under the rescue altroot they nest (the boot environment
     holds every other mountpoint), and a swap cannot rename or seal one with a mount beneath it."""
-    for dataset, mountpoint in sorted(_mounts(client, datasets, mounted=True), key=lambda d: d[1], reverse=True):
-        client.unmount(dataset)
+    _release(client, _mountable(client, datasets))
 
 
 def inspection_mounts(client: AgentClient, datasets: list[str]) -> None:
     """Mount the datasets to be read (read-only, nosuid, nodev, noexec), parents first, after
-    unmounting them all: a parent mounted after its child would hide it."""
-    release_mounts(client, datasets)
-    for dataset, mountpoint in sorted(_mounts(client, datasets, mounted=False), key=lambda d: d[1]):
+    unmounting them all: a parent mounted after its child would hide it.
+
+    Left as they are when every one is mounted for inspection already (`restore`
+    leaves them so for `verify`): each ``zfs`` process is a slow step on the guest."""
+    mountable = _mountable(client, datasets)
+    if mountable and all(state.get("mounted") == "yes" and all(state.get(p) == v for p, v in INSPECTED.items())
+                         for state in mountable.values()):
+        return
+    _release(client, mountable)
+    for dataset in sorted(mountable, key=lambda d: mountable[d]["mountpoint"]):
         client.mount(dataset, inspect=True)
 
 
-def _mounts(client: AgentClient, datasets: list[str], mounted: bool) -> list[tuple[str, str]]:
-    """(dataset, mountpoint) of the datasets that can mount, either mounted now or not."""
+def _release(client: AgentClient, mountable: dict[str, dict[str, str]]) -> None:
+    mounted = [d for d, state in mountable.items() if state.get("mounted") == "yes"]
+    for dataset in sorted(mounted, key=lambda d: mountable[d]["mountpoint"], reverse=True):
+        client.unmount(dataset)
+
+
+def _mountable(client: AgentClient, datasets: list[str]) -> dict[str, dict[str, str]]:
+    """The datasets that can mount, by name, with their mountpoint, whether mounted, and how."""
     values: dict[str, dict[str, str]] = {}
-    for row in client.get(datasets, ["mountpoint", "mounted", "canmount"]):
+    for row in client.get(datasets, ["mountpoint", "mounted", "canmount", *INSPECTED]):
         values.setdefault(row["name"], {})[row["property"]] = row["value"]
-    return [(d, v["mountpoint"]) for d, v in values.items()
-            if v.get("mountpoint", "").startswith("/") and v.get("canmount") != "off"
-            and (v.get("mounted") == "yes") == mounted]
+    return {d: v for d, v in values.items()
+            if v.get("mountpoint", "").startswith("/") and v.get("canmount") != "off"}

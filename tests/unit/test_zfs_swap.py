@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from recovery.steps.zfs_host import release_mounts
+from recovery.steps.zfs_host import INSPECTED, inspection_mounts, release_mounts
 from recovery.zfs import swap
 from recovery.zfs.client import Dataset, PoolState
 from recovery.zfs.swap import SwapNames
@@ -60,13 +60,14 @@ class FakeZfs:
         self._step()
         self.objects[target] = self.objects.pop(source)
 
-    def mount(self, name: str) -> None:
+    def mount(self, name: str, inspect: bool = False) -> None:
+        """``inspect`` shows as the temporary properties of ``ro,nosuid,nodev,noexec`` while mounted."""
         self._step()
-        self.objects[name]["mounted"] = "yes"
+        self.objects[name].update(mounted="yes", inspected=inspect)
 
     def unmount(self, name: str) -> None:
         self._step()
-        self.objects[name]["mounted"] = "no"
+        self.objects[name].update(mounted="no", inspected=False)
 
     def set(self, dataset: str, properties: dict[str, str]) -> None:
         self._step()
@@ -77,10 +78,16 @@ class FakeZfs:
 
     def get(self, datasets: list[str], properties: list[str]) -> list[dict[str, str]]:
         """Values as ``zfs get`` shows them: a mountpoint below the pool's altroot."""
-        defaults = {"readonly": "off", "canmount": "on", "mountpoint": "none"}
-        return [{"name": name, "property": p, "value": self._shown(p, obj.get(p, defaults.get(p, "-"))),
+        return [{"name": name, "property": p, "value": self._shown(p, self._value(obj, p)),
                  "source": "local" if p in obj else "default"}
                 for name, obj in ((name, self.objects[name]) for name in datasets) for p in properties]
+
+    def _value(self, obj: dict[str, Any], prop: str) -> str:
+        if obj.get("inspected") and prop in INSPECTED:
+            return INSPECTED[prop]
+        defaults = {"readonly": "off", "canmount": "on", "mountpoint": "none", "setuid": "on", "exec": "on",
+                    "devices": "on"}
+        return str(obj.get(prop, defaults.get(prop, "-")))
 
     def _shown(self, prop: str, value: str) -> str:
         if prop != "mountpoint" or not self.altroot or not value.startswith("/"):
@@ -193,6 +200,21 @@ def test_what_a_swap_killed_anywhere_left_can_be_unmounted_before_it_resumes(cra
     assert all(zfs.prop(name, "mounted") == "no" for name in zfs.objects)
     swap.restore(zfs, names, f"{DATA}@auto-2")  # type: ignore[arg-type]
     assert swap.restored(zfs, names)  # type: ignore[arg-type]
+
+
+def test_datasets_mounted_for_inspection_already_are_left_as_they_are() -> None:
+    """`verify` after `restore` in the rescue system: no unmount and mount again of what is
+    mounted to be read; a mount that can write or run programs is made again, parents first."""
+    zfs = boot_environment()
+    zfs.add(DATA, mountpoint="/srv/www")
+    inspection_mounts(zfs, [DATA, BE])  # type: ignore[arg-type]
+    assert zfs.prop(DATA, "readonly") == "on" and zfs.prop(BE, "exec") == "off"
+    changes = zfs.calls
+    inspection_mounts(zfs, [DATA, BE])  # type: ignore[arg-type]
+    assert zfs.calls == changes
+    zfs.objects[DATA]["inspected"] = False  # mounted writable, set-uid and exec allowed
+    inspection_mounts(zfs, [DATA, BE])  # type: ignore[arg-type]
+    assert zfs.calls == changes + 4 and zfs.prop(DATA, "setuid") == "off"
 
 
 def test_a_data_dataset_is_still_restored_mounted_where_it_was() -> None:
