@@ -203,8 +203,8 @@ class ReturnStep(StepKind):
                                   "healthy; else stays out" if proves else
                                   f"stays out: this playbook does not restore and verify it (`--admit {host}`)")
                 else:
-                    said[host] = ("back only if the sweep finds it clean and it is healthy; dirty or unswept "
-                                  f"stays out (`recover {host}`)" if "sweep" in before else
+                    said[host] = ("back only if a sweep before this step found it clean and it is healthy; "
+                                  f"dirty or unswept stays out (`recover {host}`)" if "sweep" in before else
                                   f"stays out: no sweep in this playbook (`recover {host}`, or `--admit {host}`)")
         return said
 

@@ -83,12 +83,13 @@ def test_plan_says_who_is_swept_and_who_stays_out():
         "eu-web": "looked at again over SSH: zfs diff from the restored snapshot -> live"}
     assert plan["foreseen"]["sweep"] == {
         "us-web": "swept read-only over SSH (zfs diff golden -> live, tools, critical files)"}
-    assert plan["foreseen"]["return"]["us-web"] == ("back only if the sweep finds it clean and it is healthy; "
-                                                    "dirty or unswept stays out (`recover us-web`)")
+    assert plan["foreseen"]["return"]["us-web"] == (
+        "back only if a sweep before this step found it clean and it is healthy; dirty or unswept stays out "
+        "(`recover us-web`)")
     assert plan["foreseen"]["return"]["eu-web"].startswith("back if restored and verified in this run")
     shown = " ".join(invoke(*config("plan", "eu-web")).output.split())
     assert "sweep: us-web — swept read-only over SSH" in shown
-    assert "return: us-web — back only if the sweep finds it clean" in shown
+    assert "return: us-web — back only if a sweep before this step found it clean" in shown
     whole = json.loads(invoke(*config("plan", "web", "--json")).output)["foreseen"]
     assert set(whole["recheck"]) == {"eu-web", "us-web"}  # both targets: looked at again after their restore
     assert all(said.startswith("looked at again") for said in whole["recheck"].values())
