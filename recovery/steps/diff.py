@@ -69,7 +69,7 @@ class DiffStep(StepKind):
         client, rules = agent(ctx), ctx.params.compiled()
         with agent_errors(ctx.host, "listing snapshots"):
             listing = Listing.of(client, protected(ctx))
-        known = SnapshotsOf.listed(ctx.host, listing)
+        known = SnapshotsOf.listed(ctx, listing)
 
         def diffed(dataset: str) -> DatasetDiff:
             with agent_errors(ctx.host, f"diffing {dataset}"):

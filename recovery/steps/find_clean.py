@@ -74,7 +74,7 @@ class FindCleanStep(StepKind):
         client = agent(ctx)
         with agent_errors(ctx.host, "listing snapshots"):
             listing = Listing.of(client, protected(ctx))
-        known = SnapshotsOf.listed(ctx.host, listing)
+        known = SnapshotsOf.listed(ctx, listing)
 
         def searched(dataset: str) -> CleanChoice:
             with agent_errors(ctx.host, f"searching {dataset}"):

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pydantic import Field
 
 from recovery.config.base import Strict
+from recovery.engine.access import Channel
 from recovery.engine.registry import Check, StepContext, StepKind, StepOutputs, register
 from recovery.steps.find_clean import FindCleanOutputs
-from recovery.engine.access import Channel
 from recovery.steps.zfs_host import (
     agent,
     agent_errors,

@@ -31,6 +31,7 @@ from recovery.steps.diff import DatasetDiff, summarize
 from recovery.steps.golden import GoldenParams, store_dir
 from recovery.steps.zfs_host import (
     Listing,
+    SnapshotsOf,
     agent,
     agent_errors,
     each_dataset,
@@ -129,7 +130,9 @@ def from_rescue(ctx: StepContext, golden: dict[str, Any]) -> VerifyOutputs:
     with agent_errors(ctx.host, "comparing the restored datasets with golden from the rescue system"):
         inspection_mounts(client, datasets)
         listing = Listing.of(client, datasets)
-        since = each_dataset(lambda d: _since_golden(client, listing, golden, d), datasets)
+        held = as_snapshotted(client, listing, datasets)
+        known = SnapshotsOf.listed(ctx, listing)
+        since = each_dataset(lambda d: _since_golden(client, listing, known, golden, d, held.get(d)), datasets)
         altroot = client.altroot(datasets[0].split("/", 1)[0]) or "/"
         files = hashed_below(client, altroot, list(golden["files"]))
     found = [f"{d}: {f.path}" for d, diff in since.items() for f in diff.findings if f.verdict == "indicator"]
@@ -140,14 +143,29 @@ def from_rescue(ctx: StepContext, golden: dict[str, Any]) -> VerifyOutputs:
     if bad_files and ctx.params.strict:
         raise StepFailed(f"{ctx.host}: {len(bad_files)} critical files differ from golden: " + "; ".join(bad_files[:20]))
     ctx.note(f"{ctx.host}: from the rescue system: {len(since)} datasets match golden {golden['captured']} "
-             f"where it matters; {len(bad_files)} of {len(golden['files'])} critical files differ")
+             f"where it matters ({len(held)} judged by the snapshot they hold unchanged); "
+             f"{len(bad_files)} of {len(golden['files'])} critical files differ")
     return VerifyOutputs(golden=golden["captured"], files_differing=bad_files[:200], trusted_side=True,
                          since_golden=since)
 
 
-def _since_golden(client: AgentClient, listing: Listing, golden: dict[str, Any], dataset: str) -> DatasetDiff:
+def _since_golden(client: AgentClient, listing: Listing, known: SnapshotsOf, golden: dict[str, Any], dataset: str,
+                  held: str | None) -> DatasetDiff:
+    """Golden -> the dataset as it is; golden -> the snapshot it holds unchanged where there is one
+    (the same files, and a diff `find_clean` or `diff` may have triaged already)."""
     snapshot = golden_snapshot(listing, golden, dataset)
-    return summarize(snapshot, triaged(client, snapshot, dataset))
+    return summarize(snapshot, triaged(client, snapshot, held or dataset, None, known))
+
+
+def as_snapshotted(client: AgentClient, listing: Listing, datasets: list[str]) -> dict[str, str]:
+    """The datasets nothing was written to since their newest snapshot, and that snapshot.
+
+    ``written`` counts every block not shared with the newest snapshot: a
+    changed byte, mode or name writes one. A restored dataset holds its clean
+    snapshot unchanged; one left alone holds its evidence snapshot."""
+    newest = {d: own[-1].name for d in datasets if (own := listing.snapshots(d))}
+    written = {row["name"]: row["value"] for row in client.get(list(newest), ["written"])} if newest else {}
+    return {d: snapshot for d, snapshot in newest.items() if written.get(d) == "0"}
 
 
 def hashed_below(client: AgentClient, altroot: str, paths: list[str]) -> dict[bytes, str]:

@@ -115,19 +115,21 @@ def triaged(client: AgentClient, origin: str, target: str, rules: Any = None,
 
 @dataclasses.dataclass(frozen=True)
 class SnapshotsOf:
-    """Which host a step works on and the snapshots its listing saw, by guid: what lets a triaged
-    diff of two snapshots be reused (see :data:`_TRIAGED`)."""
+    """Which host a step works on, through which channel, and the snapshots its listing saw, by
+    guid: what lets a triaged diff of two snapshots be reused (see :data:`_TRIAGED`). The channel
+    is part of it: what the host's own tools said is never taken for what the rescue image's did."""
 
-    host: str
+    where: str
     guids: dict[str, int]
 
     @classmethod
-    def listed(cls, host: str | None, listing: Listing) -> SnapshotsOf:
-        return cls(str(host), {row.name: row.guid for row in listing.rows if "@" in row.name})
+    def listed(cls, ctx: StepContext, listing: Listing) -> SnapshotsOf:
+        return cls(f"{ctx.host} over {ctx.here.channel.value}",
+                   {row.name: row.guid for row in listing.rows if "@" in row.name})
 
 
-#: Triaged diffs of two snapshots made in this process, by host, the snapshots' guids, the rules and
-#: where the dataset is seen. Snapshots do not change, so `find_clean` reuses what `diff` triaged
+#: Triaged diffs of two snapshots made in this process, by host and channel, the snapshots' guids, the
+#: rules and where the dataset is seen. Snapshots do not change, so `find_clean` reuses what `diff` triaged
 #: (golden -> incident) instead of asking the host again: each ``zfs diff`` costs the guest a process
 #: that slows every other step's. Guids, not names: a destroyed name can be taken again, a guid not.
 _TRIAGED: collections.OrderedDict[tuple[Any, ...], tuple[Finding, ...]] = collections.OrderedDict()
@@ -173,7 +175,7 @@ class DatasetTriage:
     def _key(self, origin: str, target: str) -> tuple[Any, ...] | None:
         if self.known is None or origin not in self.known.guids or target not in self.known.guids:
             return None
-        return (self.known.host, self.known.guids[origin], self.known.guids[target], self.rules,
+        return (self.known.where, self.known.guids[origin], self.known.guids[target], self.rules,
                 self.mountpoint, self.prefix)
 
     def _triage(self, origin: str, target: str) -> list[Finding]:

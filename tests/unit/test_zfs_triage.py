@@ -303,7 +303,7 @@ def test_triaged_reads_modes_and_logs_inside_the_snapshots_through_the_real_agen
 
 def test_a_diff_of_the_same_two_snapshots_is_triaged_once_per_process() -> None:
     """`find_clean` reuses what `diff` triaged; a snapshot destroyed and taken again under its name
-    (another guid), another host or other rules are asked afresh."""
+    (another guid), another host or channel, or other rules are asked afresh."""
     from recovery.steps.zfs_host import SnapshotsOf, triaged
     from recovery.zfs.diff import DiffResult
 
@@ -324,7 +324,7 @@ def test_a_diff_of_the_same_two_snapshots_is_triaged_once_per_process() -> None:
 
     zfs = CountingZfs()
     golden, incident = "tank/www@golden-1", "tank/www@incident-1"
-    known = SnapshotsOf("eu-web", {golden: 11, incident: 12})
+    known = SnapshotsOf("eu-web over rescue", {golden: 11, incident: 12})
 
     def asked(known: SnapshotsOf | None, rules: object = None) -> int:
         before = zfs.diffs
@@ -334,7 +334,32 @@ def test_a_diff_of_the_same_two_snapshots_is_triaged_once_per_process() -> None:
 
     assert asked(known) == 1
     assert asked(known) == 0
-    assert asked(SnapshotsOf("eu-web", {golden: 11, incident: 13})) == 1  # the same name, another snapshot
-    assert asked(SnapshotsOf("us-web", {golden: 11, incident: 12})) == 1
+    assert asked(SnapshotsOf("eu-web over rescue", {golden: 11, incident: 13})) == 1  # another snapshot, same name
+    assert asked(SnapshotsOf("us-web over rescue", {golden: 11, incident: 12})) == 1
+    assert asked(SnapshotsOf("eu-web over console", {golden: 11, incident: 12})) == 1  # the host's own tools
     assert asked(known, rules=()) == 1
     assert asked(None) == 1 and asked(None) == 1  # nothing known of the snapshots: never reused
+
+
+def test_verify_judges_by_the_snapshot_only_what_holds_it_unchanged() -> None:
+    """A restored dataset nothing was written to holds its clean snapshot: `verify` diffs golden to
+    that snapshot (maybe triaged already); a single block written since sends it to the live diff."""
+    from recovery.steps.verify import as_snapshotted
+    from recovery.steps.zfs_host import Listing
+    from recovery.zfs.client import Dataset
+
+    def snapshot(name: str, txg: int) -> Dataset:
+        return Dataset(name, "snapshot", txg, txg, 0, 0, None, None)
+
+    listing = Listing((snapshot("tank/www@golden-1", 1), snapshot("tank/www@auto-2", 2),
+                       snapshot("tank/home@golden-1", 3), snapshot("tank/home@incident-R", 4),
+                       snapshot("tank/logs@golden-1", 5)))
+
+    class Written:
+        def get(self, datasets: list[str], properties: list[str]) -> list[dict[str, str]]:
+            assert properties == ["written"]
+            values = {"tank/www": "0", "tank/home": "512", "tank/logs": "0"}
+            return [{"name": d, "property": "written", "value": values[d], "source": "-"} for d in datasets]
+
+    held = as_snapshotted(Written(), listing, ["tank/www", "tank/home", "tank/logs", "tank/none"])  # type: ignore[arg-type]
+    assert held == {"tank/www": "tank/www@auto-2", "tank/logs": "tank/logs@golden-1"}
