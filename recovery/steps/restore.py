@@ -67,7 +67,6 @@ class RestoreStep(StepKind):
             names = swap_names(ctx, dataset)
             with agent_errors(ctx.host, f"restoring {dataset} from {clean[dataset]}"):
                 swap.restore(client, names, clean[dataset])
-                client.set(names.quarantine, {"recovery:restored-from": clean[dataset]})
             ctx.note(f"{dataset}: now {clean[dataset].split('@')[1]}; compromised state kept as "
                      f"{names.quarantine} (read-only)")
 

@@ -38,6 +38,8 @@ SEALED = {"readonly": "on", "canmount": "off"}
 _BEFORE_SWAP = ("mountpoint", "mounted", "canmount")
 #: The ``canmount`` a dataset had before it was sealed, kept on it so undo gives it back.
 CANMOUNT_KEPT = "recovery:canmount"
+#: The clean snapshot a quarantined dataset was swapped for.
+RESTORED_FROM = "recovery:restored-from"
 
 
 class RunningRoot(Fault):
@@ -58,19 +60,25 @@ class SwapNames:
 
 
 def restore(client: AgentClient, names: SwapNames, clean: str) -> None:
+    """Swap ``names.dataset`` for a clone of ``clean``; the quarantine records where it came from.
+
+    Only a resumed swap lists the datasets again: one that just made a change
+    knows what it made (every ``zfs`` process is a slow step on the guest)."""
     present = filesystems(client, names.dataset)
-    if names.quarantine not in present:
+    renamed_now = names.quarantine not in present
+    if renamed_now:
         now = props(client, names.dataset, list(_BEFORE_SWAP))
         refuse_running_root(names.dataset, now)
         if names.clone not in present:
             client.clone(names.clone, clean)
-            present = filesystems(client, names.dataset)
-        if is_clone(present[names.clone]):
+            client.promote(names.clone)  # a clone made now is promoted now
+        elif is_clone(present[names.clone]):
             client.promote(names.clone)
         _keep_canmount(client, names.dataset, now["canmount"])
         client.rename(names.dataset, names.quarantine)
-    client.set(names.quarantine, SEALED)  # again after a resume: the rename below may have been done
-    if names.clone in filesystems(client, names.dataset):
+    # sealed again after a resume: the rename below may have been done
+    client.set(names.quarantine, {**SEALED, RESTORED_FROM: clean})
+    if renamed_now or names.clone in filesystems(client, names.dataset):
         client.rename(names.clone, names.dataset)
     _take_place(client, names.dataset, names.quarantine)
 

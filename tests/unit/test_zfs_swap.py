@@ -133,6 +133,7 @@ def test_a_boot_environment_is_restored_and_the_pool_boots_it() -> None:
     assert zfs.objects[names.quarantine]["id"] == compromised
     assert (zfs.prop(names.quarantine, "readonly"), zfs.prop(names.quarantine, "canmount")) == ("on", "off")
     assert (zfs.prop(BE, "canmount"), zfs.objects[BE]["mountpoint"], zfs.prop(BE, "mounted")) == ("noauto", "/", "no")
+    assert zfs.prop(names.quarantine, swap.RESTORED_FROM) == f"{BE}@auto-2"
 
 
 def test_undo_boots_the_quarantined_environment_again_as_it_was() -> None:
