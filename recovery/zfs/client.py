@@ -39,6 +39,7 @@ import re
 import secrets
 import shlex
 import threading
+import weakref
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -301,6 +302,12 @@ class _Hashed(_Model):
 
 _M = TypeVar("_M", bound=_Model)
 
+#: Each pool's altroot as a session found it, kept as long as the session: an import's altroot does
+#: not change while it lasts (a boot ends the session), so the steps of a host ask the host once.
+_ALTROOTS: weakref.WeakKeyDictionary[object, dict[str, str | None]] = weakref.WeakKeyDictionary()
+_ALTROOTS_LOCK = threading.Lock()
+
+
 class AgentClient:
     """ZFS operations on one host through the shipped agent.
 
@@ -329,7 +336,8 @@ class AgentClient:
         self.max_diff = max_diff
         self.max_diff_lines = max_diff_lines
         self.host = host or _host_name(transport)
-        self._altroots: dict[str, str | None] = {}
+        with _ALTROOTS_LOCK:
+            self._altroots = _ALTROOTS.setdefault(transport, {})
         self._altroots_lock = threading.Lock()  # threads diffing side by side ask at once: one asks the host
         self._pipeline = Pipeline(self._exchange, budget=MAX_REQUEST * 3 // 4 - 4096)  # JSON, before base64
 
@@ -474,7 +482,7 @@ class AgentClient:
                          None if got.get("altroot", "-") in unset else got["altroot"])
 
     def altroot(self, pool: str) -> str | None:
-        """Where the pool is imported (asked once per client: an import's altroot cannot change)."""
+        """Where the pool is imported (asked once per session, see :data:`_ALTROOTS`)."""
         with self._altroots_lock:
             if pool not in self._altroots:
                 self._altroots[pool] = self.pool(pool).altroot

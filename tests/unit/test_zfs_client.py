@@ -336,3 +336,22 @@ def test_request_reaches_the_agent_intact() -> None:
     reply = extract_reply(proc.stdout, NONCE)
     assert reply["ok"] is True and isinstance(reply["result"]["modes"][0], int)
     assert json.loads(json.dumps(reply)) == reply
+
+
+def test_a_pool_altroot_is_asked_once_per_session() -> None:
+    """Every step makes its own client; the altroot of an import lasts as long as the session."""
+    from recovery.zfs.client import PoolState
+
+    asked: list[str] = []
+
+    class Counting(AgentClient):
+        def pool(self, pool: str) -> PoolState:
+            asked.append(pool)
+            return PoolState(pool, None, "/mnt/host")
+
+    session, after_a_boot = LocalShell(), LocalShell()
+    assert Counting(session).altroot("rpool") == Counting(session).altroot("rpool") == "/mnt/host"
+    assert asked == ["rpool"]
+    Counting(session).altroot("tank")
+    Counting(after_a_boot).altroot("rpool")
+    assert asked == ["rpool", "tank", "rpool"]
