@@ -6,7 +6,8 @@
 2. promote the clone (it takes over the snapshots up to ``S``; ``D`` keeps the
    later ones, among them the held ``@incident-<run>`` evidence);
 3. rename ``D`` to the *quarantine* name;
-4. seal the quarantine (``readonly=on``, ``canmount=off``, which unmounts it)
+4. seal the quarantine (``readonly=on``, ``canmount=off``, which unmounts it; the ``canmount`` it
+   had and the clean snapshot are kept on it in the same ``zfs set``)
    and rename the clone to ``D``;
 5. give ``D`` the mountpoint and ``canmount`` the quarantine held, point the
    pool's ``bootfs`` at ``D`` if it followed the quarantine (a boot
@@ -74,10 +75,12 @@ def restore(client: AgentClient, names: SwapNames, clean: str) -> None:
             client.promote(names.clone)  # a clone made now is promoted now
         elif is_clone(present[names.clone]):
             client.promote(names.clone)
-        _keep_canmount(client, names.dataset, now["canmount"])
+        canmount = now["canmount"]
         client.rename(names.dataset, names.quarantine)
+    else:
+        canmount = _canmount_before_seal(client, names.quarantine)
     # sealed again after a resume: the rename below may have been done
-    client.set(names.quarantine, {**SEALED, RESTORED_FROM: clean})
+    client.set(names.quarantine, {**SEALED, CANMOUNT_KEPT: _canmount(canmount), RESTORED_FROM: clean})
     if renamed_now or names.clone in filesystems(client, names.dataset):
         client.rename(names.clone, names.dataset)
     _take_place(client, names.dataset, names.quarantine)
@@ -129,6 +132,14 @@ def refuse_running_root(dataset: str, now: dict[str, str]) -> None:
 def _canmount(kept: str | None) -> str:
     """The ``canmount`` a sealed dataset had (``on`` when nothing was kept)."""
     return kept if kept in ("on", "noauto") else "on"
+
+
+def _canmount_before_seal(client: AgentClient, quarantine: str) -> str:
+    """What ``canmount`` the quarantine had before it was sealed: the seal keeps it in the same
+    ``zfs set``, so a quarantine without it is not sealed yet and still has its own."""
+    now = props(client, quarantine, ["canmount", CANMOUNT_KEPT])
+    kept = now.get(CANMOUNT_KEPT)
+    return kept if kept in ("on", "noauto") else now["canmount"]
 
 
 def _keep_canmount(client: AgentClient, dataset: str, canmount: str) -> None:
