@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from recovery.lab.bmc import LabBmc
+from recovery.lab.fleet import Lab
 from recovery.lab.image import ImagePaths
-from recovery.lab.rootpool import build_lab_image
 from recovery.lab.keys import generate_ed25519
+from recovery.lab.rootpool import build_lab_image
 from recovery.lab.vm import BootMode, Guest, LanAddress, LanSwitch
 from recovery.oob.lab import LabDriver
 
@@ -21,6 +22,19 @@ BOOT_TIMEOUT = 300.0
 def lab_image() -> ImagePaths:
     """The lab image for the current recipe: base, rescue and root pool disks (built on first use, about ten minutes)."""
     return build_lab_image()
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """The lab fleet as `recover lab up` brings it up, shared by the two modules that start from it,
+    which run back to back: test_fleet_check puts back every setting it breaks, and
+    test_fleet_services ends by stopping the fleet (three TCG guests take minutes to boot)."""
+    lab = Lab(tmp_path_factory.mktemp("fleet"))
+    try:
+        lab.up()
+        yield lab
+    finally:
+        lab.down(wipe=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,14 @@
 """`recover check` on a lab set up right, then wrong one setting at a time: each wrong setting is named.
 
-One lab serves the module (its guests are stopped by the fixture, pass or
-fail); each case breaks one setting over SSH, checks, and puts it back.
+The fleet as it comes up serves the module, and test_fleet_services after it
+(tests/lab/conftest.py); each case breaks one setting over SSH, checks, and
+puts it back.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,13 +26,8 @@ GOOD_LAB_WARNS = {"snapshot-schedule", "logs"}  # rescue-image: the lab BMC veri
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab = Lab(tmp_path_factory.mktemp("check-lab"), progress=lambda line: None)
-    try:
-        lab.up()
-        yield lab
-    finally:
-        lab.down(wipe=True)
+def lab(fleet: Lab) -> Lab:
+    return fleet
 
 
 @pytest.fixture(scope="module")

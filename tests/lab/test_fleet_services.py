@@ -1,7 +1,8 @@
 """The lab fleet end to end: one `up` of eu-web, us-web and people, then services, history, attacks, `down`.
 
-One fleet serves the whole module (three TCG guests share two cores), and the
-tests run in file order: the history needs the fleet, the attacks need the
+One fleet serves the whole module (three TCG guests share two cores; it comes
+from tests/lab/conftest.py, test_fleet_check used it first), and the tests
+run in file order: the history needs the fleet, the attacks need the
 history, the last test stops the fleet (the fixture's finalizer stops it
 again, which is harmless, if anything failed before).
 """
@@ -12,7 +13,6 @@ import json
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -47,16 +47,6 @@ WATCHED = "/etc/cron.d /etc/crontab /var/spool/cron /usr/sbin /usr/bin /usr/loca
 DATA_ROOTS = tuple(m for d, m in MOUNTPOINTS.items() if d != BOOT_ENVIRONMENT)
 ZFS_CHANGE = {"+": "added", "M": "modified", "-": "removed", "R": "renamed"}
 ZFS_TYPE = {"F": "file", "/": "directory", "@": "symlink"}
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab = Lab(tmp_path_factory.mktemp("fleet"))
-    try:
-        lab.up()
-        yield lab
-    finally:
-        lab.down()
 
 
 @pytest.fixture(scope="module")
