@@ -85,8 +85,9 @@ class PreserveStep(StepKind):
             if missing := [name for name in names.values() if name not in listing.names]:
                 client.snapshot(missing)
                 listing = Listing.of(client, protected(ctx))
-            held = each_dataset(lambda d: _held(client, names[d]), list(names))
-            if unheld := {names[d]: EVIDENCE_HOLD for d, present in held.items() if not present}:
+            older = [d for d in names if names[d] not in missing]  # a snapshot made now holds nothing yet
+            held = each_dataset(lambda d: _held(client, names[d]), older)
+            if unheld := {names[d]: EVIDENCE_HOLD for d in names if not held.get(d)}:
                 client.hold(unheld)
         described = {d: self._described(ctx, listing, d, names[d]) for d in names}
         return PreserveOutputs(snapshots={names[d]: self._recorded(ctx, client, d, names[d], record)
