@@ -304,7 +304,10 @@ _M = TypeVar("_M", bound=_Model)
 
 #: Each pool's altroot as a session found it, kept as long as the session: an import's altroot does
 #: not change while it lasts (a boot ends the session), so the steps of a host ask the host once.
-_ALTROOTS: weakref.WeakKeyDictionary[object, dict[str, str | None]] = weakref.WeakKeyDictionary()
+#: With each session's altroots, the lock its clients share: threads diffing side by side, whatever
+#: client they hold, ask at once, and one asks the host.
+_ALTROOTS: weakref.WeakKeyDictionary[object, tuple[dict[str, str | None], threading.Lock]] = (
+    weakref.WeakKeyDictionary())
 _ALTROOTS_LOCK = threading.Lock()
 
 
@@ -337,8 +340,7 @@ class AgentClient:
         self.max_diff_lines = max_diff_lines
         self.host = host or _host_name(transport)
         with _ALTROOTS_LOCK:
-            self._altroots = _ALTROOTS.setdefault(transport, {})
-        self._altroots_lock = threading.Lock()  # threads diffing side by side ask at once: one asks the host
+            self._altroots, self._altroots_lock = _ALTROOTS.setdefault(transport, ({}, threading.Lock()))
         self._pipeline = Pipeline(self._exchange, budget=MAX_REQUEST * 3 // 4 - 4096)  # JSON, before base64
 
     def call(self, op: str, **args: Any) -> dict[str, Any]:
