@@ -8,6 +8,8 @@ Also reports what restoring the clean snapshot gives up (changes made since).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from threading import Thread
 from typing import Any
 
 from pydantic import Field
@@ -32,11 +34,15 @@ from recovery.zfs.find_clean import (
     find_newest_clean,
     lost_on_restore,
 )
+from recovery.zfs.pipeline import side_by_side
 from recovery.zfs.triage import indicators
 
 
 class FindCleanParams(TriageParams):
     exhaustive: bool = Field(False, description="Diff every snapshot instead of bisecting (proves the history).")
+    probes: int = Field(1, ge=1, le=8, description=(
+        "Snapshots a search round diffs side by side. k probes need log_(k+1)(n) rounds for n snapshots "
+        "instead of log_2(n), for up to k diffs a round."))
 
 
 class Lost(Strict):
@@ -96,15 +102,26 @@ class FindCleanStep(StepKind):
         if not at_incident:
             ctx.note(f"{dataset}: no indicator since {golden.name}: nothing to restore")
             return CleanChoice(clean=None, golden=golden.name)
-        search = find_newest_clean(
-            golden.name, between, lambda snap: indicators(diffs.between(golden.name, snap)),
-            incident=at_incident, exhaustive=ctx.params.exhaustive)
+        ahead: list[Thread] = []
+
+        def losing(candidates: Sequence[str]) -> None:
+            """What restoring gives up, triaged beside the round that picks which of these is clean."""
+            ahead.extend(thread for thread in (diffs.ahead(c, incident) for c in candidates) if thread)
+
         try:
-            clean = search.require_trustworthy()
-        except NonMonotonicHistory as exc:
-            raise StepFailed(f"{ctx.host}: {dataset}: the snapshot history is not monotonic, "
-                             f"refusing to choose automatically: {exc}") from None
-        lost = lost_on_restore(diffs.between(clean, incident))
+            search = find_newest_clean(
+                golden.name, between, lambda snap: indicators(diffs.between(golden.name, snap)),
+                incident=at_incident, exhaustive=ctx.params.exhaustive, probes=ctx.params.probes,
+                side_by_side=side_by_side, last_round=losing)
+            try:
+                clean = search.require_trustworthy()
+            except NonMonotonicHistory as exc:
+                raise StepFailed(f"{ctx.host}: {dataset}: the snapshot history is not monotonic, "
+                                 f"refusing to choose automatically: {exc}") from None
+            lost = lost_on_restore(diffs.between(clean, incident))
+        finally:
+            for thread in ahead:  # nothing of this step's is left asking the host when the next begins
+                thread.join()
         ctx.note(f"{dataset}: newest clean is {clean} ({search.diff_calls} diffs over "
                  f"{len(between)} snapshots); restoring it gives up {lost.count} later changes")
         return CleanChoice(

@@ -13,7 +13,8 @@ import dataclasses
 import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from concurrent.futures import Future
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 from recovery.engine.registry import StepContext, StepFailed
@@ -132,7 +133,8 @@ class SnapshotsOf:
 #: rules and where the dataset is seen. Snapshots do not change, so `find_clean` reuses what `diff` triaged
 #: (golden -> incident) instead of asking the host again: each ``zfs diff`` costs the guest a process
 #: that slows every other step's. Guids, not names: a destroyed name can be taken again, a guid not.
-_TRIAGED: collections.OrderedDict[tuple[Any, ...], tuple[Finding, ...]] = collections.OrderedDict()
+#: A diff still being made is kept too (a future): who asks for it then waits for it, not asks again.
+_TRIAGED: collections.OrderedDict[tuple[Any, ...], Future[tuple[Finding, ...]]] = collections.OrderedDict()
 _TRIAGED_KEPT = 64
 _TRIAGED_LOCK = threading.Lock()
 
@@ -157,20 +159,48 @@ class DatasetTriage:
                    known)
 
     def between(self, origin: str, target: str) -> list[Finding]:
-        """The triaged diff, reused when this process triaged the same two snapshots already."""
+        """The triaged diff, reused when this process triaged (or is triaging) the same two snapshots."""
         key = self._key(origin, target)
         if key is None:
             return self._triage(origin, target)
         with _TRIAGED_LOCK:
-            seen = _TRIAGED.get(key)
-        if seen is not None:
-            return list(seen)
-        findings = self._triage(origin, target)
-        with _TRIAGED_LOCK:
-            _TRIAGED[key] = tuple(findings)
-            while len(_TRIAGED) > _TRIAGED_KEPT:
-                _TRIAGED.popitem(last=False)
-        return findings
+            made = _TRIAGED.get(key)
+            if made is None:
+                made = _TRIAGED[key] = Future()
+                while len(_TRIAGED) > _TRIAGED_KEPT:
+                    _TRIAGED.popitem(last=False)
+                mine = True
+            else:
+                mine = False
+        if mine:
+            self._make(key, made, origin, target)
+        return list(made.result())
+
+    def ahead(self, origin: str, target: str) -> threading.Thread | None:
+        """Start triaging origin -> target in a thread, for a :meth:`between` asked later; join it.
+        Its failure is raised by that :meth:`between` (by none when nobody asks). None: the two
+        snapshots are not known by guid, so nothing made ahead could be found again."""
+        if self._key(origin, target) is None:
+            return None
+        thread = threading.Thread(target=self._quietly, args=(origin, target), name=f"triage {target}", daemon=True)
+        thread.start()
+        return thread
+
+    def _quietly(self, origin: str, target: str) -> None:
+        with suppress(Exception):
+            self.between(origin, target)
+
+    def _make(self, key: tuple[Any, ...], made: Future[tuple[Finding, ...]], origin: str, target: str) -> None:
+        """Triage into ``made``; a failure is not kept: the next to ask tries again."""
+        try:
+            findings = tuple(self._triage(origin, target))
+        except Exception as exc:  # noqa: BLE001 - raised again by made.result(), to each who asks
+            with _TRIAGED_LOCK:
+                if _TRIAGED.get(key) is made:
+                    del _TRIAGED[key]
+            made.set_exception(exc)
+        else:
+            made.set_result(findings)
 
     def _key(self, origin: str, target: str) -> tuple[Any, ...] | None:
         if self.known is None or origin not in self.known.guids or target not in self.known.guids:

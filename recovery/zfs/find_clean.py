@@ -2,7 +2,9 @@
 
 A snapshot is *clean* when the diff from the golden snapshot to it holds no
 indicator. Diffs are the expensive part (seconds each on a real pool), so the
-search bisects: O(log n) diffs for n snapshots.
+search bisects: O(log n) diffs for n snapshots. A round may examine several
+snapshots side by side (``probes``): k probes cut the candidates into k + 1
+parts, so fewer rounds wait on the host, for a few more diffs.
 
 Monotonic assumption: once an indicator appears in the history it stays in
 every later snapshot (attackers persist; the history is
@@ -30,7 +32,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from recovery.zfs.diff import display_name
 from recovery.zfs.triage import Finding, Verdict
@@ -45,6 +47,12 @@ class HasPath(Protocol):
 
 SnapshotT = TypeVar("SnapshotT", bound=Hashable)
 IndicatorT = TypeVar("IndicatorT", bound=HasPath)
+#: How a round's probes are examined: ``work`` on each item, results in order (threads may overlap them).
+SideBySide = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
+
+
+def _one_after_another(work: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    return [work(item) for item in items]
 
 
 class SearchStatus(enum.Enum):
@@ -85,11 +93,19 @@ def find_newest_clean(
     indicators: Callable[[SnapshotT], Iterable[IndicatorT]],
     incident: Iterable[IndicatorT] | None = None,
     exhaustive: bool = False,
+    probes: int = 1,
+    side_by_side: SideBySide = _one_after_another,
+    last_round: Callable[[Sequence[SnapshotT]], None] = lambda candidates: None,
 ) -> CleanSearch[SnapshotT, IndicatorT]:
-    """Bisect ``snapshots`` (oldest first, all after ``golden``) for the newest clean one.
+    """Search ``snapshots`` (oldest first, all after ``golden``) for the newest clean one.
 
-    ``indicators(snapshot)`` diffs golden to the snapshot and triages it;
-    it is called at most ceil(log2(n + 1)) times, once per snapshot.
+    ``indicators(snapshot)`` diffs golden to the snapshot and triages it; it is
+    called once per snapshot examined: at most ceil(log2(n + 1)) times with one
+    probe a round, at most k * ceil(log_(k+1)(n + 1)) with ``probes`` = k.
+    ``side_by_side(indicators, snapshots)`` examines a round's probes (in order);
+    threads make them overlap. ``last_round`` hears the snapshots that can still
+    be the clean one (``golden`` among them) as the round that decides starts:
+    work that needs the answer can begin beside it.
     ``incident`` holds the indicators of the live (incident) state, which is
     dirty by premise; given, it takes part in the monotonic checks.
     ``exhaustive`` diffs every snapshot (n diffs) so the assumption is
@@ -98,18 +114,25 @@ def find_newest_clean(
     incident_found = tuple(incident) if incident is not None else None
     if incident_found == ():
         raise ValueError("the incident state has no indicator: there is nothing to restore from")
+    if probes < 1:
+        raise ValueError(f"probes must be at least 1, not {probes}")
     examined: dict[SnapshotT, tuple[IndicatorT, ...]] = {}
 
-    def dirty(index: int) -> bool:
-        snapshot = snapshots[index]
-        if snapshot not in examined:
-            examined[snapshot] = tuple(indicators(snapshot))
-        return bool(examined[snapshot])
+    def examine(indices: Sequence[int]) -> list[bool]:
+        unseen = [snapshots[i] for i in indices if snapshots[i] not in examined]
+        if unseen:
+            examined.update(zip(unseen, (tuple(found) for found in side_by_side(indicators, unseen))))
+        return [bool(examined[snapshots[i]]) for i in indices]
 
-    first_dirty = _first_true(len(snapshots), dirty)
+    def dirty(index: int) -> bool:
+        return examine([index])[0]
+
+    def deciding(low: int, high: int) -> None:
+        last_round([snapshots[i - 1] if i else golden for i in range(low, high + 1)])
+
+    first_dirty = _first_true(len(snapshots), examine, probes, deciding)
     if exhaustive:
-        for index in range(len(snapshots)):
-            dirty(index)
+        examine(range(len(snapshots)))
     problems = _check_boundary(snapshots, first_dirty, dirty)
     problems += _out_of_order(snapshots, examined, first_dirty)
     problems += _vanished(_dirty_chain(snapshots, examined, incident_found))
@@ -120,16 +143,32 @@ def find_newest_clean(
     return CleanSearch(status, clean, successor, successor_found, examined, tuple(problems))
 
 
-def _first_true(count: int, predicate: Callable[[int], bool]) -> int:
-    """Smallest index where ``predicate`` holds, ``count`` if none (assumes monotonic)."""
+def _first_true(count: int, predicate: Callable[[Sequence[int]], list[bool]], probes: int,
+                deciding: Callable[[int, int], None]) -> int:
+    """Smallest index where ``predicate`` holds, ``count`` if none (assumes monotonic).
+
+    Each round asks ``predicate`` about up to ``probes`` indices at once, spread
+    so that the k + 1 parts they leave are as even as can be; ``deciding(low,
+    high)`` is told before the round whose answer is the result, one of low..high.
+    """
     low, high = 0, count
     while low < high:
-        middle = (low + high) // 2
-        if predicate(middle):
-            high = middle
-        else:
-            low = middle + 1
+        picks = _spread(low, high, probes)
+        if len(picks) == high - low:
+            deciding(low, high)
+        for index, holds in zip(picks, predicate(picks)):
+            if holds:
+                high = index
+                break
+            low = index + 1
     return low
+
+
+def _spread(low: int, high: int, probes: int) -> list[int]:
+    """Up to ``probes`` indices in [low, high) cutting its high - low + 1 outcomes into even parts."""
+    outcomes = high - low + 1
+    parts = min(probes, high - low) + 1
+    return sorted({low + -(-part * outcomes // parts) - 1 for part in range(1, parts)})
 
 
 def _check_boundary(

@@ -90,6 +90,45 @@ def test_diff_calls_are_logarithmic(n: int) -> None:
         assert bound <= 9
 
 
+@pytest.mark.parametrize("probes", [2, 3])
+@pytest.mark.parametrize("n", [1, 2, 6, 8, 26, 256])
+def test_probes_side_by_side_take_fewer_rounds_for_a_few_more_diffs(n: int, probes: int) -> None:
+    """k probes a round: at most ceil(log_(k+1)(n + 1)) rounds, k diffs each, same answer as bisection."""
+    rounds_bound = math.ceil(math.log(n + 1, probes + 1) - 1e-9)
+    for first_dirty in range(n + 1):
+        history, rounds = monotonic(n, first_dirty), []
+
+        def each(work: object, items: list[str]) -> list[object]:
+            rounds.append(list(items))
+            return [work(item) for item in items]  # type: ignore[operator]
+
+        result = find_newest_clean("g", history.names, history.indicators, probes=probes, side_by_side=each)
+        assert result.clean == (history.names[first_dirty - 1] if first_dirty else "g")
+        assert len(rounds) <= rounds_bound and all(1 <= len(r) <= probes for r in rounds)
+        assert len(set(history.calls)) == len(history.calls) == result.diff_calls <= probes * rounds_bound
+    if (n, probes) == (6, 2):
+        assert rounds_bound == 2 < math.ceil(math.log2(n + 1))  # the lab's six snapshots: 2 rounds, not 3
+
+
+@pytest.mark.parametrize("probes", [1, 2])
+@pytest.mark.parametrize("first_dirty", range(7))
+def test_the_round_that_decides_is_announced_with_the_snapshots_still_possible(probes: int, first_dirty: int) -> None:
+    """`last_round` hears, before the deciding round, every snapshot that can still be the clean one
+    (so what restoring gives up can be triaged beside it); the answer is always among them."""
+    history, heard = monotonic(6, first_dirty), []
+    result = find_newest_clean("g", history.names, history.indicators, probes=probes, last_round=heard.append)
+    assert len(heard) <= 1
+    if heard:
+        assert result.clean in heard[0] and len(heard[0]) <= probes + 1
+        assert heard[0] == sorted(heard[0], key=lambda s: -1 if s == "g" else history.names.index(s))
+    assert heard or (probes, first_dirty) in {(1, 6), (1, 4), (1, 2), (1, 0)}, "announced in most searches"
+
+
+def test_probes_must_be_one_or_more() -> None:
+    with pytest.raises(ValueError, match="probes"):
+        find_newest_clean("g", ["s"], lambda s: [], probes=0)
+
+
 def test_attacker_cleanup_between_intrusions() -> None:
     """s3 gets a backdoor, s4 the attacker tidies up, s6 a second drop.
 
@@ -158,6 +197,11 @@ def test_any_history_is_either_right_or_flagged(dirty: list[set[bytes]]) -> None
         assert not dirty[history.names.index(result.clean)]
     exhaustive = find_newest_clean("g", history.names, History(dirty).indicators, incident, exhaustive=True)
     assert (exhaustive.status is not SearchStatus.NON_MONOTONIC) == truly_monotonic
+    two = find_newest_clean("g", history.names, History(dirty).indicators, incident, probes=2)
+    if truly_monotonic:
+        assert (two.status, two.clean) == (result.status, result.clean)
+    if two.status is not SearchStatus.NON_MONOTONIC and two.clean != "g":
+        assert not dirty[history.names.index(two.clean)]
 
 
 def test_lost_on_restore_lists_legitimate_changes_only() -> None:

@@ -341,6 +341,50 @@ def test_a_diff_of_the_same_two_snapshots_is_triaged_once_per_process() -> None:
     assert asked(None) == 1 and asked(None) == 1  # nothing known of the snapshots: never reused
 
 
+def test_a_diff_asked_while_it_is_being_made_is_waited_for_and_a_failed_one_is_asked_again() -> None:
+    """`find_clean` triages what restoring gives up ahead, beside its last round: who asks for the
+    same diff meanwhile waits for that one (one ``zfs diff``); a diff that failed is not kept."""
+    import threading
+
+    from recovery.steps.zfs_host import DatasetTriage, SnapshotsOf
+    from recovery.zfs.client import AgentReplyError
+    from recovery.zfs.diff import DiffResult
+
+    class SlowZfs:
+        """A diff that runs until the test lets it end (a timer, started once the diff is running)."""
+
+        def __init__(self, failing: bool) -> None:
+            self.diffs, self.failing, self.running = 0, failing, threading.Event()
+
+        def diff_changes(self, origin: str, target: str) -> DiffResult:
+            self.diffs += 1
+            self.running.set()
+            time.sleep(0.5)
+            if self.failing:
+                raise AgentReplyError("eu-web: diff: the channel closed")
+            added = Change(1, Decimal(0), ChangeKind.CREATED, FileType.FILE, b"/etc/cron.d/x")
+            return DiffResult(changes=(added,), malformed=(), malformed_count=0)
+
+    known = SnapshotsOf("eu-web over rescue", {"tank/www@auto-3": 31, "tank/www@incident-7": 32})
+    pair = ("tank/www@auto-3", "tank/www@incident-7")
+    zfs = SlowZfs(failing=True)
+    diffs = DatasetTriage(zfs, DEFAULT_RULES, None, b"", known)  # type: ignore[arg-type]
+    ahead = diffs.ahead(*pair)
+    assert ahead is not None and zfs.running.wait(5)
+    with pytest.raises(AgentReplyError, match="channel closed"):
+        diffs.between(*pair)  # asked while the one ahead runs: its failure, shared
+    ahead.join(5)
+    assert zfs.diffs == 1
+    zfs.failing, zfs.running = False, threading.Event()
+    ahead = diffs.ahead(*pair)  # the failure was not kept: asked again
+    assert ahead is not None and zfs.running.wait(5)
+    assert [f.rule for f in diffs.between(*pair)] == ["scheduled-jobs"]
+    ahead.join(5)
+    assert [f.rule for f in diffs.between(*pair)] == ["scheduled-jobs"]
+    assert zfs.diffs == 2  # one ``zfs diff`` for the three asks after the failure
+    assert DatasetTriage(zfs, DEFAULT_RULES, None, b"", None).ahead(*pair) is None  # not known by guid
+
+
 def test_verify_judges_by_the_snapshot_only_what_holds_it_unchanged() -> None:
     """A restored dataset nothing was written to holds its clean snapshot: `verify` diffs golden to
     that snapshot (maybe triaged already); a single block written since sends it to the live diff."""
