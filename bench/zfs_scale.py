@@ -13,9 +13,10 @@ newest-clean bisection vs a linear scan, printed side by side in one run.
    full sha256 walk compared with the list stored at golden (what AIDE does). Goal: >= 20x.
 3. Newest-clean search over 256 snapshots after golden (each after the site's index page and stats
    file were rewritten), a web shell appearing at a known snapshot and staying:
-   ``recovery.zfs.find_clean.find_newest_clean`` with each probe a triaged diff from golden, as the
-   find_clean step runs it, vs a linear scan from the newest snapshot back to the first clean one.
-   Goal: <= 9 diffs.
+   ``recovery.zfs.find_clean.find_newest_clean`` with each probe a triaged diff from golden: by
+   bisection (one probe a round), with two probes a round side by side (the find_clean step's default:
+   fewer rounds, a few more diffs), and a linear scan from the newest snapshot back to the first clean
+   one. Goal: <= 9 diffs (bisection).
 
 They run in the order 3, 2, 1 (the 4 GB restore last); each prints its table when done, and all three
 are printed together at the end. Caches are dropped in the guest before every timed measurement. The
@@ -50,6 +51,7 @@ from recovery.zfs import swap
 from recovery.zfs.client import AgentClient
 from recovery.zfs.diff import FileType
 from recovery.zfs.find_clean import find_newest_clean
+from recovery.zfs.pipeline import side_by_side
 from recovery.zfs.triage import Finding, indicators
 
 BOOT_TIMEOUT = 1200.0
@@ -531,6 +533,10 @@ class SearchRow:
     search_diffs: int
     search_chose: str
     status: str
+    probes_s: float
+    probes_diffs: int
+    probes_rounds: int
+    probes_chose: str
     linear_s: float
     linear_diffs: int
     linear_chose: str
@@ -557,11 +563,22 @@ def search_row(session: SshSession, client: TimedClient, count: int, seed: int) 
     search_s, search = timed(lambda: find_newest_clean(golden, between, dirty, incident=at_incident))
     CLOCK.say(f"history: bisection: {search.diff_calls} diffs, {search_s:.1f} s, chose {search.clean}")
     cold(session)
+    rounds: list[int] = []
+
+    def counted(work: Callable[[str], list[Finding]], items: list[str]) -> list[list[Finding]]:
+        rounds.append(len(items))
+        return side_by_side(work, items)
+
+    probes_s, two = timed(lambda: find_newest_clean(golden, between, dirty, incident=at_incident, probes=2,
+                                                    side_by_side=counted))
+    CLOCK.say(f"history: two probes a round: {two.diff_calls} diffs in {len(rounds)} rounds, {probes_s:.1f} s")
+    cold(session)
     linear_s, (linear_diffs, linear_chose) = timed(lambda: _linear(between, golden, dirty))
     CLOCK.say(f"history: linear: {linear_diffs} diffs, {linear_s:.1f} s, chose {linear_chose}")
     sh(session, f"zfs destroy -r {dataset}")
     return SearchRow(count, between[attack], expected, incident_s, search_s, search.diff_calls, search.clean,
-                     search.status.value, linear_s, linear_diffs, linear_chose)
+                     search.status.value, probes_s, two.diff_calls, len(rounds), two.clean, linear_s, linear_diffs,
+                     linear_chose)
 
 
 def _linear(between: list[str], golden: str, dirty: Callable[[str], list[Finding]]) -> tuple[int, str]:
@@ -578,6 +595,9 @@ def print_search(s: SearchRow) -> None:
     print(f"   bisection (find_newest_clean)      {s.search_diffs:4} diffs {s.search_s:8.1f} s   chose "
           f"{s.search_chose} ({'right' if s.search_chose == s.expected else 'WRONG'}, {s.status}); "
           f"+1 diff of @incident before it, as the step does: {s.incident_s:.1f} s")
+    print(f"   two probes a round, side by side   {s.probes_diffs:4} diffs {s.probes_s:8.1f} s   chose "
+          f"{s.probes_chose} ({'right' if s.probes_chose == s.expected else 'WRONG'}), {s.probes_rounds} rounds "
+          "(the find_clean step's default)")
     print(f"   linear, newest first to boundary   {s.linear_diffs:4} diffs {s.linear_s:8.1f} s   chose "
           f"{s.linear_chose} ({'right' if s.linear_chose == s.expected else 'WRONG'})")
     print(f"   goal <= 9 diffs: {'met' if s.search_diffs <= 9 else 'MISSED'}; "

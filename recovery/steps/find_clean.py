@@ -40,9 +40,10 @@ from recovery.zfs.triage import indicators
 
 class FindCleanParams(TriageParams):
     exhaustive: bool = Field(False, description="Diff every snapshot instead of bisecting (proves the history).")
-    probes: int = Field(1, ge=1, le=8, description=(
-        "Snapshots a search round diffs side by side. k probes need log_(k+1)(n) rounds for n snapshots "
-        "instead of log_2(n), for up to k diffs a round."))
+    probes: int = Field(2, ge=1, le=8, description=(
+        "Snapshots a search round diffs side by side. k probes need log_(k+1)(n + 1) rounds for n snapshots "
+        "instead of log_2(n + 1), for up to k diffs a round: 2 rounds instead of 3 for 6 to 8 snapshots, "
+        "6 instead of 9 for 256. 1 is plain bisection, the fewest diffs."))
 
 
 class Lost(Strict):

@@ -693,8 +693,9 @@ SERVING = b"RECOVERY-AGENT-SERVING"
 BAD_REQUEST = b"RECOVERY-AGENT-BAD-REQUEST"
 
 
-#: Requests a served agent works on at once: a quick one never waits behind a long ``zfs diff``.
-SERVE_WORKERS = 4
+#: Requests a served agent works on at once: a quick one never waits behind a long ``zfs diff``, and a
+#: search's probes of several datasets (two each) run together.
+SERVE_WORKERS = 8
 _WRITING = threading.Lock()
 
 
