@@ -69,6 +69,7 @@ def boot_guest(lab_image: ImagePaths, lab_run_dir: Path) -> Iterator[Callable[..
     finally:
         for guest in started:
             guest.stop()
+            _drop_disks(guest)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +110,9 @@ def bmc_guest(lab_image: ImagePaths, lab_run_dir: Path, lab_bmc: LabBmc) -> Iter
         yield make
     finally:
         for name in names:
-            Guest(lab_image, lab_run_dir, name).stop()
+            machine = Guest(lab_image, lab_run_dir, name)
+            machine.stop()
+            _drop_disks(machine)
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +128,9 @@ def bmc_driver(lab_bmc: LabBmc, bmc_machine: Guest, bmc_key: Path) -> Iterator[L
         yield driver
     finally:
         driver.close()
+
+
+def _drop_disks(guest: Guest) -> None:
+    """A stopped guest's disks are gigabytes the rest of the session may need; its logs stay to be read."""
+    for disk in (guest.root_disk, guest.data_disk):
+        disk.unlink(missing_ok=True)
