@@ -1,11 +1,16 @@
 """Rescue boot vs single-user boot, and the RTO against the boot floor, side by side in one run.
 
-1. The same lab guest booted to its first console command: single-user (sulogin, the root
+1. A lab guest booted alone to its first console command: single-user (sulogin, the root
    password, a command) and from the rescue image (root logged in by itself, a command); and
    booted normally to its first command over SSH. The boot floor of a recovery is its two
    boots: the rescue (or single-user) boot plus the normal boot.
-2. With --rto, the RTO (start to traffic back) of rehearsals on eu-web, each against its boot
-   floor (about 35 minutes more):
+2. With --rto, the RTO (start to traffic back) of rehearsals on eu-web, each against two
+   floors (about 40 minutes more):
+   - the floor of step 1, a guest booting alone;
+   - the floor of the rehearsal's own eu-web, measured in its lab just before the attack, the
+     rest of the fleet up as it is during the recovery: the same guest's bare boots, the
+     floor the goal is judged by (the fleet's other guests share the machine's cores);
+   the rehearsals:
    - awstats-2005 through the rescue image (goal: <= 1.5x). Through single-user mode it
      cannot be recovered: its rootkit is on the running system, whose boot environment
      cannot be swapped under it; the recovery stops at restore and keeps eu-web out;
@@ -14,12 +19,12 @@
 
 Usage: python bench/rescue_boot.py [--rto]
 """
-
 from __future__ import annotations
 
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,39 +38,53 @@ from recovery.lab.vm import BootMode, Guest, GuestError, SerialConsole  # noqa: 
 BOOT_TIMEOUT = 600.0
 
 
-def first_command(image: ImagePaths, run_dir: Path, mode: BootMode) -> float:
-    """Seconds from power on to the output of the first command on the serial console."""
-    guest = _fleet_like(image, run_dir, f"bench-{mode.value}")
+def first_command(guest: Guest, image: ImagePaths, mode: BootMode) -> float:
+    """Seconds from power on of ``guest`` (off) to the output of its first command on the serial console."""
+    start = time.monotonic()
+    guest.start(mode)
+    console = guest.console()
     try:
-        start = time.monotonic()
-        guest.start(mode)
-        console = guest.console()
-        try:
-            if mode is BootMode.SINGLE_USER:
-                console.expect(rb"Give root password for maintenance", BOOT_TIMEOUT)
-                time.sleep(0.5)  # sulogin discards what arrives while it prints
-                console.send_line(image.root_password_file.read_text().strip())
-            else:
-                console.expect(rb"rescue login: root \(automatic login\)", BOOT_TIMEOUT)
-            _answered(console, start)
-        finally:
-            console.close()
-        return time.monotonic() - start
+        if mode is BootMode.SINGLE_USER:
+            console.expect(rb"Give root password for maintenance", BOOT_TIMEOUT)
+            time.sleep(0.5)  # sulogin discards what arrives while it prints
+            console.send_line(image.root_password_file.read_text().strip())
+        else:
+            console.expect(rb"rescue login: root \(automatic login\)", BOOT_TIMEOUT)
+        _answered(console, start)
+    finally:
+        console.close()
+    return time.monotonic() - start
+
+
+def first_command_over_ssh(guest: Guest) -> float:
+    """Seconds from power on of a normal boot of ``guest`` (off) to the first command answered over SSH."""
+    start = time.monotonic()
+    guest.start(BootMode.NORMAL)
+    guest.wait_for_ssh(BOOT_TIMEOUT)
+    guest.run("true", timeout=BOOT_TIMEOUT)
+    return time.monotonic() - start
+
+
+def alone(image: ImagePaths, run_dir: Path, name: str, measure: Callable[[Guest], float]) -> float:
+    """``measure`` on a guest of its own, stopped afterwards."""
+    guest = _fleet_like(image, run_dir, name)
+    try:
+        return measure(guest)
     finally:
         guest.stop()
 
 
-def first_command_over_ssh(image: ImagePaths, run_dir: Path) -> float:
-    """Seconds from power on of a normal boot to the first command answered over SSH."""
-    guest = _fleet_like(image, run_dir, "bench-normal")
+def in_the_lab(lab: Lab, image: ImagePaths, mode: BootMode) -> float:
+    """The floor of the lab's eu-web, the rest of the fleet up: its bare ``mode`` boot to a first
+    console command, then its normal boot to a first command over SSH (it is left running, as
+    before: the attack and the recovery come next)."""
+    guest = lab.guest("eu-web")
+    guest.stop()
     try:
-        start = time.monotonic()
-        guest.start(BootMode.NORMAL)
-        guest.wait_for_ssh(BOOT_TIMEOUT)
-        guest.run("true", timeout=BOOT_TIMEOUT)
-        return time.monotonic() - start
+        first = first_command(guest, image, mode)
     finally:
         guest.stop()
+    return first + first_command_over_ssh(guest)
 
 
 def _fleet_like(image: ImagePaths, run_dir: Path, name: str) -> Guest:
@@ -85,15 +104,20 @@ def _answered(console: SerialConsole, start: float) -> None:
     raise GuestError(f"no shell answered within {BOOT_TIMEOUT:.0f} s")
 
 
-def rehearsal_rto(scenario: str, rescue: bool) -> tuple[float, bool]:
-    """The RTO (start to traffic back) of ``scenario`` on eu-web in a fresh lab, and whether every check passed."""
+def rehearsal_rto(scenario: str, rescue: bool) -> tuple[float, bool, float]:
+    """The RTO (start to traffic back) of ``scenario`` on eu-web in a fresh lab, whether every check
+    passed, and the floor of that lab's eu-web (measured before the attack)."""
     with tempfile.TemporaryDirectory() as tmp:
         lab = Lab(Path(tmp) / "lab", progress=lambda line: None)
         try:
-            result = rehearsal.rehearse("eu-web", scenario, lab, lambda line: None, rescue=rescue, quiet=True)
+            lab.up()
+            floor = in_the_lab(lab, build_lab_image(progress=lambda line: None),
+                               BootMode.RESCUE if rescue else BootMode.SINGLE_USER)
+            result = rehearsal.rehearse("eu-web", scenario, lab, lambda line: None, fresh=False, rescue=rescue,
+                                        quiet=True)
         finally:
             lab.down(wipe=True)
-    return result.rto or 0.0, result.passed
+    return result.rto or 0.0, result.passed, floor
 
 
 def main(argv: list[str]) -> int:
@@ -101,27 +125,29 @@ def main(argv: list[str]) -> int:
     image = build_lab_image(progress=lambda line: None)
     print(f"{'boot to the first command':<48} {'seconds':>8}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp)
         single = _row("  single-user (sulogin + password), console",
-                      first_command(image, Path(tmp), BootMode.SINGLE_USER))
+                      alone(image, run_dir, "bench-single", lambda g: first_command(g, image, BootMode.SINGLE_USER)))
         rescue = _row("  rescue image (root logged in by itself), console",
-                      first_command(image, Path(tmp), BootMode.RESCUE))
+                      alone(image, run_dir, "bench-rescue", lambda g: first_command(g, image, BootMode.RESCUE)))
         print(f"{'  rescue / single-user':<48} {rescue / single:8.2f}x", flush=True)
-        normal = _row("  normal boot, SSH", first_command_over_ssh(image, Path(tmp)))
+        normal = _row("  normal boot, SSH", alone(image, run_dir, "bench-normal", first_command_over_ssh))
     floor = {"rescue": _row("  boot floor through the rescue image", rescue + normal),
              "single-user": _row("  boot floor through single-user mode", single + normal)}
     if "--rto" not in argv:
         return 0
-    print(f"\n{'RTO on eu-web, to traffic back':<48} {'seconds':>8}  graded  / floor", flush=True)
+    print(f"\n{'RTO on eu-web, to traffic back':<48} {'seconds':>8}  graded  {'floor in lab':>12}  / floor  "
+          "/ floor alone", flush=True)
     rto = {}
     for scenario, way in (("awstats-2005", "rescue"), ("rsync-2009", "rescue"), ("rsync-2009", "single-user")):
-        seconds, passed = rto[scenario, way] = rehearsal_rto(scenario, rescue=way == "rescue")
+        seconds, passed, in_lab = rto[scenario, way] = rehearsal_rto(scenario, rescue=way == "rescue")
         label = f"  {scenario} through {'the rescue image' if way == 'rescue' else 'single-user mode'}"
-        print(f"{label:<48} {seconds:8.1f}  {'PASS' if passed else 'FAIL':6}  {seconds / floor[way]:5.2f}x",
-              flush=True)
+        print(f"{label:<48} {seconds:8.1f}  {'PASS' if passed else 'FAIL':6}  {in_lab:12.1f}  "
+              f"{seconds / in_lab:6.2f}x  {seconds / floor[way]:11.2f}x", flush=True)
     if rto["rsync-2009", "single-user"][0]:
         ratio = rto["rsync-2009", "rescue"][0] / rto["rsync-2009", "single-user"][0]
         print(f"{'  rsync-2009: rescue / single-user':<48} {ratio:8.2f}x")
-    print("goal: RTO through the rescue image <= 1.5x its boot floor")
+    print("goal: RTO through the rescue image <= 1.5x the floor of the same guest in its lab")
     return 0
 
 
