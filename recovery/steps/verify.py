@@ -143,7 +143,7 @@ def from_rescue(ctx: StepContext, golden: dict[str, Any]) -> VerifyOutputs:
     if bad_files and ctx.params.strict:
         raise StepFailed(f"{ctx.host}: {len(bad_files)} critical files differ from golden: " + "; ".join(bad_files[:20]))
     ctx.note(f"{ctx.host}: from the rescue system: {len(since)} datasets match golden {golden['captured']} "
-             f"where it matters ({len(held)} judged by the snapshot they hold unchanged); "
+             f"where it matters ({len(held)} judged by the snapshot whose files they hold); "
              f"{len(bad_files)} of {len(golden['files'])} critical files differ")
     return VerifyOutputs(golden=golden["captured"], files_differing=bad_files[:200], trusted_side=True,
                          since_golden=since)
@@ -158,14 +158,25 @@ def _since_golden(client: AgentClient, listing: Listing, known: SnapshotsOf, gol
 
 
 def as_snapshotted(client: AgentClient, listing: Listing, datasets: list[str]) -> dict[str, str]:
-    """The datasets nothing was written to since their newest snapshot, and that snapshot.
+    """The datasets whose files are those of their newest snapshot, and that snapshot.
 
-    ``written`` counts every block not shared with the newest snapshot: a
-    changed byte, mode or name writes one. A restored dataset holds its clean
-    snapshot unchanged; one left alone holds its evidence snapshot."""
+    ``written`` = 0 says so at once: it counts every block not shared with the
+    newest snapshot, and a changed byte, mode or name writes one. A dataset
+    left alone holds its evidence snapshot so. A restored clone has a few
+    blocks written the moment it is made (its object set's own bookkeeping,
+    no file), so it is asked with ``zfs diff`` from its clean snapshot: a
+    diff that finds nothing at all (no change, no line it cannot read) is the
+    same files, and that diff costs far less than one from golden."""
     newest = {d: own[-1].name for d in datasets if (own := listing.snapshots(d))}
     written = {row["name"]: row["value"] for row in client.get(list(newest), ["written"])} if newest else {}
-    return {d: snapshot for d, snapshot in newest.items() if written.get(d) == "0"}
+    unsure = [d for d in newest if written.get(d) != "0"]
+    unchanged = each_dataset(lambda d: _unchanged_since(client, newest[d], d), unsure) if unsure else {}
+    return {d: snapshot for d, snapshot in newest.items() if written.get(d) == "0" or unchanged.get(d)}
+
+
+def _unchanged_since(client: AgentClient, snapshot: str, dataset: str) -> bool:
+    result = client.diff_changes(snapshot, dataset)
+    return not result.changes and not result.malformed_count
 
 
 def hashed_below(client: AgentClient, altroot: str, paths: list[str]) -> dict[bytes, str]:

@@ -385,25 +385,45 @@ def test_a_diff_asked_while_it_is_being_made_is_waited_for_and_a_failed_one_is_a
     assert DatasetTriage(zfs, DEFAULT_RULES, None, b"", None).ahead(*pair) is None  # not known by guid
 
 
-def test_verify_judges_by_the_snapshot_only_what_holds_it_unchanged() -> None:
-    """A restored dataset nothing was written to holds its clean snapshot: `verify` diffs golden to
-    that snapshot (maybe triaged already); a single block written since sends it to the live diff."""
+def test_verify_judges_by_the_snapshot_only_what_holds_its_files() -> None:
+    """A restored dataset holds its clean snapshot's files: `verify` diffs golden to that snapshot
+    (maybe triaged already). Nothing written since says so at once; blocks written since (a clone's own
+    bookkeeping) are asked with a diff from that snapshot, and one change, or one line that does not
+    parse, sends the dataset to the live diff from golden."""
     from recovery.steps.verify import as_snapshotted
     from recovery.steps.zfs_host import Listing
     from recovery.zfs.client import Dataset
+    from recovery.zfs.diff import DiffResult, MalformedLine
 
     def snapshot(name: str, txg: int) -> Dataset:
         return Dataset(name, "snapshot", txg, txg, 0, 0, None, None)
 
     listing = Listing((snapshot("tank/www@golden-1", 1), snapshot("tank/www@auto-2", 2),
                        snapshot("tank/home@golden-1", 3), snapshot("tank/home@incident-R", 4),
-                       snapshot("tank/logs@golden-1", 5)))
+                       snapshot("tank/logs@golden-1", 5), snapshot("tank/cgi@auto-4", 6),
+                       snapshot("tank/db@auto-4", 7)))
+    changed = Change(1, Decimal(0), ChangeKind.MODIFIED, FileType.FILE, b"/srv/home/x")
+    odd = MalformedLine(1, "??", "not a zfs diff line")
 
     class Written:
+        def __init__(self) -> None:
+            self.diffs: list[tuple[str, str]] = []
+
         def get(self, datasets: list[str], properties: list[str]) -> list[dict[str, str]]:
             assert properties == ["written"]
-            values = {"tank/www": "0", "tank/home": "512", "tank/logs": "0"}
+            values = {"tank/www": "0", "tank/home": "512", "tank/logs": "0", "tank/cgi": "8192", "tank/db": "8192"}
             return [{"name": d, "property": "written", "value": values[d], "source": "-"} for d in datasets]
 
-    held = as_snapshotted(Written(), listing, ["tank/www", "tank/home", "tank/logs", "tank/none"])  # type: ignore[arg-type]
-    assert held == {"tank/www": "tank/www@auto-2", "tank/logs": "tank/logs@golden-1"}
+        def diff_changes(self, origin: str, target: str) -> DiffResult:
+            self.diffs.append((origin, target))
+            if target == "tank/home":
+                return DiffResult(changes=(changed,), malformed=(), malformed_count=0)
+            if target == "tank/db":
+                return DiffResult(changes=(), malformed=(odd,), malformed_count=1)
+            return DiffResult(changes=(), malformed=(), malformed_count=0)
+
+    zfs = Written()
+    held = as_snapshotted(zfs, listing, ["tank/www", "tank/home", "tank/logs", "tank/none", "tank/cgi", "tank/db"])  # type: ignore[arg-type]
+    assert held == {"tank/www": "tank/www@auto-2", "tank/logs": "tank/logs@golden-1", "tank/cgi": "tank/cgi@auto-4"}
+    assert sorted(zfs.diffs) == [("tank/cgi@auto-4", "tank/cgi"), ("tank/db@auto-4", "tank/db"),
+                                 ("tank/home@incident-R", "tank/home")]  # nothing written: not asked
