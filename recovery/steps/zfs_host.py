@@ -321,14 +321,32 @@ def inspection_mounts(client: AgentClient, datasets: list[str]) -> None:
                          for state in mountable.values()):
         return
     _release(client, mountable)
-    for dataset in sorted(mountable, key=lambda d: mountable[d]["mountpoint"]):
-        client.mount(dataset, inspect=True)
+    for layer in nested_layers({d: state["mountpoint"] for d, state in mountable.items()}):
+        side_by_side(lambda dataset: client.mount(dataset, inspect=True), layer)
 
 
 def _release(client: AgentClient, mountable: dict[str, dict[str, str]]) -> None:
-    mounted = [d for d, state in mountable.items() if state.get("mounted") == "yes"]
-    for dataset in sorted(mounted, key=lambda d: mountable[d]["mountpoint"], reverse=True):
-        client.unmount(dataset)
+    mounted = {d: state["mountpoint"] for d, state in mountable.items() if state.get("mounted") == "yes"}
+    for layer in reversed(nested_layers(mounted)):
+        side_by_side(client.unmount, layer)
+
+
+def nested_layers(mountpoints: dict[str, str]) -> list[list[str]]:
+    """The datasets by how deep their mountpoints nest among these, outermost first: the mounts of
+    one layer neither hide nor hold one another, so they are made (or undone) side by side.
+    Two datasets with one mountpoint are made one after another, in the order of their paths."""
+    def holds(outer: str, inner: str) -> bool:
+        if outer == inner:
+            return False
+        return inner.startswith(outer.rstrip("/") + "/")
+
+    ordered = sorted(mountpoints, key=lambda d: (mountpoints[d], d))
+    depth: dict[str, int] = {}
+    for dataset in ordered:  # a mountpoint sorts after every mountpoint that holds it
+        below = [depth[o] + 1 for o in depth if holds(mountpoints[o], mountpoints[dataset])
+                 or mountpoints[o] == mountpoints[dataset]]
+        depth[dataset] = max(below, default=0)
+    return [[d for d in ordered if depth[d] == level] for level in range(max(depth.values(), default=-1) + 1)]
 
 
 def _mountable(client: AgentClient, datasets: list[str]) -> dict[str, dict[str, str]]:

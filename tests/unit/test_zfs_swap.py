@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from recovery.steps.zfs_host import INSPECTED, inspection_mounts, release_mounts
+from recovery.steps.zfs_host import INSPECTED, inspection_mounts, nested_layers, release_mounts
 from recovery.zfs import swap
 from recovery.zfs.client import Dataset, PoolState
 from recovery.zfs.swap import SwapNames
@@ -217,6 +217,16 @@ def test_datasets_mounted_for_inspection_already_are_left_as_they_are() -> None:
     zfs.objects[DATA]["inspected"] = False  # mounted writable, set-uid and exec allowed
     inspection_mounts(zfs, [DATA, BE])  # type: ignore[arg-type]
     assert zfs.calls == changes + 4 and zfs.prop(DATA, "setuid") == "off"
+
+
+def test_mounts_that_nest_are_made_outermost_first_and_the_others_side_by_side() -> None:
+    """Under the rescue altroot the boot environment holds every other mountpoint: it is mounted
+    first (unmounted last), the data datasets beside one another; a shared mountpoint, one by one."""
+    rescue = {BE: "/mnt/host", "tank/www/htdocs": "/mnt/host/srv/www/htdocs", "tank/home": "/mnt/host/home",
+              "tank/www/logs": "/mnt/host/srv/www/htdocs/logs", "tank/srvx": "/mnt/hostx"}
+    assert nested_layers(rescue) == [[BE, "tank/srvx"], ["tank/home", "tank/www/htdocs"], ["tank/www/logs"]]
+    assert nested_layers({"a": "/srv", "b": "/srv", "c": "/srv/www"}) == [["a"], ["b"], ["c"]]
+    assert nested_layers({"r": "/", "h": "/home"}) == [["r"], ["h"]] and nested_layers({}) == []
 
 
 def test_a_data_dataset_is_still_restored_mounted_where_it_was() -> None:
