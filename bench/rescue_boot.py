@@ -38,8 +38,9 @@ from recovery.lab.vm import BootMode, Guest, GuestError, SerialConsole  # noqa: 
 BOOT_TIMEOUT = 600.0
 
 
-def first_command(guest: Guest, image: ImagePaths, mode: BootMode) -> float:
-    """Seconds from power on of ``guest`` (off) to the output of its first command on the serial console."""
+def first_command(guest: Guest, password_file: Path, mode: BootMode) -> float:
+    """Seconds from power on of ``guest`` (off) to the output of its first command on the serial console
+    (single-user mode asks for the root password in ``password_file``)."""
     start = time.monotonic()
     guest.start(mode)
     console = guest.console()
@@ -47,7 +48,7 @@ def first_command(guest: Guest, image: ImagePaths, mode: BootMode) -> float:
         if mode is BootMode.SINGLE_USER:
             console.expect(rb"Give root password for maintenance", BOOT_TIMEOUT)
             time.sleep(0.5)  # sulogin discards what arrives while it prints
-            console.send_line(image.root_password_file.read_text().strip())
+            console.send_line(password_file.read_text().strip())
         else:
             console.expect(rb"rescue login: root \(automatic login\)", BOOT_TIMEOUT)
         _answered(console, start)
@@ -74,14 +75,14 @@ def alone(image: ImagePaths, run_dir: Path, name: str, measure: Callable[[Guest]
         guest.stop()
 
 
-def in_the_lab(lab: Lab, image: ImagePaths, mode: BootMode) -> float:
+def in_the_lab(lab: Lab, mode: BootMode) -> float:
     """The floor of the lab's eu-web, the rest of the fleet up: its bare ``mode`` boot to a first
     console command, then its normal boot to a first command over SSH (it is left running, as
     before: the attack and the recovery come next)."""
     guest = lab.guest("eu-web")
     guest.stop()
     try:
-        first = first_command(guest, image, mode)
+        first = first_command(guest, lab.root_password_file("eu-web"), mode)  # the lab's own, not the image's
     finally:
         guest.stop()
     return first + first_command_over_ssh(guest)
@@ -111,8 +112,7 @@ def rehearsal_rto(scenario: str, rescue: bool) -> tuple[float, bool, float]:
         lab = Lab(Path(tmp) / "lab", progress=lambda line: None)
         try:
             lab.up()
-            floor = in_the_lab(lab, build_lab_image(progress=lambda line: None),
-                               BootMode.RESCUE if rescue else BootMode.SINGLE_USER)
+            floor = in_the_lab(lab, BootMode.RESCUE if rescue else BootMode.SINGLE_USER)
             result = rehearsal.rehearse("eu-web", scenario, lab, lambda line: None, fresh=False, rescue=rescue,
                                         quiet=True)
         finally:
@@ -127,9 +127,9 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp)
         single = _row("  single-user (sulogin + password), console",
-                      alone(image, run_dir, "bench-single", lambda g: first_command(g, image, BootMode.SINGLE_USER)))
+                      alone(image, run_dir, "bench-single", lambda g: first_command(g, image.root_password_file, BootMode.SINGLE_USER)))
         rescue = _row("  rescue image (root logged in by itself), console",
-                      alone(image, run_dir, "bench-rescue", lambda g: first_command(g, image, BootMode.RESCUE)))
+                      alone(image, run_dir, "bench-rescue", lambda g: first_command(g, image.root_password_file, BootMode.RESCUE)))
         print(f"{'  rescue / single-user':<48} {rescue / single:8.2f}x", flush=True)
         normal = _row("  normal boot, SSH", alone(image, run_dir, "bench-normal", first_command_over_ssh))
     floor = {"rescue": _row("  boot floor through the rescue image", rescue + normal),
