@@ -335,16 +335,13 @@ def nested_layers(mountpoints: dict[str, str]) -> list[list[str]]:
     """The datasets by how deep their mountpoints nest among these, outermost first: the mounts of
     one layer neither hide nor hold one another, so they are made (or undone) side by side.
     Two datasets with one mountpoint are made one after another, in the order of their paths."""
-    def holds(outer: str, inner: str) -> bool:
-        if outer == inner:
-            return False
-        return inner.startswith(outer.rstrip("/") + "/")
+    def at_or_below(inner: str, outer: str) -> bool:
+        return inner == outer or inner.startswith(outer.rstrip("/") + "/")
 
     ordered = sorted(mountpoints, key=lambda d: (mountpoints[d], d))
     depth: dict[str, int] = {}
     for dataset in ordered:  # a mountpoint sorts after every mountpoint that holds it
-        below = [depth[o] + 1 for o in depth if holds(mountpoints[o], mountpoints[dataset])
-                 or mountpoints[o] == mountpoints[dataset]]
+        below = [depth[o] + 1 for o in depth if at_or_below(mountpoints[dataset], mountpoints[o])]
         depth[dataset] = max(below, default=0)
     return [[d for d in ordered if depth[d] == level] for level in range(max(depth.values(), default=-1) + 1)]
 
