@@ -175,7 +175,7 @@ def _show(found: LabStatus) -> None:
 @click.option("--lab-dir", type=click.Path(path_type=Path), default=None,
               help="The lab's run directory [default: $RECOVERY_LAB_RUN or ~/.cache/recovery-lab/run; "
                    "~/.cache/recovery-lab/vagrant-run for --lab vagrant].")
-@click.option("--reuse-lab", is_flag=True, help="Keep a running QEMU lab instead of starting a fresh one.")
+@click.option("--reuse-lab", is_flag=True, help="Keep a running QEMU lab, and the golden images of its hosts, instead of starting a fresh one.")
 @click.option("--unbootable", metavar="HOST", default=None,
               help="Failure rehearsal: HOST has no rescue medium and never comes back from its single-user boot.")
 @click.option("--no-rescue", is_flag=True,

@@ -134,18 +134,24 @@ def rehearse(target: str, scenario: str, lab: AnyLab, say: Callable[[str], None]
         timed("lab down --wipe", lambda: lab.down(wipe=True))
     timed("lab up", lambda: lab.up())
     with lab.reach():  # the Vagrant fleet answers inside its network namespace only
-        _attack_recover_grade(result, timed, target, scenario, lab, unbootable, rescue)
+        _attack_recover_grade(result, timed, say, target, scenario, lab, unbootable, rescue, fresh)
     return result
 
 
-def _attack_recover_grade(result: Rehearsal, timed: Callable[[str, Callable[[], Any]], Any], target: str,
-                          scenario: str, lab: AnyLab, unbootable: str | None, rescue: bool) -> None:
-    """Golden capture, history, the attack, `recover TARGET`, and the grading: all where the guests answer."""
+def _attack_recover_grade(result: Rehearsal, timed: Callable[[str, Callable[[], Any]], Any],
+                          say: Callable[[str], None], target: str, scenario: str, lab: AnyLab,
+                          unbootable: str | None, rescue: bool, fresh: bool) -> None:
+    """Golden capture (a reused lab keeps its own), history, the attack, `recover TARGET`, and the grading:
+    all where the guests answer."""
     env = {"RECOVERY_GOLDEN_STORE": str(lab.run_dir / "golden-store"), "RECOVERY_RUNS": str(lab.run_dir / "runs")}
     # Every host of the service has its golden image before it goes live, not only the one the alarm rang
     # on: the recovery sweeps the others against theirs.
-    timed("golden capture", lambda: _recover(result, "golden", ["golden", SERVICE], lab.inventory_file, env,
-                                             PLAYBOOKS / "golden.toml"))
+    kept = "" if fresh else _golden_kept(lab, Path(env["RECOVERY_GOLDEN_STORE"]))
+    if kept:
+        say(f"== golden capture: kept from an earlier rehearsal of this lab ({kept})")
+    else:
+        timed("golden capture", lambda: _recover(result, "golden", ["golden", SERVICE], lab.inventory_file, env,
+                                                 PLAYBOOKS / "golden.toml"))
     timed("history", lambda: history.make_history(lab))
     truth_file = timed("attack", lambda: SCENARIOS[scenario](lab))
     service = load_inventory(lab.inventory_file).services[SERVICE].traffic.dns
@@ -165,6 +171,19 @@ def _attack_recover_grade(result: Rehearsal, timed: Callable[[str, Callable[[], 
         result.timings[TRAFFIC_BACK] = round(back - records[0].ts, 1)
     truth = json.loads(Path(truth_file).read_text())
     result.checks = _grade(lab, run, truth, code, watch, before, service.mirror_address, unbootable)
+
+
+def _golden_kept(lab: AnyLab, store: Path) -> str:
+    """The golden images a reused lab already holds, one per host of the service ("" when a host has none).
+
+    A host that went through an earlier rehearsal may be left dirty (a recovery fooled on purpose):
+    capturing it again would take the intruder's files as known-good. Its first golden stays the truth.
+    """
+    hosts = service_hosts(load_inventory(lab.inventory_file), SERVICE)
+    manifests = {host: sorted((store / host).glob("golden-*.json")) for host in hosts}
+    if not all(manifests.values()):
+        return ""
+    return ", ".join(f"{host} {found[-1].stem}" for host, found in manifests.items())
 
 
 def _stopwatch(result: Rehearsal, say: Callable[[str], None]) -> Callable[[str, Callable[[], Any]], Any]:

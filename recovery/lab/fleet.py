@@ -386,7 +386,9 @@ class Lab:
         """Delete only what ``up`` creates here, never the run directory's other contents."""
         for host in FLEET:
             shutil.rmtree(self.run_dir / host.name, ignore_errors=True)
-        for directory in (self.mirror_site, self.ground_truth_dir, self.keys_dir, self.run_dir / "lan"):
+        # The golden store a rehearsal keeps here describes these guests' snapshots: it goes with them.
+        for directory in (self.mirror_site, self.ground_truth_dir, self.keys_dir, self.run_dir / "lan",
+                          self.run_dir / "golden-store"):
             shutil.rmtree(directory, ignore_errors=True)
         for path in (self.record_file, self.inventory_file, self.known_hosts_file, self.tsig_secret_file,
                      self.history_file, self.run_dir / "lan.pid"):  # fmt: skip
