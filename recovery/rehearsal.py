@@ -146,7 +146,7 @@ def _attack_recover_grade(result: Rehearsal, timed: Callable[[str, Callable[[], 
     env = {"RECOVERY_GOLDEN_STORE": str(lab.run_dir / "golden-store"), "RECOVERY_RUNS": str(lab.run_dir / "runs")}
     # Every host of the service has its golden image before it goes live, not only the one the alarm rang
     # on: the recovery sweeps the others against theirs.
-    kept = "" if fresh else _golden_kept(lab, Path(env["RECOVERY_GOLDEN_STORE"]))
+    kept = "" if fresh else kept_golden(lab, Path(env["RECOVERY_GOLDEN_STORE"]))
     if kept:
         say(f"== golden capture: kept from an earlier rehearsal of this lab ({kept})")
     else:
@@ -173,7 +173,7 @@ def _attack_recover_grade(result: Rehearsal, timed: Callable[[str, Callable[[], 
     result.checks = _grade(lab, run, truth, code, watch, before, service.mirror_address, unbootable)
 
 
-def _golden_kept(lab: AnyLab, store: Path) -> str:
+def kept_golden(lab: AnyLab, store: Path) -> str:
     """The golden images a reused lab already holds, one per host of the service ("" when a host has none).
 
     A host that went through an earlier rehearsal may be left dirty (a recovery fooled on purpose):

@@ -20,7 +20,8 @@ from recovery.lab.recorded import RecordedProcess
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMwC+RrwulInERe6AQ6mF6LE/4AUwR5tEvHgkDQTfEep"
 
 
-def test_the_lab_inventory_loads_with_pins_health_checks_and_secret_references(tmp_path: Path) -> None:
+def lab_inventory(tmp_path: Path) -> Path:
+    """The inventory `recover lab up` writes, for made-up ports and keys."""
     guests = {h.name: GuestFacts(2200 + h.number, 8000 + h.number, f"{KEY} root@{h.name}",
                                  "127.0.0.11" if h.name == "eu-web" else None) for h in FLEET}
     services = ServiceFacts(
@@ -32,7 +33,11 @@ def test_the_lab_inventory_loads_with_pins_health_checks_and_secret_references(t
     oob = OobFacts(2299, "root", "/keys/bmc", f"{KEY} bmc")
     passwords = {h.name: f"/keys/root-password-{h.name}" for h in FLEET}
     path.write_text(inventory_text(guests, services, "/keys/operator", passwords, oob))
-    inventory = load_inventory(path)
+    return path
+
+
+def test_the_lab_inventory_loads_with_pins_health_checks_and_secret_references(tmp_path: Path) -> None:
+    inventory = load_inventory(lab_inventory(tmp_path))
     assert set(inventory.hosts) == {"eu-web", "us-web", "people"}
     eu_web = inventory.hosts["eu-web"]
     assert eu_web.ssh.host_key == KEY and eu_web.ssh.port == 2211
@@ -110,3 +115,19 @@ def test_a_rehearsal_result_as_json_carries_every_check_and_the_rto() -> None:
     shown = json.loads(json.dumps(result.as_dict()))
     assert shown["passed"] is False and shown["rto"] == 301.5 and shown["run"] == "R1"
     assert shown["checks"][1] == {"name": "eu-web: nothing left", "passed": False, "detail": "telnetd"}
+
+
+def test_a_reused_lab_keeps_golden_images_only_when_every_host_of_the_service_has_one(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from recovery.rehearsal import kept_golden
+
+    lab = SimpleNamespace(inventory_file=lab_inventory(tmp_path))
+    store = tmp_path / "golden-store"
+    (store / "eu-web").mkdir(parents=True)
+    (store / "eu-web" / "golden-20261201T000000Z.json").write_text("{}")
+    assert kept_golden(lab, store) == ""  # us-web has none: the rehearsal captures the service again
+    (store / "us-web").mkdir()
+    for name in ("golden-20261201T000000Z.json", "golden-20261202T000000Z.json"):
+        (store / "us-web" / name).write_text("{}")
+    assert kept_golden(lab, store) == "eu-web golden-20261201T000000Z, us-web golden-20261202T000000Z"
