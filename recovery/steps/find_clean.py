@@ -28,6 +28,7 @@ from recovery.steps.zfs_host import (
     golden_in,
     incident_snapshot,
     protected,
+    searched,
 )
 from recovery.zfs.find_clean import (
     NonMonotonicHistory,
@@ -96,8 +97,7 @@ class FindCleanStep(StepKind):
         incident = incident_snapshot(ctx, dataset)
         if incident not in {s.name for s in history}:
             raise StepFailed(f"{ctx.host}: {incident} is missing: run `preserve` first")
-        incident_txg = next(s.createtxg for s in history if s.name == incident)
-        between = [s.name for s in history if golden.createtxg < s.createtxg < incident_txg]
+        between = searched(history, golden, incident)
         diffs = DatasetTriage.of(client, dataset, ctx.params.compiled(), known)
         at_incident = indicators(diffs.between(golden.name, incident))
         if not at_incident:
