@@ -5,8 +5,14 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+from hypothesis import settings
 
 from tests.support.sshd import Sshd, keygen, start_sshd
+
+# Property tests check what is true, not how fast: a machine busy with lab guests made one example's
+# first call take 315 ms, past hypothesis' 200 ms deadline. Speed is shown by bench/, not by tests.
+settings.register_profile("recovery", deadline=None)
+settings.load_profile("recovery")
 
 
 @pytest.fixture(scope="session")
