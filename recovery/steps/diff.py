@@ -4,12 +4,6 @@ The diff runs from ``@golden-*`` to the evidence snapshot ``@incident-<run>``
 (taken by `preserve`), so it describes exactly what is preserved. ``zfs diff``
 sees a change by its ctime, which an attacker cannot backdate the way
 ``touch -d`` backdates an mtime.
-
-Beside it, the diffs from golden that `find_clean`'s first search round will
-ask for are made ahead (``search_ahead``): the search does not know which
-snapshot to look at next until they are in, and a boot environment's diff
-from golden takes seconds on a slow host. The step waits for them before it
-ends, so nothing of it is still asking the host when the next step begins.
 """
 
 from __future__ import annotations
@@ -22,7 +16,6 @@ from recovery.config.base import Strict
 from recovery.engine.registry import StepContext, StepKind, StepOutputs, register
 from recovery.steps.triage_rules import TriageParams
 from recovery.steps.zfs_host import (
-    DatasetTriage,
     Listing,
     SnapshotsOf,
     agent,
@@ -31,10 +24,9 @@ from recovery.steps.zfs_host import (
     golden_in,
     incident_snapshot,
     protected,
-    searched,
+    triaged,
 )
 from recovery.zfs.diff import display_name
-from recovery.zfs.find_clean import first_round
 from recovery.zfs.triage import Finding, Verdict
 
 #: Findings listed per dataset in the journal (counts are always complete).
@@ -59,12 +51,6 @@ class DatasetDiff(Strict):
     findings: list[Change] = Field(default_factory=list)  # the worst, non-benign ones, at most LISTED
 
 
-class DiffParams(TriageParams):
-    search_ahead: int = Field(2, ge=0, le=8, description=(
-        "Snapshots of find_clean's first search round diffed from golden beside this step's own diff, so "
-        "the search finds them triaged: set it to find_clean's `probes` (0: none). Read-only, like the diff."))
-
-
 class DiffOutputs(StepOutputs):
     datasets: dict[str, DatasetDiff] = Field(default_factory=dict)
     indicators: int = 0
@@ -74,7 +60,7 @@ class DiffOutputs(StepOutputs):
 class DiffStep(StepKind):
     kind = "diff"
     summary = "diff @golden -> @incident and triage the changes into indicators"
-    Params = DiffParams
+    Params = TriageParams
     Outputs = DiffOutputs
     needs = ("preserve",)  # it diffs up to the evidence snapshot
     repeatable = True  # read-only: always look afresh
@@ -87,18 +73,10 @@ class DiffStep(StepKind):
 
         def diffed(dataset: str) -> DatasetDiff:
             with agent_errors(ctx.host, f"diffing {dataset}"):
-                history = listing.snapshots(dataset)
-                golden, incident = golden_in(history, dataset), incident_snapshot(ctx, dataset)
-                diffs = DatasetTriage.of(client, dataset, rules, known)
-                probes = first_round(searched(history, golden, incident), ctx.params.search_ahead)
-                ahead = [thread for thread in (diffs.ahead(golden.name, p) for p in probes) if thread]
-                try:
-                    findings = diffs.between(golden.name, incident)
-                finally:
-                    for thread in ahead:
-                        thread.join()
-            summary = summarize(golden.name, findings)
-            ctx.note(f"{dataset}: {len(findings)} changes since {golden.name.split('@')[1]}, "
+                golden = golden_in(listing.snapshots(dataset), dataset).name
+                findings = triaged(client, golden, incident_snapshot(ctx, dataset), rules, known)
+            summary = summarize(golden, findings)
+            ctx.note(f"{dataset}: {len(findings)} changes since {golden.split('@')[1]}, "
                      f"{summary.counts.get('indicator', 0)} indicators")
             return summary
 

@@ -28,7 +28,6 @@ from recovery.steps.zfs_host import (
     golden_in,
     incident_snapshot,
     protected,
-    searched,
 )
 from recovery.zfs.find_clean import (
     NonMonotonicHistory,
@@ -97,7 +96,8 @@ class FindCleanStep(StepKind):
         incident = incident_snapshot(ctx, dataset)
         if incident not in {s.name for s in history}:
             raise StepFailed(f"{ctx.host}: {incident} is missing: run `preserve` first")
-        between = searched(history, golden, incident)
+        incident_txg = next(s.createtxg for s in history if s.name == incident)
+        between = [s.name for s in history if golden.createtxg < s.createtxg < incident_txg]
         diffs = DatasetTriage.of(client, dataset, ctx.params.compiled(), known)
         at_incident = indicators(diffs.between(golden.name, incident))
         if not at_incident:

@@ -60,15 +60,6 @@ def incident_snapshot(ctx: StepContext, dataset: str) -> str:
     return f"{dataset}@incident-{ctx.run_id}"
 
 
-def searched(history: Sequence[Dataset], golden: Dataset, incident: str) -> list[str]:
-    """The snapshots the search for the newest clean one looks at: after golden, before the incident
-    (none while the incident snapshot is not in ``history``)."""
-    incident_txg = next((s.createtxg for s in history if s.name == incident), None)
-    if incident_txg is None:
-        return []
-    return [s.name for s in history if golden.createtxg < s.createtxg < incident_txg]
-
-
 def swap_names(ctx: StepContext, dataset: str) -> SwapNames:
     return SwapNames.for_run(dataset, ctx.run_id)
 

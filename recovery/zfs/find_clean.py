@@ -143,12 +143,6 @@ def find_newest_clean(
     return CleanSearch(status, clean, successor, successor_found, examined, tuple(problems))
 
 
-def first_round(snapshots: Sequence[SnapshotT], probes: int) -> list[SnapshotT]:
-    """The snapshots a search with ``probes`` examines first, whatever they hold: work that may start
-    before the search does (its diffs from golden)."""
-    return [snapshots[i] for i in _spread(0, len(snapshots), probes)]
-
-
 def _first_true(count: int, predicate: Callable[[Sequence[int]], list[bool]], probes: int,
                 deciding: Callable[[int, int], None]) -> int:
     """Smallest index where ``predicate`` holds, ``count`` if none (assumes monotonic).

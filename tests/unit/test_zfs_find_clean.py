@@ -10,13 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recovery.zfs.diff import parse_diff
-from recovery.zfs.find_clean import (
-    NonMonotonicHistory,
-    SearchStatus,
-    find_newest_clean,
-    first_round,
-    lost_on_restore,
-)
+from recovery.zfs.find_clean import NonMonotonicHistory, SearchStatus, find_newest_clean, lost_on_restore
 from recovery.zfs.triage import Verdict, triage
 from tests.support.zfs_output import diff_line
 
@@ -224,23 +218,3 @@ def test_lost_on_restore_lists_legitimate_changes_only() -> None:
     assert [f.path for f in lost.suspicious] == [b"/etc/hostname"]
     assert lost.count == 4
     assert all(f.verdict is not Verdict.INDICATOR for f in lost.benign + lost.suspicious + lost.churn)
-
-
-@pytest.mark.parametrize("n", [0, 1, 2, 6, 8, 256])
-@pytest.mark.parametrize("probes", [1, 2, 3])
-@pytest.mark.parametrize("dirty_from", ["first", "middle", "none"])
-def test_the_first_round_is_what_the_search_examines_first_whatever_the_snapshots_hold(
-        n: int, probes: int, dirty_from: str) -> None:
-    """`diff` triages `first_round` ahead, before anything is known of the snapshots: it must be the
-    search's first round for every history, or the work ahead is wasted."""
-    history = monotonic(n, {"first": 0, "middle": n // 2, "none": n}[dirty_from])
-    rounds: list[list[str]] = []
-
-    def each(work, items):  # type: ignore[no-untyped-def]
-        rounds.append(list(items))
-        return [work(item) for item in items]
-
-    find_newest_clean("g", history.names, history.indicators, incident=[Hit(b"/x")], probes=probes,
-                      side_by_side=each)
-    assert first_round(history.names, probes) == (rounds[0] if rounds else [])
-    assert len(first_round(history.names, probes)) == min(probes, n)
