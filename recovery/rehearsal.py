@@ -36,6 +36,7 @@ from recovery.report import model as report_model
 from recovery.steps.restore import Restored, RestoreOutputs
 from recovery.steps.traffic import ReturnOutputs
 from recovery.transport.result import TransportError
+from recovery.zfs.manifest import manifest_files
 from recovery.zfs.salvage import relative, with_snapshot_mounted
 
 SCENARIOS = attacks.ATTACKS
@@ -180,7 +181,7 @@ def kept_golden(lab: AnyLab, store: Path) -> str:
     capturing it again would take the intruder's files as known-good. Its first golden stays the truth.
     """
     hosts = service_hosts(load_inventory(lab.inventory_file), SERVICE)
-    manifests = {host: sorted((store / host).glob("golden-*.json")) for host in hosts}
+    manifests = {host: manifest_files(store, host) for host in hosts}
     if not all(manifests.values()):
         return ""
     return ", ".join(f"{host} {found[-1].stem}" for host, found in manifests.items())

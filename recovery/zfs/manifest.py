@@ -33,8 +33,13 @@ class Finding:
     detail: str
 
 
+def manifest_files(store: Path, host: str) -> list[Path]:
+    """The host's golden manifests in the store, oldest first (their names carry the UTC time)."""
+    return sorted((store / host).glob("golden-*.json"))
+
+
 def newest(store: Path, host: str) -> dict[str, Any]:
-    manifests = sorted((store / host).glob("golden-*.json"))
+    manifests = manifest_files(store, host)
     if not manifests:
         raise ManifestMissing(f"{host}: no golden manifest in {store / host}: capture one with `recover golden {host}`")
     return json.loads(manifests[-1].read_text())
