@@ -296,8 +296,9 @@ def check_cmd(target: str, inventory: Path, limit_spec: str | None, deep: bool, 
     \b
     Exit 0 all pass, 8 some item warns (nothing fails), 1 some item fails.
     Items: bmc, ssh, console (--deep), golden, snapshots (age vs check.rpo),
-    snapshot-schedule, secrets, rescue-image, cgi, automation-keys, logs,
-    root-login per host; secrets, dns, haproxy per service.
+    snapshot-schedule, atime (access times on make every diff slower),
+    secrets, rescue-image, cgi, automation-keys, logs, root-login per host;
+    secrets, dns, haproxy per service.
     """
     inv = load_inventory(inventory)
     resolved = resolve(inv, target)

@@ -115,7 +115,7 @@ def _check_duration(value: str) -> str:
 Duration = Annotated[str, AfterValidator(_check_duration)]
 
 #: Item names of `recover check` (recovery.actions.check) a host may waive.
-CheckItemName = Literal["bmc", "ssh", "console", "golden", "snapshots", "snapshot-schedule", "secrets",
+CheckItemName = Literal["bmc", "ssh", "console", "golden", "snapshots", "snapshot-schedule", "atime", "secrets",
                         "rescue-image", "cgi", "automation-keys", "logs", "root-login"]
 
 

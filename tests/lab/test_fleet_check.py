@@ -70,7 +70,7 @@ def test_the_table_groups_items_per_host_and_service_and_sums_up(lab: Lab, store
                      env={"RECOVERY_GOLDEN_STORE": str(store)}, timeout=300)
     print(result.stdout)
     assert result.returncode == 8 and f"host {HOST}" in result.stdout and "service www" in result.stdout
-    assert f"check {HOST}: WARN — 12 PASS, 2 WARN, 0 FAIL" in result.stdout
+    assert f"check {HOST}: WARN — 13 PASS, 2 WARN, 0 FAIL" in result.stdout
 
 
 def test_the_restricted_deploy_key_still_carries_the_scheduled_sync(lab: Lab) -> None:
@@ -100,6 +100,17 @@ def test_one_wrong_setting_is_named_with_its_fix(lab: Lab, store: Path, item: st
     failing = {name for name, i in items.items() if i["status"] == "FAIL"}
     assert failing == {f"{HOST}:{item}"}, items
     assert fix in items[f"{HOST}:{item}"]["fix"] and code == 1
+
+
+def test_access_times_on_the_boot_environment_warn_with_the_fix(lab: Lab, store: Path) -> None:
+    on_host(lab, HOST, "zfs set atime=on rpool/ROOT/debian")
+    try:
+        code, items = check(lab, store)
+    finally:
+        on_host(lab, HOST, "zfs inherit atime rpool/ROOT/debian")
+    warning = {name for name, i in items.items() if i["status"] == "WARN"}
+    assert warning == {f"{HOST}:{item}" for item in GOOD_LAB_WARNS | {"atime"}}, items
+    assert items[f"{HOST}:atime"]["fix"] == "zfs set atime=off rpool/ROOT/debian" and code == 8
 
 
 def test_logs_kept_only_on_the_host_fail_without_the_waiver(lab: Lab, store: Path, tmp_path: Path) -> None:

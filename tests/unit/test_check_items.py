@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 
-from recovery.actions.check import lessons, restore_points
+from recovery.actions.check import diff_cost, lessons, restore_points
 from recovery.actions.check.model import Report, Status, Subject, failed, passed, waived, warned
 from recovery.actions.check.preflight import refused, scope
 from recovery.actions.check.reach import rescue_image
@@ -138,6 +138,29 @@ def test_evidence_snapshots_are_not_restore_points() -> None:
             SimpleNamespace(name="tank/other@auto-2", creation=50)]
     client = SimpleNamespace(list_datasets=lambda root, types: rows)
     assert restore_points.newest_snapshots(client, ["tank/www", "tank/none"]) == {"tank/www": 10, "tank/none": None}
+
+
+def test_access_times_on_a_protected_dataset_warn_naming_it_and_the_fix() -> None:
+    asked: list[tuple[list[str], list[str]]] = []
+
+    def get(datasets: list[str], properties: list[str]) -> list[dict[str, str]]:
+        asked.append((datasets, properties))
+        values = {"rpool/ROOT/debian": "on", "tank/www": "off", "tank/home": "off"}
+        return [{"name": d, "property": "atime", "value": values[d], "source": "default"} for d in datasets]
+
+    client = SimpleNamespace(get=get)
+    item = diff_cost.atime(client, ["rpool/ROOT/debian", "tank/www"])
+    assert item.status is Status.WARN and "access times on for rpool/ROOT/debian:" in item.detail
+    assert item.fix == "zfs set atime=off rpool/ROOT/debian" and asked == [(["rpool/ROOT/debian", "tank/www"], ["atime"])]
+    assert diff_cost.atime(client, ["tank/www", "tank/home"]).status is Status.PASS
+
+
+def test_a_dataset_the_host_leaves_out_of_its_atime_reply_is_not_taken_for_off() -> None:
+    client = SimpleNamespace(get=lambda datasets, properties: [
+        {"name": "tank/other\x1b[2J", "property": "atime", "value": "off", "source": "local"}])
+    item = diff_cost.atime(client, ["tank/www"])
+    assert item.status is Status.WARN and "tank/www" in item.detail and "\x1b" not in item.detail
+    assert diff_cost.atime(SimpleNamespace(), []).status is Status.PASS  # nothing protected: the host is not asked
 
 
 def test_snapshot_schedule_commented_out_fails_and_says_so() -> None:

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recovery.actions.check import lessons, reach, restore_points
+from recovery.actions.check import diff_cost, lessons, reach, restore_points
 from recovery.actions.check.model import Item, Report, Subject, failed, waived, warned
 from recovery.actions.check.remote import Runs
 from recovery.actions.check.traffic import service_items
@@ -25,11 +25,11 @@ from recovery.transport.result import TransportError
 #: Hosts checked at once: each holds an SSH session and maybe a BMC session.
 PARALLEL_HOSTS = 8
 #: Every item name, in the order shown.
-HOST_ITEMS = ("secrets", "bmc", "ssh", "console", "golden", "snapshots", "snapshot-schedule", "rescue-image",
-              "cgi", "automation-keys", "logs", "root-login")
+HOST_ITEMS = ("secrets", "bmc", "ssh", "console", "golden", "snapshots", "snapshot-schedule", "atime",
+              "rescue-image", "cgi", "automation-keys", "logs", "root-login")
 SERVICE_ITEMS = ("secrets", "dns", "haproxy")
 #: Items that need an SSH session on the host.
-READS_HOST = ("golden", "snapshots", "snapshot-schedule", "cgi", "automation-keys", "logs", "root-login")
+READS_HOST = ("golden", "snapshots", "snapshot-schedule", "atime", "cgi", "automation-keys", "logs", "root-login")
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,7 @@ def _one(item: str, inventory: Inventory, access: Access, name: str, scope: Scop
         "snapshots": lambda: restore_points.rpo(
             restore_points.newest_snapshots(restore_points.agent(session, name), host.datasets), host),
         "snapshot-schedule": lambda: restore_points.schedule(session, host),
+        "atime": lambda: diff_cost.atime(restore_points.agent(session, name), host.datasets),
         "cgi": lambda: lessons.cgi(session, host.check),
         "automation-keys": lambda: lessons.automation_keys(session, host.check, reach.own_public_key(inventory, name)),
         "logs": lambda: lessons.logs(session),
