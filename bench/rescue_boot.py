@@ -7,9 +7,11 @@
 2. With --rto, the RTO (start to traffic back) of rehearsals on eu-web, each against two
    floors (about 40 minutes more):
    - the floor of step 1, a guest booting alone;
-   - the floor of the rehearsal's own eu-web, measured in its lab just before the attack, the
-     rest of the fleet up as it is during the recovery: the same guest's bare boots, the
-     floor the goal is judged by (the fleet's other guests share the machine's cores);
+   - the floor of the rehearsal's own eu-web, the rest of the fleet up as it is during the
+     recovery: the same guest's bare boots, measured in its lab just before the attack and
+     again after the recovery, the goal judged against their mean (the fleet's other guests
+     share the machine's cores, and what they do in the background moved one such floor
+     between 85 and 110 s from one lab to the next);
    the rehearsals:
    - awstats-2005 through the rescue image (goal: <= 1.5x). Through single-user mode it
      cannot be recovered: its rootkit is on the running system, whose boot environment
@@ -105,19 +107,21 @@ def _answered(console: SerialConsole, start: float) -> None:
     raise GuestError(f"no shell answered within {BOOT_TIMEOUT:.0f} s")
 
 
-def rehearsal_rto(scenario: str, rescue: bool) -> tuple[float, bool, float]:
+def rehearsal_rto(scenario: str, rescue: bool) -> tuple[float, bool, tuple[float, float]]:
     """The RTO (start to traffic back) of ``scenario`` on eu-web in a fresh lab, whether every check
-    passed, and the floor of that lab's eu-web (measured before the attack)."""
+    passed, and the floor of that lab's eu-web before the attack and after the recovery."""
+    mode = BootMode.RESCUE if rescue else BootMode.SINGLE_USER
     with tempfile.TemporaryDirectory() as tmp:
         lab = Lab(Path(tmp) / "lab", progress=lambda line: None)
         try:
             lab.up()
-            floor = in_the_lab(lab, BootMode.RESCUE if rescue else BootMode.SINGLE_USER)
+            before = in_the_lab(lab, mode)
             result = rehearsal.rehearse("eu-web", scenario, lab, lambda line: None, fresh=False, rescue=rescue,
                                         quiet=True)
+            after = in_the_lab(lab, mode)
         finally:
             lab.down(wipe=True)
-    return result.rto or 0.0, result.passed, floor
+    return result.rto or 0.0, result.passed, (before, after)
 
 
 def main(argv: list[str]) -> int:
@@ -136,18 +140,20 @@ def main(argv: list[str]) -> int:
              "single-user": _row("  boot floor through single-user mode", single + normal)}
     if "--rto" not in argv:
         return 0
-    print(f"\n{'RTO on eu-web, to traffic back':<48} {'seconds':>8}  graded  {'floor in lab':>12}  / floor  "
+    print(f"\n{'RTO on eu-web, to traffic back':<48} {'seconds':>8}  graded  {'floor in lab':>15}  / floor  "
           "/ floor alone", flush=True)
+    print(f"{'':<48} {'':>8}  {'':6}  {'before / after':>15}  {'(mean)':>7}", flush=True)
     rto = {}
     for scenario, way in (("awstats-2005", "rescue"), ("rsync-2009", "rescue"), ("rsync-2009", "single-user")):
-        seconds, passed, in_lab = rto[scenario, way] = rehearsal_rto(scenario, rescue=way == "rescue")
+        seconds, passed, (before, after) = rto[scenario, way] = rehearsal_rto(scenario, rescue=way == "rescue")
         label = f"  {scenario} through {'the rescue image' if way == 'rescue' else 'single-user mode'}"
-        print(f"{label:<48} {seconds:8.1f}  {'PASS' if passed else 'FAIL':6}  {in_lab:12.1f}  "
+        in_lab = (before + after) / 2
+        print(f"{label:<48} {seconds:8.1f}  {'PASS' if passed else 'FAIL':6}  {before:7.1f} / {after:5.1f}  "
               f"{seconds / in_lab:6.2f}x  {seconds / floor[way]:11.2f}x", flush=True)
     if rto["rsync-2009", "single-user"][0]:
         ratio = rto["rsync-2009", "rescue"][0] / rto["rsync-2009", "single-user"][0]
         print(f"{'  rsync-2009: rescue / single-user':<48} {ratio:8.2f}x")
-    print("goal: RTO through the rescue image <= 1.5x the floor of the same guest in its lab")
+    print("goal: RTO through the rescue image <= 1.5x the floor of the same guest in its lab (the mean of its two)")
     return 0
 
 

@@ -73,8 +73,9 @@ def findings(report: Report) -> list[Table]:
               ("host", "dataset", "path", "change"),
               [[c["host"], c["dataset"], c["path"], c["change"]] for c in report.lost],
               *_coverage(report, ("find_clean",), "None: nothing legitimate was given up.")),
-        Table("evidence", "Evidence (chain of custody)", ("host", "snapshot", "guid", "bytes", "sha256"),
-              [[e["host"], e["snapshot"], e.get("guid"), e.get("bytes", "-"), e.get("sha256", "-")]
+        Table("evidence", "Evidence (chain of custody)",
+              ("host", "snapshot", "guid", "bytes", "sha256", "an increment of (receive its stream first)"),
+              [[e["host"], e["snapshot"], e.get("guid"), e.get("bytes", "-"), e.get("sha256", "-"), _base(e)]
                for e in report.evidence], *_coverage(report, ("preserve",), "No evidence was taken.")),
     ]
 
@@ -115,6 +116,13 @@ def collectors(report: Report) -> Table:
                   for c in report.collectors], "No collector is configured: the journal stayed on this machine.",
                  bad_rows=frozenset(i for i, c in enumerate(report.collectors)
                                     if c.get("dropped") or c.get("pending")))
+
+
+def _base(evidence: dict[str, Any]) -> str:
+    """The golden snapshot an evidence stream is an increment of, and its full stream in the golden store."""
+    if not evidence.get("base"):
+        return "-" if not evidence.get("sha256") else "- (a full stream)"
+    return f"{evidence['base']} (guid {evidence.get('base_guid')}; {evidence.get('base_stream')}, sha256 {evidence.get('base_sha256')})"
 
 
 def _coverage(report: Report, kinds: tuple[str, ...], nothing: str) -> tuple[str, tuple[str, ...]]:

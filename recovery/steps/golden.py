@@ -84,7 +84,7 @@ class GoldenCaptureStep(StepKind):
             dataset = name.split("@")[0]
             (snap,) = [s for s in snapshots(client, dataset) if s.name == name]
             guid = client.get([dataset], ["guid"])[0]["value"]
-            stream = copy_stream(ctx, client, name, _host_dir(ctx) / stream_name(name))
+            stream = copy_stream(ctx, client, name, _host_dir(ctx) / stream_name(name), snap.guid)
             datasets[dataset] = {"guid": guid, "snapshot": name, "snapshot_guid": snap.guid,
                                  "createtxg": snap.createtxg, "stream": stream}
         pool = names[0].split("/")[0]

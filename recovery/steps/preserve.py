@@ -5,11 +5,20 @@ The protected datasets are snapshotted together (one transaction group) as
 snapshot's ``zfs send`` stream comes straight into the run directory and is
 hashed here (chain of custody: the hash and size go into the journal);
 nothing is written on the host, whose disks are the evidence.
+
+Where the golden store holds the full stream of the dataset's golden snapshot
+and the host still has that snapshot as captured, the copy is an increment of
+it (``zfs send -i``): golden's stream and the increment, received in that
+order, are the evidence. A boot environment's full stream is hundreds of MB
+through the host's sshd; its increment since golden is what the host did since.
+Every copy's BEGIN record is checked: it carries the evidence snapshot, as an
+increment of exactly that golden snapshot or in full.
 """
 
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +37,9 @@ from recovery.steps.zfs_host import (
     protected,
 )
 from recovery.transport.result import TransportError
+from recovery.zfs import manifest
 from recovery.zfs.manifest import sha256_file
+from recovery.zfs.stream import StreamHeaderError, check_head, read_head
 from recovery.zfs.swap import SwapNames
 
 #: Headroom of a stream over the snapshot's logical size (headers, records of small files).
@@ -37,6 +48,12 @@ STREAM_SLACK = 16 * 1024 * 1024
 
 class PreserveParams(Strict):
     copy_streams: bool = Field(True, description="Copy the snapshot streams off the host.")
+    from_golden: bool = Field(
+        True, description="Copy each stream as an increment of the dataset's golden snapshot where the golden "
+                          "store holds that snapshot's full stream and the host still has it as captured (golden's "
+                          "stream, then the increment, received in that order, are the evidence); in full otherwise.")
+    store: str | None = Field(None, description="Golden store directory [default: $RECOVERY_GOLDEN_STORE or "
+                                                "./golden-store].")
 
 
 class Evidence(Strict):
@@ -48,6 +65,23 @@ class Evidence(Strict):
     bytes: int | None = None
     sha256: str | None = None
     stream: str | None = None  # the copied stream, relative to the run directory
+    base: str | None = None  # the golden snapshot the stream is an increment of; None: a full stream
+    base_guid: int | None = None
+    base_stream: str | None = None  # golden's full stream in the golden store
+    base_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Base:
+    """A golden snapshot an evidence stream can be an increment of, and its full stream in the store."""
+
+    snapshot: str
+    guid: int
+    stream: str
+    sha256: str
+
+    def fields(self) -> dict[str, Any]:
+        return {"base": self.snapshot, "base_guid": self.guid, "base_stream": self.stream, "base_sha256": self.sha256}
 
 
 class PreserveOutputs(StepOutputs):
@@ -90,7 +124,7 @@ class PreserveStep(StepKind):
             if unheld := {names[d]: EVIDENCE_HOLD for d in names if not held.get(d)}:
                 client.hold(unheld)
         described = {d: self._described(ctx, listing, d, names[d]) for d in names}
-        return PreserveOutputs(snapshots={names[d]: self._recorded(ctx, client, d, names[d], record)
+        return PreserveOutputs(snapshots={names[d]: self._recorded(ctx, client, listing, d, names[d], record)
                                           for d, record in described.items()})
 
     def outputs_when_done(self, ctx: StepContext) -> PreserveOutputs:
@@ -102,15 +136,19 @@ class PreserveStep(StepKind):
         return PreserveOutputs(already_done=True, snapshots={names[d]: self._described(ctx, listing, d, names[d])
                                                              for d in names})
 
-    def _recorded(self, ctx: StepContext, client: Any, dataset: str, name: str, record: Evidence) -> Evidence:
+    def _recorded(self, ctx: StepContext, client: Any, listing: Listing, dataset: str, name: str,
+                  record: Evidence) -> Evidence:
         """The record, with the stream copied (one at a time: they share the host's disks and line)."""
-        if ctx.params.copy_streams:
+        if ctx.params.copy_streams and record.sha256 is None:
             local = _stream_path(ctx, dataset)
-            sent = copy_stream(ctx, client, name, local)
+            base = golden_base(ctx, listing, dataset) if ctx.params.from_golden else None
+            sent = copy_stream(ctx, client, name, local, record.guid, base)
             record = record.model_copy(update={"bytes": sent["bytes"], "sha256": sent["sha256"],
-                                               "stream": str(local.relative_to(ctx.run_dir))})  # the run dir may move
-        ctx.note(f"{name}: held" + (f", {record.bytes} bytes copied, sha256 {record.sha256[:16]}…"
-                                    if record.sha256 else ""))
+                                               "stream": str(local.relative_to(ctx.run_dir)),  # the run dir may move
+                                               **(base.fields() if base else {})})
+        ctx.note(f"{name}: held" + (f", {record.bytes} bytes copied" if record.sha256 else "")
+                 + (f" (an increment of {record.base})" if record.base else "")
+                 + (f", sha256 {record.sha256[:16]}…" if record.sha256 else ""))
         return record
 
     def _described(self, ctx: StepContext, listing: Listing, dataset: str, name: str) -> Evidence:
@@ -121,8 +159,22 @@ class PreserveStep(StepKind):
         local = _stream_path(ctx, dataset)
         if ctx.params.copy_streams and local.is_file():
             record = record.model_copy(update={"bytes": local.stat().st_size, "sha256": sha256_file(local),
-                                               "stream": str(local.relative_to(ctx.run_dir))})
+                                               "stream": str(local.relative_to(ctx.run_dir)),
+                                               **self._base_of_copy(ctx, listing, dataset, local, record.guid)})
         return record
+
+    def _base_of_copy(self, ctx: StepContext, listing: Listing, dataset: str, local: Path, guid: int) -> dict[str, Any]:
+        """What a stream copied before (by an earlier, interrupted attempt) is an increment of, checked again."""
+        try:
+            head = read_head(local)
+            base = golden_base(ctx, listing, dataset) if head.incremental else None
+            check_head(local, guid, base.guid if base else head.from_guid)
+        except StreamHeaderError as exc:
+            raise StepFailed(f"{ctx.host}: the copied stream of {dataset} is not the evidence: {exc}") from None
+        if head.incremental and base is None:
+            raise StepFailed(f"{ctx.host}: the copied stream of {dataset} is an increment of guid {head.from_guid}, "
+                             "which is not a golden snapshot whose full stream is in the golden store")
+        return base.fields() if base else {}
 
 
 def _evidence(listing: Listing, ctx: StepContext) -> dict[str, str]:
@@ -133,8 +185,25 @@ def _held(client: Any, name: str) -> bool:
     return EVIDENCE_HOLD in client.holds(name)
 
 
-def copy_stream(ctx: StepContext, client: Any, snapshot: str, local: Path) -> dict[str, Any]:
-    """``zfs send -c`` of ``snapshot`` streamed straight into ``local`` here, hashed here.
+def golden_base(ctx: StepContext, listing: Listing, dataset: str) -> Base | None:
+    """The dataset's golden snapshot as the host's newest manifest captured it, if the host still has it
+    (guid and createtxg) and the golden store its full stream; None otherwise (the copy is then full)."""
+    try:
+        captured = manifest.newest(manifest.store_path(ctx.params.store), str(ctx.host))["datasets"][dataset]
+        name, guid, txg = captured["snapshot"], captured["snapshot_guid"], captured["createtxg"]
+        stream, digest = captured["stream"]["copy"], captured["stream"]["sha256"]
+    except (manifest.ManifestMissing, OSError, ValueError, KeyError, TypeError):
+        return None
+    found = [s for s in listing.snapshots(dataset) if s.name == name]
+    if not found or (found[0].guid, found[0].createtxg) != (guid, txg) or not Path(stream).is_file():
+        return None
+    return Base(name, guid, stream, digest)
+
+
+def copy_stream(ctx: StepContext, client: Any, snapshot: str, local: Path, guid: int,
+                base: Base | None = None) -> dict[str, Any]:
+    """``zfs send -c`` of ``snapshot`` (guid ``guid``), in full or as an increment of ``base``, streamed
+    straight into ``local`` here, its BEGIN record checked and the whole hashed here.
 
     Nothing is written on the host (its disk may be the evidence, and a boot
     environment's stream is hundreds of MB); the stream can be no larger than
@@ -146,10 +215,12 @@ def copy_stream(ctx: StepContext, client: Any, snapshot: str, local: Path) -> di
     bound = int(row["value"]) * 11 // 10 + STREAM_SLACK if row["value"].isdigit() else STREAM_SLACK
     partial = local.with_suffix(".partial")
     zfs = shlex.quote(client.zfs or "/usr/sbin/zfs")
+    increment = f"-i {shlex.quote(base.snapshot)} " if base else ""
     try:
-        size = ctx.here.session().fetch(f"{zfs} send -c {shlex.quote(snapshot)}", str(partial), bound,
+        size = ctx.here.session().fetch(f"{zfs} send -c {increment}{shlex.quote(snapshot)}", str(partial), bound,
                                         timeout=ctx.timeout)
-    except TransportError as exc:
+        check_head(partial, guid, base.guid if base else 0)
+    except (TransportError, StreamHeaderError) as exc:
         partial.unlink(missing_ok=True)
         raise StepFailed(f"{ctx.host}: copying the stream of {snapshot}: {exc}") from None
     digest = sha256_file(partial)
