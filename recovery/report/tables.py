@@ -122,7 +122,9 @@ def _base(evidence: dict[str, Any]) -> str:
     """The golden snapshot an evidence stream is an increment of, and its full stream in the golden store."""
     if not evidence.get("base"):
         return "-" if not evidence.get("sha256") else "- (a full stream)"
-    return f"{evidence['base']} (guid {evidence.get('base_guid')}; {evidence.get('base_stream')}, sha256 {evidence.get('base_sha256')})"
+    return (f"{evidence['base']} (guid {evidence.get('base_guid')}; {evidence.get('base_stream')}, sha256 "
+            f"{evidence.get('base_sha256')})" + ("; a clone stream: receive it as a new file system"
+                                                 if evidence.get("base_clone") else ""))
 
 
 def _coverage(report: Report, kinds: tuple[str, ...], nothing: str) -> tuple[str, tuple[str, ...]]:

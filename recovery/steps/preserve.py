@@ -9,7 +9,8 @@ nothing is written on the host, whose disks are the evidence.
 Where the golden store holds the full stream of the dataset's golden snapshot
 and the host still has that snapshot as captured, the copy is an increment of
 it (``zfs send -i``): golden's stream and the increment, received in that
-order, are the evidence. A boot environment's full stream is hundreds of MB
+order, are the evidence (a dataset restored by clone and promote sends a clone
+stream, received as a new file system). A boot environment's full stream is hundreds of MB
 through the host's sshd; its increment since golden is what the host did since.
 Every copy's BEGIN record is checked: it carries the evidence snapshot, as an
 increment of exactly that golden snapshot or in full.
@@ -69,6 +70,7 @@ class Evidence(Strict):
     base_guid: int | None = None
     base_stream: str | None = None  # golden's full stream in the golden store
     base_sha256: str | None = None
+    base_clone: bool = False  # the increment is a clone stream: received as a new file system
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,8 @@ class PreserveStep(StepKind):
             sent = copy_stream(ctx, client, name, local, record.guid, base)
             record = record.model_copy(update={"bytes": sent["bytes"], "sha256": sent["sha256"],
                                                "stream": str(local.relative_to(ctx.run_dir)),  # the run dir may move
-                                               **(base.fields() if base else {})})
+                                               **(base.fields() if base else {}),
+                                               "base_clone": bool(base) and read_head(local).clone})
         ctx.note(f"{name}: held" + (f", {record.bytes} bytes copied" if record.sha256 else "")
                  + (f" (an increment of {record.base})" if record.base else "")
                  + (f", sha256 {record.sha256[:16]}…" if record.sha256 else ""))
@@ -174,7 +177,7 @@ class PreserveStep(StepKind):
         if head.incremental and base is None:
             raise StepFailed(f"{ctx.host}: the copied stream of {dataset} is an increment of guid {head.from_guid}, "
                              "which is not a golden snapshot whose full stream is in the golden store")
-        return base.fields() if base else {}
+        return {**base.fields(), "base_clone": head.clone} if base else {}
 
 
 def _evidence(listing: Listing, ctx: StepContext) -> dict[str, str]:

@@ -16,6 +16,7 @@ from typing import Callable
 import pytest
 
 from recovery.lab.vm import Guest
+from recovery.transport.ssh import SshSession
 from tests.support.lab_zfs import DATASETS, HISTORY, SETUP, outputs, write_inventory, zfs
 from tests.support.project import recover
 
@@ -108,9 +109,12 @@ def test_golden_then_restore_newest_clean(web: Guest, tmp_path: Path) -> None:
     assert zfs(web, "get -H -o value mountpoint,mounted tank/www/cgi-bin").split() == ["/srv/www/cgi-bin", "yes"]
     evidence = outputs(run_dir, "preserve")["snapshots"]
     assert len(evidence) == len(DATASETS)
-    for record in evidence.values():
+    for name, record in evidence.items():
         copy = run_dir / record["stream"]
         assert hashlib.sha256(copy.read_bytes()).hexdigest() == record["sha256"]
+        golden_of = manifest["datasets"][name.split("@")[0]]
+        assert (record["base"], record["base_sha256"]) == (golden_of["snapshot"], golden_of["stream"]["sha256"])
+    assert received(web, evidence, run_dir) == {name: record["guid"] for name, record in evidence.items()}
 
     after = set(zfs(web, "list -H -t all -o name").split())
     moved = {n: n.replace("tank/www/cgi-bin@", f"{quarantine}@") for n in before}
@@ -138,3 +142,21 @@ def test_golden_then_restore_newest_clean(web: Guest, tmp_path: Path) -> None:
     assert again.returncode == 0 and "already recorded" in again.stdout
     retry_state = recover("journal", "verify", run_id, "--runs-dir", "runs", cwd=tmp_path)
     assert retry_state.returncode == 0, retry_state.stderr
+
+
+def received(web: Guest, evidence: dict[str, dict], run_dir: Path) -> dict[str, int]:
+    """Each evidence snapshot as a forensic examiner rebuilds it: golden's full stream from the golden store,
+    then the evidence increment, received on the guest into a new file system; name -> the guid received."""
+    guids = {}
+    with SshSession(web.ssh_target()) as session:
+        for number, (name, record) in enumerate(sorted(evidence.items())):
+            session.put(record["base_stream"], f"/root/golden-{number}.zfs")
+            session.put(str(run_dir / record["stream"]), f"/root/evidence-{number}.zfs")
+            into = f"tank/forensic/{number}"
+            rebuilt = web.run(f"zfs create -p -o mountpoint=none tank/forensic && "
+                              f"zfs recv -u {into} < /root/golden-{number}.zfs && "
+                              f"zfs recv -u {into} < /root/evidence-{number}.zfs && "
+                              f"zfs get -Hp -o value guid {into}@{name.split('@')[1]}", timeout=120)
+            assert rebuilt.ok, rebuilt.stderr
+            guids[name] = int(rebuilt.stdout.decode())
+    return guids

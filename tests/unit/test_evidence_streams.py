@@ -23,23 +23,24 @@ GOLDEN = "tank/www@golden-20261202T000000Z"
 INCIDENT = "tank/www@incident-run"
 
 
-def head(to_guid: int, from_guid: int = 0, order: str = "<", record: int = 0, magic: int = MAGIC) -> bytes:
+def head(to_guid: int, from_guid: int = 0, order: str = "<", record: int = 0, magic: int = MAGIC,
+         flags: int = 0xC) -> bytes:
     """A BEGIN record as OpenZFS writes it: type, payload length, magic, version, time, objset type, flags,
-    toguid, fromguid, then the name."""
-    return (struct.pack(order + "IIQQQIIQQ", record, 0, magic, 0x11, 1_700_000_000, 2, 4, to_guid, from_guid)
+    toguid, fromguid, then the name (flags 0xc as a lab guest's ``zfs send -c`` sets them, 0xd a clone stream)."""
+    return (struct.pack(order + "IIQQQIIQQ", record, 0, magic, 0x11, 1_700_000_000, 2, flags, to_guid, from_guid)
             + b"tank/www@incident-run".ljust(256, b"\0") + b"\0" * 64)
 
 
 def test_a_stream_header_in_either_byte_order_names_its_snapshot_and_base(tmp_path: Path) -> None:
     for order in "<>":
         path = tmp_path / f"s{order == '<'}.zfs"
-        path.write_bytes(head(7, 5, order))
+        path.write_bytes(head(7, 5, order, flags=0xD))
         parsed = read_head(path)
-        assert (parsed.to_guid, parsed.from_guid, parsed.incremental) == (7, 5, True)
+        assert (parsed.to_guid, parsed.from_guid, parsed.incremental, parsed.clone) == (7, 5, True, True)
     full = tmp_path / "full.zfs"
     full.write_bytes(head(7))
-    assert not read_head(full).incremental
-    check_head(full, 7)
+    assert not read_head(full).incremental and not read_head(full).clone
+    assert check_head(full, 7).to_guid == 7
 
 
 @pytest.mark.parametrize("data, said", [
@@ -157,6 +158,9 @@ def test_the_report_says_which_evidence_is_an_increment_and_of_which_golden_stre
             GOLDEN, 5, "/store/web1/golden.zfs", "ab" * 32).fields()},
         {"host": "web1", "snapshot": "tank/db@incident-run", "guid": 8, "bytes": 5000, "sha256": "ef" * 32},
         {"host": "web1", "snapshot": "tank/logs@incident-run", "guid": 9}])
+    report.evidence.append({**report.evidence[0], "snapshot": "rpool/ROOT/os.quarantine-r1@incident-run",
+                            "base_clone": True})
     (evidence,) = [t for t in findings(report) if t.anchor == "evidence"]
     assert [row[5] for row in evidence.rows] == [
-        f"{GOLDEN} (guid 5; /store/web1/golden.zfs, sha256 {'ab' * 32})", "- (a full stream)", "-"]
+        f"{GOLDEN} (guid 5; /store/web1/golden.zfs, sha256 {'ab' * 32})", "- (a full stream)", "-",
+        f"{GOLDEN} (guid 5; /store/web1/golden.zfs, sha256 {'ab' * 32}); a clone stream: receive it as a new file system"]
