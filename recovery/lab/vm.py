@@ -219,20 +219,22 @@ class Guest:
         return _pid_of(self.pidfile, must_mention=str(self.dir)) is not None
 
     def stop(self, grace: float = 5.0) -> None:
-        """QMP ``quit``, then SIGKILL of the QEMU this lab started if it is still there."""
+        """QMP ``quit``, then SIGKILL of the QEMU this lab started if it is still there. Once the QEMU
+        this object started has exited, the guest may run in another one (the lab BMC's power cycle
+        starts a new QEMU): its PID file finds it."""
         try:
             self.qmp("quit")
         except QmpError:
             pass  # QEMU already gone or its monitor is stuck: the PID decides
-        if self._process is not None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
             try:
-                self._process.wait(timeout=grace)
+                process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
-        else:
-            _kill_recorded(self.pidfile, must_mention=str(self.dir), grace=grace)
+                process.kill()
+                process.wait()
+            return
+        _kill_recorded(self.pidfile, must_mention=str(self.dir), grace=grace)
 
     def _prepare(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
