@@ -10,10 +10,12 @@ Where the golden store holds the full stream of the dataset's golden snapshot
 and the host still has that snapshot as captured, the copy is an increment of
 it (``zfs send -i``): golden's stream and the increment, received in that
 order, are the evidence (a dataset restored by clone and promote sends a clone
-stream, received as a new file system). A boot environment's full stream is hundreds of MB
-through the host's sshd; its increment since golden is what the host did since.
-Every copy's BEGIN record is checked: it carries the evidence snapshot, as an
-increment of exactly that golden snapshot or in full.
+stream, received as a new file system). A boot environment's full stream is
+hundreds of MB through the host's sshd; its increment since golden is what the
+host did since. Every copy's BEGIN record is checked: it carries the evidence
+snapshot, as an increment of exactly that golden snapshot or in full. A stream
+copied whole by an earlier, interrupted attempt is kept (checked again), not
+copied twice.
 """
 
 from __future__ import annotations
