@@ -173,12 +173,13 @@ class PreserveStep(StepKind):
         try:
             head = read_head(local)
             base = golden_base(ctx, listing, dataset) if head.incremental else None
-            check_head(local, guid, base.guid if base else head.from_guid)
+            if head.incremental and base is None:
+                raise StepFailed(f"{ctx.host}: the copied stream of {dataset} is an increment of guid "
+                                 f"{head.from_guid}, which is not a golden snapshot whose full stream is in the "
+                                 "golden store")
+            check_head(local, guid, base.guid if base else 0)
         except StreamHeaderError as exc:
             raise StepFailed(f"{ctx.host}: the copied stream of {dataset} is not the evidence: {exc}") from None
-        if head.incremental and base is None:
-            raise StepFailed(f"{ctx.host}: the copied stream of {dataset} is an increment of guid {head.from_guid}, "
-                             "which is not a golden snapshot whose full stream is in the golden store")
         return {**base.fields(), "base_clone": head.clone} if base else {}
 
 
@@ -195,14 +196,12 @@ def golden_base(ctx: StepContext, listing: Listing, dataset: str) -> Base | None
     (guid and createtxg) and the golden store its full stream; None otherwise (the copy is then full)."""
     try:
         captured = manifest.newest(manifest.store_path(ctx.params.store), str(ctx.host))["datasets"][dataset]
-        name, guid, txg = captured["snapshot"], captured["snapshot_guid"], captured["createtxg"]
         stream, digest = captured["stream"]["copy"], captured["stream"]["sha256"]
+        if not manifest.as_captured(captured, listing.snapshots(dataset)) or not Path(stream).is_file():
+            return None
     except (manifest.ManifestMissing, OSError, ValueError, KeyError, TypeError):
         return None
-    found = [s for s in listing.snapshots(dataset) if s.name == name]
-    if not found or (found[0].guid, found[0].createtxg) != (guid, txg) or not Path(stream).is_file():
-        return None
-    return Base(name, guid, stream, digest)
+    return Base(captured["snapshot"], captured["snapshot_guid"], stream, digest)
 
 
 def copy_stream(ctx: StepContext, client: Any, snapshot: str, local: Path, guid: int,

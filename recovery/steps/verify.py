@@ -54,8 +54,7 @@ def golden_snapshot(listing: Listing, golden: dict[str, Any], dataset: str) -> s
     if captured is None:
         raise StepFailed(f"{dataset}: not in the golden manifest of {golden['captured']}: "
                          "capture one with `recover golden`")
-    found = [s for s in listing.snapshots(dataset) if s.name == captured["snapshot"]]
-    if not found or (found[0].guid, found[0].createtxg) != (captured["snapshot_guid"], captured["createtxg"]):
+    if not manifest.as_captured(captured, listing.snapshots(dataset)):
         raise StepFailed(f"{captured['snapshot']}: missing, or not the snapshot captured as golden "
                          "(guid/createtxg differ)")
     return str(captured["snapshot"])

@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recovery.zfs.client import AgentClient
+from recovery.zfs.client import AgentClient, Dataset
 
 
 def store_path(explicit: str | Path | None = None) -> Path:
@@ -55,7 +56,7 @@ def check(client: AgentClient, manifest: dict[str, Any], hash_streams: bool = Tr
     for dataset, golden in manifest["datasets"].items():
         snapshot = golden["snapshot"]
         rows = [r for r in client.list_datasets(dataset, types=("snapshot",)) if r.name == snapshot]
-        same = bool(rows) and rows[0].guid == golden["snapshot_guid"] and rows[0].createtxg == golden["createtxg"]
+        same = as_captured(golden, rows)
         findings.append(Finding(f"{snapshot} as captured", same,
                                 "guid and createtxg match" if same else "missing, or its guid/createtxg differ"))
         if rows:
@@ -63,6 +64,13 @@ def check(client: AgentClient, manifest: dict[str, Any], hash_streams: bool = Tr
             findings.append(Finding(f"{snapshot} held", held, "recovery-golden hold" if held else "no golden hold"))
         findings.append(_stream(golden["stream"], snapshot, hash_streams))
     return findings
+
+
+def as_captured(golden: dict[str, Any], snapshots: Iterable[Dataset]) -> bool:
+    """Whether the golden snapshot a manifest entry names is among ``snapshots`` with the guid and
+    createtxg it was captured with (a destroyed name can be taken again, a guid not)."""
+    found = [s for s in snapshots if s.name == golden["snapshot"]]
+    return bool(found) and (found[0].guid, found[0].createtxg) == (golden["snapshot_guid"], golden["createtxg"])
 
 
 def sha256_file(path: Path) -> str:
