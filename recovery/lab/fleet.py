@@ -41,7 +41,7 @@ from recovery.lab.fleet_setup import (
     checked,
     fleet_host,
     provision,
-    set_root_password,
+    set_logins,
     www_sync_command,
 )
 from recovery.lab.haproxy import MIRROR_SERVER, LabHaproxy
@@ -296,7 +296,7 @@ class Lab:
         fleet_keys = self.fleet_keys()
         host_keys = {name: guest.host_key for name, guest in self._guests.items()}
         self._each(lambda host: provision(self._guests[host.name], host, fleet_keys, host_keys))
-        self._each(lambda host: set_root_password(self._guests[host.name], self.root_password_file(host.name)))
+        self._each(lambda host: set_logins(self._guests[host.name], self.root_password_file(host.name)))
         people = self._guests[STAGING.name]
         checked(people, people.run(www_sync_command(), timeout=300), "first www-sync over the LAN")
 

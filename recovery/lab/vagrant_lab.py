@@ -33,7 +33,7 @@ from recovery.lab.fleet_setup import (
     FleetKeys,
     checked,
     provision,
-    set_root_password,
+    set_logins,
     www_sync_command,
 )
 from recovery.lab.image import ImagePaths
@@ -274,7 +274,7 @@ class VagrantLab:
 
         def setup(host: FleetHost) -> None:
             provision(guests[host.name], host, fleet_keys, host_keys)
-            set_root_password(guests[host.name], self.root_password_file(host))
+            set_logins(guests[host.name], self.root_password_file(host))
 
         with ThreadPoolExecutor(max_workers=len(FLEET)) as pool:
             list(pool.map(setup, FLEET))  # in parallel, as the QEMU lab does
