@@ -29,6 +29,7 @@ from recovery.config.load import load_inventory
 from recovery.config.targets import service_hosts
 from recovery.engine import control, runstore, state
 from recovery.engine.plan import Plan
+from recovery.hostile import for_terminal
 from recovery.lab import attacks, history
 from recovery.lab.any_lab import AnyLab
 from recovery.lab.lab_inventory import SERVICE
@@ -319,13 +320,23 @@ def _traces(host_truth: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _left(guest: Any, traces: list[dict[str, Any]]) -> list[str]:
     """The traces still on the guest's live file systems, looked for over SSH from outside the recovery."""
-    left = []
-    for c in traces:
-        path = shlex.quote(c["path"])
-        probe = f"grep -qF -- {shlex.quote(c['marker'])} {path}" if c.get("marker") else f"test -e {path}"
-        if guest.run(probe).exit_code == 0:
-            left.append(c["path"] + (" (still modified)" if c.get("marker") else ""))
-    return left
+    probes = [f"grep -qF -- {shlex.quote(c['marker'])} {shlex.quote(c['path'])}" if c.get("marker")
+              else f"test -e {shlex.quote(c['path'])}" for c in traces]
+    return [c["path"] + (" (still modified)" if c.get("marker") else "")
+            for c, found in zip(traces, _probed(guest, probes)) if found]
+
+
+def _probed(guest: Any, probes: list[str]) -> list[bool]:
+    """Whether each shell probe succeeds on the guest, all in one SSH login (a TCG guest's login costs
+    about a second): one line ``yes`` or ``no`` per probe, in order, or the grading cannot go on."""
+    if not probes:
+        return []
+    result = guest.run("\n".join(f"if {probe}; then echo yes; else echo no; fi" for probe in probes))
+    answers = result.stdout.decode(errors="replace").split()
+    if len(answers) != len(probes) or not set(answers) <= {"yes", "no"}:
+        raise TransportError(f"{guest.name}: {len(probes)} probes for the grading answered "
+                             f"{for_terminal(result.stdout + result.stderr, 200)}")
+    return [answer == "yes" for answer in answers]
 
 
 def _hosts_of(run: runstore.Run) -> list[str]:
@@ -353,8 +364,7 @@ def _host_checks(lab: AnyLab, result: RestoreOutputs | None, host: str,
     kept = _in_quarantine(guest, planted, restored)
     checks.append(Check(f"{host}: the quarantine holds them", kept == len(planted),
                         f"{kept} of {len(planted)} found in the held evidence snapshots"))
-    held = [r.evidence for r in restored.values()
-            if "recovery-evidence" in guest.run(f"zfs holds -H {r.evidence}").stdout.decode()]
+    held = _held(guest, [r.evidence for r in restored.values()])
     checks.append(Check(f"{host}: evidence snapshots held", bool(restored) and len(held) == len(restored),
                         f"{len(held)} of {len(restored)} held"))
     outside = [c["path"] for c in host_truth["changes"] if not c["dataset"]]
@@ -364,14 +374,27 @@ def _host_checks(lab: AnyLab, result: RestoreOutputs | None, host: str,
     return checks
 
 
+def _held(guest: Any, snapshots: list[str]) -> list[str]:
+    """The snapshots that carry the recovery's evidence hold, from one ``zfs holds``."""
+    if not snapshots:
+        return []
+    rows = guest.run(f"zfs holds -H {' '.join(shlex.quote(s) for s in snapshots)}").stdout.decode(errors="replace")
+    tagged = {tuple(line.split("\t")[:2]) for line in rows.splitlines()}
+    return [s for s in snapshots if (s, "recovery-evidence") in tagged]
+
+
 def _in_quarantine(guest: Any, planted: list[dict[str, Any]], restored: dict[str, Restored]) -> int:
     """Mount each evidence snapshot read-only (no property changes) and look for the planted files."""
+    holding = [d for d in restored if any(c["dataset"] == d for c in planted)]
+    if not holding:
+        return 0
+    rows = guest.run(f"zfs get -H -o name,value mountpoint {' '.join(shlex.quote(d) for d in holding)}")
+    mountpoints = dict(line.split("\t", 1) for line in rows.stdout.decode(errors="replace").splitlines()
+                       if "\t" in line)
     found = 0
-    for dataset, record in restored.items():
-        mountpoint = guest.run(f"zfs get -H -o value mountpoint {dataset}").stdout.decode().strip()
+    for dataset in holding:
         mine = [c for c in planted if c["dataset"] == dataset]
-        if not mine:
-            continue
-        probes = [f"test -e \"$d\"/{shlex.quote(relative(c['path'], mountpoint))} && echo FOUND" for c in mine]
-        found += guest.run(with_snapshot_mounted(record.evidence, probes)).stdout.count(b"FOUND")
+        probes = [f"test -e \"$d\"/{shlex.quote(relative(c['path'], mountpoints.get(dataset, '')))} && echo FOUND"
+                  for c in mine]
+        found += guest.run(with_snapshot_mounted(restored[dataset].evidence, probes)).stdout.count(b"FOUND")
     return found
