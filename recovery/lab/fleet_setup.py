@@ -162,21 +162,13 @@ def cron_line(schedule: str, command: str) -> str:
     return f"# run by the lab at fixed points, not by cron:\n# {schedule} root {command} >/dev/null 2>&1"
 
 
-#: The lab hosts' sshd logs in without PAM. Under PAM every SSH login registers a logind session
-#: and starts root's systemd user manager, which stops again when the session ends: on a TCG guest
-#: that made a connection cost 1.2-1.4 s against 0.6 s without (median of 8, one guest alone), and a
-#: rehearsal opens hundreds. Keys are all the lab's logins take (no password, no keyboard-interactive).
-SSHD_WITHOUT_PAM = "/etc/ssh/sshd_config.d/recovery-lab-logins.conf"
-
-
 def set_logins(guest: Guest, password_file: Path) -> None:
-    """Give root the password in ``password_file`` (a lab password: URL-safe characters, never shown,
-    typed only at the console's single-user prompt) and take PAM out of sshd's logins."""
+    """Give root the password in ``password_file`` (a lab password: URL-safe characters, never shown)
+    and take PAM out of sshd's logins: ``files/logins.sh`` says why (1.2-1.4 s a connection on a TCG
+    guest alone with PAM, 0.6 s without; median of 8) and how the reload is waited for."""
     password = password_file.read_text().strip()
     REDACTOR.add(password)
-    command = (f"printf 'root:%s\\n' {shlex.quote(password)} | chpasswd && "
-               f"printf 'UsePAM no\\n' >{SSHD_WITHOUT_PAM} && systemctl reload ssh")
-    checked(guest, guest.run(command), "setting root's password and sshd's logins")
+    run_script(guest, "logins.sh", password)
 
 
 def provision(guest: Guest, host: FleetHost, fleet_keys: FleetKeys, web_host_keys: dict[str, str]) -> None:
