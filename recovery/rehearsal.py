@@ -36,6 +36,7 @@ from recovery.lab.lab_inventory import SERVICE
 from recovery.report import model as report_model
 from recovery.steps.restore import Restored, RestoreOutputs
 from recovery.steps.traffic import ReturnOutputs
+from recovery.steps.zfs_host import EVIDENCE_HOLD
 from recovery.transport.result import TransportError
 from recovery.zfs.manifest import manifest_files
 from recovery.zfs.salvage import relative, with_snapshot_mounted
@@ -380,20 +381,19 @@ def _held(guest: Any, snapshots: list[str]) -> list[str]:
         return []
     rows = guest.run(f"zfs holds -H {' '.join(shlex.quote(s) for s in snapshots)}").stdout.decode(errors="replace")
     tagged = {tuple(line.split("\t")[:2]) for line in rows.splitlines()}
-    return [s for s in snapshots if (s, "recovery-evidence") in tagged]
+    return [s for s in snapshots if (s, EVIDENCE_HOLD) in tagged]
 
 
 def _in_quarantine(guest: Any, planted: list[dict[str, Any]], restored: dict[str, Restored]) -> int:
     """Mount each evidence snapshot read-only (no property changes) and look for the planted files."""
-    holding = [d for d in restored if any(c["dataset"] == d for c in planted)]
+    holding = {d: mine for d in restored if (mine := [c for c in planted if c["dataset"] == d])}
     if not holding:
         return 0
     rows = guest.run(f"zfs get -H -o name,value mountpoint {' '.join(shlex.quote(d) for d in holding)}")
     mountpoints = dict(line.split("\t", 1) for line in rows.stdout.decode(errors="replace").splitlines()
                        if "\t" in line)
     found = 0
-    for dataset in holding:
-        mine = [c for c in planted if c["dataset"] == dataset]
+    for dataset, mine in holding.items():
         probes = [f"test -e \"$d\"/{shlex.quote(relative(c['path'], mountpoints.get(dataset, '')))} && echo FOUND"
                   for c in mine]
         found += guest.run(with_snapshot_mounted(restored[dataset].evidence, probes)).stdout.count(b"FOUND")
