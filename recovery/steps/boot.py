@@ -142,6 +142,9 @@ class BootSingleStep(StepKind):
 
 class BootNormalParams(Strict):
     ssh_wait: float = Field(0.5, gt=0, description="Seconds between SSH attempts while the host boots.")
+    power_cycles: int = Field(2, ge=1, le=5, description=(
+        "Power cycles before the step gives up: a host whose SSH stays silent for the step's timeout "
+        "after one (hung in firmware or early boot) is powered off and on again, up to this many in all."))
 
 
 class BootNormalOutputs(StepOutputs):
@@ -173,10 +176,18 @@ class BootNormalStep(StepKind):
         if ctx.here.channel is Channel.RESCUE:
             self._export_pools(ctx)
         driver = ctx.here.driver()
-        driver.boot_once(BootMode.NORMAL)
-        driver.power_cycle()
-        ctx.here.move(Channel.SSH)
-        self._wait_for_ssh(ctx)
+        cycles = ctx.params.power_cycles
+        for cycle in range(1, cycles + 1):
+            driver.boot_once(BootMode.NORMAL)
+            driver.power_cycle()
+            ctx.here.move(Channel.SSH)
+            if (silent := self._wait_for_ssh(ctx)) is None:
+                break
+            said = for_terminal(f"{host} did not answer SSH within {ctx.timeout:g} s after the normal boot: "
+                                f"{silent}", 400, newlines=False)
+            if cycle == cycles:
+                raise StepFailed(said)
+            ctx.note(f"{said}; power cycle {cycle + 1} of {cycles}")
         seconds = round(time.monotonic() - started, 1)
         ctx.note(f"{host}: multi-user, SSH answers with the pinned key after {seconds:.1f} s")
         return BootNormalOutputs(seconds=seconds)
@@ -190,7 +201,9 @@ class BootNormalStep(StepKind):
                              f"(exit {result.exit_code}): {for_terminal(result.stderr, 300)}; the host "
                              "stays in the rescue system")
 
-    def _wait_for_ssh(self, ctx: StepContext) -> None:
+    def _wait_for_ssh(self, ctx: StepContext) -> TransportError | None:
+        """None once SSH answers with the pinned key; what it last said if it stayed silent for the
+        step's timeout. A refused key or login is raised at once: no boot mends that."""
         retrying = Retrying(stop=stop_after_delay(ctx.timeout), wait=wait_fixed(ctx.params.ssh_wait),
                             retry=retry_if_exception(is_transient), reraise=True)
         try:
@@ -201,5 +214,5 @@ class BootNormalStep(StepKind):
         except TransportError as exc:
             if not exc.transient:
                 raise
-            raise StepFailed(f"{ctx.host} did not answer SSH within {ctx.timeout:g} s after the normal boot: "
-                             f"{exc}") from None
+            return exc
+        return None

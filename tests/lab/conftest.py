@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from recovery.hostile import for_terminal
 from recovery.lab.bmc import LabBmc
 from recovery.lab.fleet import Lab
 from recovery.lab.image import ImagePaths
@@ -16,6 +18,35 @@ from recovery.lab.vm import BootMode, Guest, LanAddress, LanSwitch
 from recovery.oob.lab import LabDriver
 
 BOOT_TIMEOUT = 300.0
+#: Lines of each guest's console shown with a failed lab test.
+CONSOLE_TAIL = 40
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test keeps its labs' console and QEMU logs and shows their tails: the lab's teardown
+    wipes the guests' directories, and a guest that did not come back says why only there."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when == "call" and report.failed:
+        funcargs = getattr(item, "funcargs", {})
+        for lab in {id(v): v for v in funcargs.values() if isinstance(v, Lab)}.values():
+            report.sections.append((f"consoles of the lab in {lab.run_dir}", _keep_consoles(lab)))
+
+
+def _keep_consoles(lab: Lab) -> str:
+    """Copy every guest's logs to ``<lab>-consoles`` beside the lab; their tails, safe to print."""
+    kept = lab.run_dir.with_name(lab.run_dir.name + "-consoles")
+    kept.mkdir(exist_ok=True)
+    shown = [f"kept in {kept}"]
+    for name in lab.record().get("guests", {}):
+        for log in ("serial.log", "qemu.log"):
+            path = lab.run_dir / name / log
+            if path.is_file():
+                shutil.copyfile(path, kept / f"{name}-{log}")
+                tail = b"\n".join(path.read_bytes().splitlines()[-CONSOLE_TAIL:])
+                shown.append(f"--- {name} {log}\n{for_terminal(tail, limit=6000)}")
+    return "\n".join(shown)
 
 
 @pytest.fixture(scope="session")
