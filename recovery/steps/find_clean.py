@@ -1,7 +1,9 @@
 """`find_clean`: the newest snapshot after golden whose diff from golden holds no indicator.
 
 Bisection over the snapshots between golden and the incident (O(log n) diffs;
-the monotonic assumption and its checks are in :mod:`recovery.zfs.find_clean`).
+the monotonic assumption and its checks are in :mod:`recovery.zfs.find_clean`),
+whose first round looks where the change times of the incident's indicators
+say the history turns dirty: one round of two diffs when they say true.
 A history that breaks the assumption stops this host: a person decides.
 Also reports what restoring the clean snapshot gives up (changes made since).
 """
@@ -29,9 +31,11 @@ from recovery.steps.zfs_host import (
     incident_snapshot,
     protected,
 )
+from recovery.zfs.diff import ChangeKind
 from recovery.zfs.find_clean import (
     NonMonotonicHistory,
     find_newest_clean,
+    likely_first_dirty,
     lost_on_restore,
 )
 from recovery.zfs.pipeline import side_by_side
@@ -97,7 +101,8 @@ class FindCleanStep(StepKind):
         if incident not in {s.name for s in history}:
             raise StepFailed(f"{ctx.host}: {incident} is missing: run `preserve` first")
         incident_txg = next(s.createtxg for s in history if s.name == incident)
-        between = [s.name for s in history if golden.createtxg < s.createtxg < incident_txg]
+        made = [s for s in history if golden.createtxg < s.createtxg < incident_txg]
+        between = [s.name for s in made]
         diffs = DatasetTriage.of(client, dataset, ctx.params.compiled(), known)
         at_incident = indicators(diffs.between(golden.name, incident))
         if not at_incident:
@@ -109,11 +114,14 @@ class FindCleanStep(StepKind):
             """What restoring gives up, triaged beside the round that picks which of these is clean."""
             ahead.extend(thread for thread in (diffs.ahead(c, incident) for c in candidates) if thread)
 
+        # a removal's time is the removed file's, not the removal's: it says nothing of when
+        hint = likely_first_dirty([s.creation for s in made],
+                                  (f.change.ctime for f in at_incident if f.change.kind is not ChangeKind.REMOVED))
         try:
             search = find_newest_clean(
                 golden.name, between, lambda snap: indicators(diffs.between(golden.name, snap)),
                 incident=at_incident, exhaustive=ctx.params.exhaustive, probes=ctx.params.probes,
-                side_by_side=side_by_side, last_round=losing)
+                side_by_side=side_by_side, last_round=losing, hint=hint)
             try:
                 clean = search.require_trustworthy()
             except NonMonotonicHistory as exc:

@@ -6,6 +6,14 @@ search bisects: O(log n) diffs for n snapshots. A round may examine several
 snapshots side by side (``probes``): k probes cut the candidates into k + 1
 parts, so fewer rounds wait on the host, for a few more diffs.
 
+Each round waits on the host, so the search may begin where the history
+probably turns dirty (``hint``): the first snapshot made after the earliest
+indicator changed (:func:`likely_first_dirty`). That round diffs it and the
+one before; when the one before is clean and it is dirty the search is done
+in one round, otherwise bisection goes on within what the round left. Change
+times come from the host and an intruder may set its clock: a wrong hint
+costs its two diffs and nothing else, as the diffs alone decide.
+
 Monotonic assumption: once an indicator appears in the history it stays in
 every later snapshot (attackers persist; the history is
 clean, clean, ..., dirty, dirty). Bisection is only right under that
@@ -32,6 +40,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Generic, Protocol, TypeVar
 
 from recovery.zfs.diff import display_name
@@ -96,6 +105,7 @@ def find_newest_clean(
     probes: int = 1,
     side_by_side: SideBySide = _one_after_another,
     last_round: Callable[[Sequence[SnapshotT]], None] = lambda candidates: None,
+    hint: int | None = None,
 ) -> CleanSearch[SnapshotT, IndicatorT]:
     """Search ``snapshots`` (oldest first, all after ``golden``) for the newest clean one.
 
@@ -104,8 +114,11 @@ def find_newest_clean(
     probe a round, at most k * ceil(log_(k+1)(n + 1)) with ``probes`` = k.
     ``side_by_side(indicators, snapshots)`` examines a round's probes (in order);
     threads make them overlap. ``last_round`` hears the snapshots that can still
-    be the clean one (``golden`` among them) as the round that decides starts:
-    work that needs the answer can begin beside it.
+    be the clean one (``golden`` among them) as the round that decides starts,
+    and the hint's clean one as the hint's round starts: work that needs the
+    answer can begin beside it. ``hint`` is the index of the snapshot expected
+    to be the first dirty one (``len(snapshots)``: none is); the first round
+    examines it and the one before.
     ``incident`` holds the indicators of the live (incident) state, which is
     dirty by premise; given, it takes part in the monotonic checks.
     ``exhaustive`` diffs every snapshot (n diffs) so the assumption is
@@ -130,7 +143,7 @@ def find_newest_clean(
     def deciding(low: int, high: int) -> None:
         last_round([snapshots[i - 1] if i else golden for i in range(low, high + 1)])
 
-    first_dirty = _first_true(len(snapshots), examine, probes, deciding)
+    first_dirty = _first_true(len(snapshots), examine, probes, deciding, hint)
     if exhaustive:
         examine(range(len(snapshots)))
     problems = _check_boundary(snapshots, first_dirty, dirty)
@@ -144,24 +157,45 @@ def find_newest_clean(
 
 
 def _first_true(count: int, predicate: Callable[[Sequence[int]], list[bool]], probes: int,
-                deciding: Callable[[int, int], None]) -> int:
+                deciding: Callable[[int, int], None], hint: int | None = None) -> int:
     """Smallest index where ``predicate`` holds, ``count`` if none (assumes monotonic).
 
-    Each round asks ``predicate`` about up to ``probes`` indices at once, spread
-    so that the k + 1 parts they leave are as even as can be; ``deciding(low,
-    high)`` is told before the round whose answer is the result, one of low..high.
+    A ``hint`` (0..count) makes the first round ask about it and the index
+    before it. Each other round asks ``predicate`` about up to ``probes``
+    indices at once, spread so that the k + 1 parts they leave are as even as
+    can be; ``deciding(low, high)`` is told before the round whose answer is
+    the result, one of low..high (and ``deciding(hint, hint)`` before the hint's).
     """
     low, high = 0, count
+    if hint is not None and 0 <= hint <= count:
+        deciding(hint, hint)
+        low, high = _narrowed(low, high, [i for i in (hint - 1, hint) if 0 <= i < count], predicate)
     while low < high:
         picks = _spread(low, high, probes)
         if len(picks) == high - low:
             deciding(low, high)
-        for index, holds in zip(picks, predicate(picks)):
-            if holds:
-                high = index
-                break
-            low = index + 1
+        low, high = _narrowed(low, high, picks, predicate)
     return low
+
+
+def _narrowed(low: int, high: int, picks: list[int],
+              predicate: Callable[[Sequence[int]], list[bool]]) -> tuple[int, int]:
+    """The range the answer is in once ``predicate`` answered about ``picks`` (ascending, in range)."""
+    for index, holds in zip(picks, predicate(picks)):
+        if holds:
+            return low, index
+        low = index + 1
+    return low, high
+
+
+def likely_first_dirty(created: Sequence[int], changed: Iterable[Decimal]) -> int | None:
+    """Where a history probably turns dirty: the index of the first snapshot made (``created``, in
+    seconds, oldest first) after the earliest indicator changed (``changed``: ctimes); ``None``
+    without an indicator. A hint for the search's first round, never a verdict."""
+    earliest = min(changed, default=None)
+    if earliest is None:
+        return None
+    return next((index for index, when in enumerate(created) if when > earliest), len(created))
 
 
 def _spread(low: int, high: int, probes: int) -> list[int]:

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recovery.zfs.diff import parse_diff
-from recovery.zfs.find_clean import NonMonotonicHistory, SearchStatus, find_newest_clean, lost_on_restore
+from recovery.zfs.find_clean import (
+    NonMonotonicHistory,
+    SearchStatus,
+    find_newest_clean,
+    likely_first_dirty,
+    lost_on_restore,
+)
 from recovery.zfs.triage import Verdict, triage
 from tests.support.zfs_output import diff_line
 
@@ -122,6 +129,51 @@ def test_the_round_that_decides_is_announced_with_the_snapshots_still_possible(p
         assert result.clean in heard[0] and len(heard[0]) <= probes + 1
         assert heard[0] == sorted(heard[0], key=lambda s: -1 if s == "g" else history.names.index(s))
     assert heard or (probes, first_dirty) in {(1, 6), (1, 4), (1, 2), (1, 0)}, "announced in most searches"
+
+
+def rounds_of(history: History, **options: object) -> tuple[str, list[list[str]], list[list[str]]]:
+    """The search's clean snapshot, its rounds (the snapshots each diffed) and what `last_round` heard."""
+    rounds: list[list[str]] = []
+    heard: list[list[str]] = []
+
+    def each(work: object, items: list[str]) -> list[object]:
+        rounds.append(list(items))
+        return [work(item) for item in items]  # type: ignore[operator]
+
+    result = find_newest_clean("g", history.names, history.indicators, side_by_side=each,
+                               last_round=lambda c: heard.append(list(c)), **options)  # type: ignore[arg-type]
+    return result.clean, rounds, heard
+
+
+@pytest.mark.parametrize("n", [1, 6, 256])
+def test_a_right_hint_decides_in_one_round_of_two_diffs(n: int) -> None:
+    for first_dirty in {0, 1, n // 2, n - 1, n}:
+        clean, rounds, heard = rounds_of(monotonic(n, first_dirty), hint=first_dirty)
+        assert clean == (f"tank/www@s{first_dirty - 1}" if first_dirty else "g")
+        assert len(rounds) == 1 and 1 <= len(rounds[0]) <= 2
+        assert heard == [[clean]]  # what restoring it gives up can be triaged in that same round
+
+
+@pytest.mark.parametrize("probes", [1, 2])
+@pytest.mark.parametrize("n", [1, 2, 6, 9])
+def test_any_hint_right_or_wrong_gives_the_answer_bisection_gives(n: int, probes: int) -> None:
+    """A wrong hint (an intruder's clock) costs its own round and nothing else: the diffs decide."""
+    bound = 1 + math.ceil(math.log(n + 1, probes + 1) - 1e-9)
+    for first_dirty in range(n + 1):
+        for hint in range(-1, n + 2):  # out of range: no hint round
+            history = monotonic(n, first_dirty)
+            clean, rounds, _ = rounds_of(history, hint=hint, probes=probes)
+            assert clean == (history.names[first_dirty - 1] if first_dirty else "g")
+            assert len(rounds) <= bound and len(set(history.calls)) == len(history.calls)
+
+
+def test_the_hint_is_the_first_snapshot_made_after_the_earliest_indicator_changed() -> None:
+    created = [100, 160, 220, 280]
+    assert likely_first_dirty(created, [Decimal("230.5"), Decimal("170.25")]) == 2
+    assert likely_first_dirty(created, [Decimal("160.0")]) == 2  # the snapshot of that second may precede it
+    assert likely_first_dirty(created, [Decimal("99.9")]) == 0
+    assert likely_first_dirty(created, [Decimal(300)]) == 4  # after the newest: every snapshot clean
+    assert likely_first_dirty(created, []) is None
 
 
 def test_probes_must_be_one_or_more() -> None:
