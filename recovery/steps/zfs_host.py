@@ -222,14 +222,33 @@ class DatasetTriage:
             raise AgentReplyError(f"zfs diff {origin} -> {target}: {result.malformed_count} lines do not parse "
                                   f"(first, line {first.line_no}: {first.reason}: {first.excerpt}); refusing to "
                                   "triage a diff in part")
-        seen = [as_host_sees_it(c, prefix) for c in result.changes] if prefix else result.changes
-        written = [c.current_path for c in result.changes if c.kind is not ChangeKind.REMOVED]
+        unlinked = [c for c in result.changes if unlinked_while_open(c, mountpoint)]
+        changes = [c for c in result.changes if not unlinked_while_open(c, mountpoint)]
+        seen = [as_host_sees_it(c, prefix) for c in changes] if prefix else changes
+        written = [c.current_path for c in changes if c.kind is not ChangeKind.REMOVED]
         modes = _modes(client, target, mountpoint, written)
-        compared = [raw.current_path for raw, change in zip(result.changes, seen) if compares_older(change, rules)]
+        compared = [raw.current_path for raw, change in zip(changes, seen) if compares_older(change, rules)]
         rewritten = _rewritten(client, origin, target, mountpoint, compared)
         findings = triage(seen, rules, {host_path(p, prefix): m for p, m in modes.items()},
                           rewritten=[host_path(p, prefix) for p in rewritten])
-        return as_shipped(client, mountpoint, target, findings, prefix)
+        return as_shipped(client, mountpoint, target, findings, prefix) + [
+            Finding(c, Verdict.SUSPICIOUS, "unlinked-open", UNLINKED_REASON) for c in unlinked]
+
+
+#: How ``zfs diff`` names a file unlinked while still open (on the delete queue): its name is gone,
+#: so the dataset's mountpoint is printed with this right after it, without a slash.
+DELETE_QUEUE = b"(on_delete_queue)"
+UNLINKED_REASON = ("a file unlinked while still open when the system stopped: it has no name, the evidence "
+                   "snapshot holds it and the next read-write mount frees it")
+
+
+def unlinked_while_open(change: Change, mountpoint: bytes | None) -> bool:
+    """Whether ``zfs diff`` printed this change as a delete-queue entry of the dataset at ``mountpoint``.
+
+    A host powered off by force leaves them (a log a daemon had open), and a read-only mount keeps
+    them. No file under the mountpoint has this path: it is beside the mount, not in it.
+    """
+    return mountpoint is not None and change.current_path == mountpoint.rstrip(b"/") + DELETE_QUEUE
 
 
 def as_shipped(client: AgentClient, mountpoint: bytes | None, target: str, findings: list[Finding],

@@ -427,3 +427,42 @@ def test_verify_judges_by_the_snapshot_only_what_holds_its_files() -> None:
     assert held == {"tank/www": "tank/www@auto-2", "tank/logs": "tank/logs@golden-1", "tank/cgi": "tank/cgi@auto-4"}
     assert sorted(zfs.diffs) == [("tank/cgi@auto-4", "tank/cgi"), ("tank/db@auto-4", "tank/db"),
                                  ("tank/home@incident-R", "tank/home")]  # nothing written: not asked
+
+
+def test_a_file_unlinked_while_open_is_reported_suspicious_and_never_taken_for_a_path() -> None:
+    """A host powered off by force leaves files on the delete queue (a log a daemon had open); the
+    rescue system's read-only mount keeps them, and ``zfs diff`` names each ``<mountpoint>(on_delete_queue)``.
+    It is triaged without a path (no mode, no snapshot view), shown for a person, never an indicator;
+    a file that is really named so, under the mountpoint, is triaged like any other."""
+    from recovery.steps.zfs_host import DatasetTriage
+    from recovery.zfs.diff import DiffResult
+
+    queued = Change(1, Decimal(0), ChangeKind.MODIFIED, FileType.FILE, b"/mnt/host(on_delete_queue)")
+    named = Change(2, Decimal(0), ChangeKind.CREATED, FileType.FILE, b"/mnt/host/etc/cron.d/(on_delete_queue)")
+
+    class Rescue:
+        def __init__(self) -> None:
+            self.asked: list[bytes] = []
+
+        def diff_changes(self, origin: str, target: str) -> DiffResult:
+            return DiffResult(changes=(queued, named), malformed=(), malformed_count=0)
+
+        def modes_in_snapshot(self, mountpoint: bytes, snapshot: str, paths: list[bytes]) -> dict[bytes, int]:
+            self.asked += paths
+            return {p: 0o100644 for p in paths}
+
+        def appended(self, pairs: list[tuple[bytes, bytes]]) -> list[bool | None]:
+            self.asked += [older for older, _ in pairs]
+            return [None for _ in pairs]
+
+        def shipped(self, root: bytes, paths: list[bytes]) -> dict[bytes, bool]:
+            return {}
+
+    host = Rescue()
+    findings = DatasetTriage(host, DEFAULT_RULES, b"/mnt/host", b"/mnt/host").between(  # type: ignore[arg-type]
+        "rpool/ROOT/debian@golden-1", "rpool/ROOT/debian@incident-R")
+    by_path = {f.path: f for f in findings}
+    assert by_path[b"/mnt/host(on_delete_queue)"].verdict is Verdict.SUSPICIOUS
+    assert by_path[b"/mnt/host(on_delete_queue)"].rule == "unlinked-open"
+    assert by_path[b"/etc/cron.d/(on_delete_queue)"].verdict is Verdict.INDICATOR
+    assert b"/mnt/host(on_delete_queue)" not in host.asked
