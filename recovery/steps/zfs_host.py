@@ -223,6 +223,9 @@ class DatasetTriage:
                                   f"(first, line {first.line_no}: {first.reason}: {first.excerpt}); refusing to "
                                   "triage a diff in part")
         unlinked = [c for c in result.changes if unlinked_while_open(c, mountpoint)]
+        if unlinked and "@" not in target:
+            raise AgentReplyError(f"zfs diff {origin} -> {target}: {len(unlinked)} files unlinked but still held "
+                                  "open by a running process: a look at the live system cannot tell what they are")
         changes = [c for c in result.changes if not unlinked_while_open(c, mountpoint)]
         seen = [as_host_sees_it(c, prefix) for c in changes] if prefix else changes
         written = [c.current_path for c in changes if c.kind is not ChangeKind.REMOVED]
@@ -246,7 +249,9 @@ def unlinked_while_open(change: Change, mountpoint: bytes | None) -> bool:
     """Whether ``zfs diff`` printed this change as a delete-queue entry of the dataset at ``mountpoint``.
 
     A host powered off by force leaves them (a log a daemon had open), and a read-only mount keeps
-    them. No file under the mountpoint has this path: it is beside the mount, not in it.
+    them. No file under the mountpoint has this path: it is beside the mount, not in it. On a live
+    system one is held open by a running process (a deleted binary still running), which a diff
+    cannot judge: that diff is refused, as before, now with a reason.
     """
     return mountpoint is not None and change.current_path == mountpoint.rstrip(b"/") + DELETE_QUEUE
 

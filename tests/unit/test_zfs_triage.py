@@ -435,6 +435,7 @@ def test_a_file_unlinked_while_open_is_reported_suspicious_and_never_taken_for_a
     It is triaged without a path (no mode, no snapshot view), shown for a person, never an indicator;
     a file that is really named so, under the mountpoint, is triaged like any other."""
     from recovery.steps.zfs_host import DatasetTriage
+    from recovery.zfs.client import AgentReplyError
     from recovery.zfs.diff import DiffResult
 
     queued = Change(1, Decimal(0), ChangeKind.MODIFIED, FileType.FILE, b"/mnt/host(on_delete_queue)")
@@ -466,3 +467,6 @@ def test_a_file_unlinked_while_open_is_reported_suspicious_and_never_taken_for_a
     assert by_path[b"/mnt/host(on_delete_queue)"].rule == "unlinked-open"
     assert by_path[b"/etc/cron.d/(on_delete_queue)"].verdict is Verdict.INDICATOR
     assert b"/mnt/host(on_delete_queue)" not in host.asked
+    live = DatasetTriage(host, DEFAULT_RULES, b"/mnt/host", b"/mnt/host")  # type: ignore[arg-type]
+    with pytest.raises(AgentReplyError, match="still held open by a running process"):
+        live.between("rpool/ROOT/debian@golden-1", "rpool/ROOT/debian")  # a sweep's live look
