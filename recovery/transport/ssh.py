@@ -225,7 +225,15 @@ class SshSession:
     def fetch(self, command: str, local: str, max_bytes: int, timeout: float = 300.0) -> int:
         """The standard output of ``command`` streamed into a new private file ``local``, at most
         ``max_bytes``; ``timeout`` is how long the stream may stall. A command that fails (or says
-        nothing of how it ended) is a :class:`TransportError` naming its exit status."""
+        nothing of how it ended) is a :class:`TransportError` naming its exit status.
+
+        Through the system's ``ssh`` where it can (twice as fast: :mod:`recovery.transport.openssh`),
+        after this session has checked the host key; through a Paramiko channel otherwise."""
+        from recovery.transport import openssh  # it builds on this module's target and errors
+
+        if openssh.usable_for(self.target):
+            self.open()
+            return openssh.fetch(self.target, command, local, max_bytes, timeout)
         channel = self.channel(command)
         what = f"{self.target.name}: {for_terminal(command, 120)}"
         try:

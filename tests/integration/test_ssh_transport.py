@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from recovery.transport.result import TransportError
+from recovery.transport import openssh
 from recovery.transport.files import CopyTooLarge
-from recovery.transport.ssh import HostKeyRefused, SshSession, SshTarget
+from recovery.transport.result import TransportError
+from recovery.transport.ssh import HostKeyRefused, LoginRefused, SshSession, SshTarget
 from tests.support.sshd import keygen
 
 pytestmark = pytest.mark.integration
@@ -107,3 +108,23 @@ def test_fetch_streams_a_command_into_a_private_file_within_its_bound(sshd_facto
             s.fetch("echo 'no such dataset' >&2; exit 2", str(tmp_path / "failed"), 1000)
         with pytest.raises(TransportError, match="broke off"):
             s.fetch("sleep 5", str(tmp_path / "stalled"), 1000, timeout=0.5)
+        assert openssh.usable_for(s.target)  # these went through the system's ssh
+
+
+def test_the_system_ssh_trusts_only_the_pinned_key_and_the_inventorys_login(sshd_factory, tmp_path):
+    """The bulk copy's own ``ssh`` checks the pin too: another key is refused, never learnt."""
+    d = sshd_factory("a")
+    other = keygen(tmp_path / "other_host_key")
+    with pytest.raises(HostKeyRefused, match="host key refused"):
+        openssh.fetch(target(d, host_keys=(other,)), "echo secret", str(tmp_path / "refused"), 1000, 10)
+    assert (tmp_path / "refused").read_bytes() == b""
+    keygen(tmp_path / "stranger")
+    with pytest.raises(LoginRefused, match="login as root refused"):
+        openssh.fetch(target(d, key_file=str(tmp_path / "stranger")), "true", str(tmp_path / "x"), 1000, 10)
+    assert openssh.fetch(target(d), "printf ok", str(tmp_path / "ok"), 1000, 10) == 2
+
+
+def test_a_gateway_keeps_streams_on_paramiko(sshd_factory):
+    """ssh would check a jump host's key against the operator's known_hosts, not the pin."""
+    d = sshd_factory("a")
+    assert not openssh.usable_for(target(d, gateway=target(d)))
