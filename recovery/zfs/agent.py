@@ -250,11 +250,25 @@ def _b(name: str) -> bytes:
     return name.encode("utf-8")
 
 
+#: Properties the kernel takes as a number in an nvlist: their values as ``zfs get`` names them.
+INDEX_PROPERTIES = {"canmount": {"off": 0, "on": 1, "noauto": 2}}
+
+
 def _lzc_props(args: Dict[str, Any]) -> Optional[Dict[bytes, Any]]:
     props = args.get("props") or {}
     if not isinstance(props, dict):
         raise OperationError("argument 'props' must be an object")
-    return {_b(property_name(k)): v if isinstance(v, int) else _b(property_value(v)) for k, v in props.items()} or None
+    return {_b(property_name(k)): _lzc_value(property_name(k), v) for k, v in props.items()} or None
+
+
+def _lzc_value(name: str, value: Any) -> Any:
+    if isinstance(value, int):
+        return value
+    if name in INDEX_PROPERTIES:
+        if value not in INDEX_PROPERTIES[name]:
+            raise OperationError("%s must be one of %s, not %r" % (name, ", ".join(INDEX_PROPERTIES[name]), value))
+        return INDEX_PROPERTIES[name][value]
+    return _b(property_value(value))
 
 
 # --- operations -------------------------------------------------------------
@@ -335,10 +349,46 @@ def op_promote(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
 
 
 def op_rename(args: Dict[str, Any], zfs: Optional[str]) -> Dict[str, Any]:
-    """The CLI rename, because it also unmounts and remounts (lzc_rename does not)."""
+    """``lzc_rename`` where nothing of the source is mounted (a swap in the rescue system, a clone
+    that never was), the CLI otherwise: it unmounts and remounts around the rename, which
+    lzc_rename does not. A zfs process costs a slow guest most of a second, the ioctl a tenth."""
     source, target = dataset_name(args, "source"), dataset_name(args, "target")
-    run_zfs(find_zfs(zfs), ["rename", source, target], source)
+    if mounted_at_or_below(source) or not _lzc_renamed(source, target):
+        run_zfs(find_zfs(zfs), ["rename", source, target], source)
     return {"source": source, "target": target}
+
+
+def mounted_at_or_below(name: str, mounts: str = "/proc/self/mounts") -> bool:
+    """Whether ``name``, a dataset below it or one of their snapshots is mounted here."""
+    with open(mounts, "rb") as table:
+        for line in table:
+            fields = line.split(b" ")
+            if len(fields) < 3 or fields[2] != b"zfs":
+                continue
+            mounted = _unescape_mount_field(fields[0]).decode("utf-8", "surrogateescape")
+            if mounted == name or mounted.startswith((name + "/", name + "@")):
+                return True
+    return False
+
+
+def _unescape_mount_field(field: bytes) -> bytes:
+    """The kernel writes space, tab, newline and backslash in a mounts field as ``\\NNN`` octal."""
+    return re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), field)
+
+
+def _lzc_renamed(source: str, target: str) -> bool:
+    """Rename through libzfs_core; False where it cannot (no pyzfs, or a libzfs_core without it)."""
+    try:
+        lzc = load_lzc()
+    except OperationError:
+        return False
+    try:
+        lzc.lzc_rename(_b(source), _b(target))
+    except NotImplementedError:
+        return False
+    except lzc.exceptions.ZFSError as exc:
+        raise lzc_failure("rename", exc) from None
+    return True
 
 
 #: How a file system is mounted to be looked at, never run: read-only, no set-uid, no devices, no execution.

@@ -453,8 +453,9 @@ class AgentClient:
     def holds(self, snapshot: str) -> dict[str, int]:
         return self._checked("holds", _Holds, self.call("holds", snapshot=snapshot)).holds
 
-    def clone(self, name: str, origin: str) -> None:
-        self.call("clone", name=name, origin=origin)
+    def clone(self, name: str, origin: str, props: Mapping[str, str] | None = None) -> None:
+        """Created unmounted, with ``props`` set in the same transaction."""
+        self.call("clone", name=name, origin=origin, props=dict(props or {}))
 
     def promote(self, name: str) -> None:
         self.call("promote", name=name)

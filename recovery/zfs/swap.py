@@ -68,10 +68,11 @@ def restore(client: AgentClient, names: SwapNames, clean: str) -> None:
     present = filesystems(client, names.dataset)
     renamed_now = names.quarantine not in present
     if renamed_now:
-        now = props(client, names.dataset, list(_BEFORE_SWAP))
+        before = rows_of(client, [names.dataset], list(_BEFORE_SWAP))
+        now = {prop: row["value"] for (_, prop), row in before.items()}
         refuse_running_root(names.dataset, now)
         if names.clone not in present:
-            client.clone(names.clone, clean)
+            client.clone(names.clone, clean, _serving_props(client, names.dataset, before))
             client.promote(names.clone)  # a clone made now is promoted now
         elif is_clone(present[names.clone]):
             client.promote(names.clone)
@@ -84,6 +85,21 @@ def restore(client: AgentClient, names: SwapNames, clean: str) -> None:
     if renamed_now or names.clone in filesystems(client, names.dataset):
         client.rename(names.clone, names.dataset)
     _take_place(client, names.dataset, names.quarantine)
+
+
+def _serving_props(client: AgentClient, dataset: str, before: dict[tuple[str, str], dict[str, str]]) -> dict[str, str]:
+    """What :func:`_take_place` would set on the clone once it has the dataset's name, given to the
+    clone as it is made: a ``canmount`` other than ``on`` (a boot environment's ``noauto``) and a
+    mountpoint set on the dataset itself. Each ``zfs set`` is a process and a transaction group on a
+    slow guest; a property of the clone's creation costs neither, and nothing mounts it."""
+    served: dict[str, str] = {}
+    canmount = _canmount(before[dataset, "canmount"]["value"])
+    if canmount != "on":
+        served["canmount"] = canmount
+    mountpoint = before[dataset, "mountpoint"]
+    if mountpoint["source"] == "local":
+        served["mountpoint"] = host_mountpoint(mountpoint["value"], client.altroot(dataset.split("/", 1)[0]))
+    return served
 
 
 def restored(client: AgentClient, names: SwapNames) -> bool:

@@ -144,6 +144,7 @@ def lzc(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
     module.lzc_get_holds = record("lzc_get_holds", {b"recovery-golden": 1700000000})  # type: ignore[attr-defined]
     module.lzc_clone = record("lzc_clone")  # type: ignore[attr-defined]
     module.lzc_promote = record("lzc_promote")  # type: ignore[attr-defined]
+    module.lzc_rename = record("lzc_rename")  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "libzfs_core", module)
     monkeypatch.setitem(sys.modules, "libzfs_core.exceptions", exceptions)
     return types.SimpleNamespace(module=module, calls=calls)
@@ -171,6 +172,45 @@ def test_holds_clone_promote(lzc: types.SimpleNamespace) -> None:
     assert ("lzc_hold", {b"tank/www@golden": b"recovery-golden"}, None) in lzc.calls
     assert ("lzc_clone", b"tank/www-r1", b"tank/www@s1", None) in lzc.calls
     assert ("lzc_promote", b"tank/www-r1") in lzc.calls
+
+
+def test_a_clone_is_made_with_its_properties_an_index_one_as_its_number(lzc: types.SimpleNamespace) -> None:
+    agent.handle(request("clone", name="rpool/ROOT/be-r1", origin="rpool/ROOT/be@s1",
+                         props={"canmount": "noauto", "mountpoint": "/"}))
+    assert ("lzc_clone", b"rpool/ROOT/be-r1", b"rpool/ROOT/be@s1", {b"canmount": 2, b"mountpoint": b"/"}) in lzc.calls
+    refused = agent.handle(request("clone", name="tank/c", origin="tank@s", props={"canmount": "sometimes"}))
+    assert refused["ok"] is False and "canmount must be one of off, on, noauto" in refused["error"]["message"]
+
+
+MOUNTS = (b"rpool/ROOT/debian /mnt/host zfs ro,nosuid 0 0\n"
+          b"tank/my\\040www /mnt/host/srv/my\\040www zfs ro 0 0\n"
+          b"tank/home@auto-4 /mnt/host/home/.zfs/snapshot/auto-4 zfs ro 0 0\n"
+          b"tmpfs /run tmpfs rw 0 0\n")
+
+
+@pytest.mark.parametrize(("name", "mounted"), [
+    ("rpool/ROOT/debian", True), ("rpool/ROOT", True), ("tank/my www", True), ("tank/home", True),
+    ("tank/www", False), ("rpool/ROOT/deb", False), ("tmpfs", False),
+])
+def test_mounted_at_or_below_reads_the_mount_table(tmp_path: Path, name: str, mounted: bool) -> None:
+    """A dataset counts as mounted when it, one below it or one of their snapshots is (names with a
+    space come octal-escaped); a snapshot mounted under .zfs holds its file system too."""
+    (tmp_path / "mounts").write_bytes(MOUNTS)
+    assert agent.mounted_at_or_below(name, str(tmp_path / "mounts")) is mounted
+
+
+def test_rename_is_an_ioctl_when_nothing_is_mounted_and_the_cli_otherwise(
+        lzc: types.SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI unmounts and remounts around a rename; lzc_rename does not, so it renames only what
+    is not mounted."""
+    cli: list[list[str]] = []
+    monkeypatch.setattr(agent, "run_zfs", lambda zfs, args, dataset=None: cli.append(args) or b"")
+    monkeypatch.setattr(agent, "find_zfs", lambda requested: "/usr/sbin/zfs")
+    monkeypatch.setattr(agent, "mounted_at_or_below", lambda name: name == "tank/www")
+    assert agent.handle(request("rename", source="tank/www.restore-r1", target="tank/www2"))["ok"] is True
+    assert agent.handle(request("rename", source="tank/www", target="tank/www.quarantine-r1"))["ok"] is True
+    assert ("lzc_rename", b"tank/www.restore-r1", b"tank/www2") in lzc.calls
+    assert cli == [["rename", "tank/www", "tank/www.quarantine-r1"]]
 
 
 def test_lzc_errors_name_operation_dataset_and_errno(lzc: types.SimpleNamespace) -> None:

@@ -120,7 +120,8 @@ def test_command_carries_no_marker_or_nonce_in_clear() -> None:
     """A console echoes the command: the echo must never look like a reply."""
     command = command_for(build_request("ping", {}, NONCE), python="python3")
     assert "RECOVERY-AGENT-REPLY" not in command and NONCE not in command
-    assert command.startswith("python3 -I -c ") and len(command) < 14000
+    # the packed agent rides along on every start over a console: a budget, raised only with what it does
+    assert command.startswith("python3 -I -c ") and len(command) < 15500
 
 
 def test_inflate_refuses_bombs_and_corruption() -> None:
@@ -277,7 +278,8 @@ def test_end_to_end_list_get_set_rename(fake_zfs: Path) -> None:
     log = (fake_zfs.parent / "zfs.log").read_text().splitlines()
     assert log[0].startswith("list -Hp -o name,type,guid,createtxg,creation,used,origin,mountpoint -t ")
     assert log[0].endswith(" -r tank/www")
-    assert "set readonly=on canmount=off tank/www" in log  # one process for both and "rename tank/www tank/www.quarantine-r1" in log
+    assert "set readonly=on canmount=off tank/www" in log  # one process for both
+    assert "rename tank/www tank/www.quarantine-r1" in log  # no libzfs_core here: the CLI renames
 
 
 def test_end_to_end_diff_keeps_every_byte(fake_zfs: Path) -> None:
