@@ -19,7 +19,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
 from recovery.config.base import Strict
 from recovery.config.inventory import Inventory, offers_rescue
 from recovery.config.targets import Target
-from recovery.engine.access import Channel, Session
+from recovery.engine.access import Channel
 from recovery.engine.registry import Check, StepContext, StepFailed, StepKind, StepOutputs, register
 from recovery.errors import is_transient
 from recovery.hostile import for_terminal
@@ -67,6 +67,23 @@ def rescue_import(datasets: list[str]) -> str:
             "&& /usr/sbin/zpool list -H -o name; }")
 
 
+#: The first line of the first command on the console: what systemd says of the system's state.
+SYSTEM_STATE = 'printf "system-state %s\\n" "$(systemctl is-system-running 2>/dev/null)"'
+
+
+def first_command(import_command: str) -> str:
+    """The system's state, then the pool import: one command, as every command on a console is a
+    handful of processes to frame on the host (a slow step on an emulated one)."""
+    return f"{SYSTEM_STATE}; {import_command}" if import_command else SYSTEM_STATE
+
+
+def system_and_pools(stdout: bytes) -> tuple[str, list[str]]:
+    """The state :data:`SYSTEM_STATE` printed and the pools the import listed after it."""
+    lines = stdout.decode(errors="replace").splitlines()
+    state = lines[0].removeprefix("system-state ").strip() if lines and lines[0].startswith("system-state") else ""
+    return state or "?", [word for line in lines[1:] for word in line.split()]
+
+
 def boot_mode(inventory: Inventory, host: str, wanted: str) -> str:
     """The mode a boot_single step boots ``host`` in: ``auto`` is rescue where its BMC offers it."""
     if wanted != "auto":
@@ -104,19 +121,22 @@ class BootSingleStep(StepKind):
             driver.power_on()
         rescue = mode == "rescue"
         session = ctx.here.console(login_timeout=ctx.timeout, rescue=rescue)
+        import_command = (rescue_import(protected(ctx)) if rescue else IMPORT_POOLS) if ctx.params.import_pools else ""
         try:
             session.open()
-            probe = session.run("systemctl is-system-running 2>/dev/null; id -u", timeout=60)
+            first = session.run(first_command(import_command), timeout=ctx.timeout)
         except TransportError as exc:
             session.close()
             raise StepFailed(f"{host}: no root shell on the console after the {mode} boot: {exc}",
                              transient=exc.transient) from None
         ctx.here.move(Channel.RESCUE if rescue else Channel.CONSOLE, session)
-        pools = self._import_pools(ctx, session, rescue) if ctx.params.import_pools else []
-        state = probe.stdout.decode(errors="replace").split()
+        state, pools = system_and_pools(first.stdout)
+        if import_command and first.exit_code != 0:
+            raise StepFailed(f"{host}: importing the ZFS pools on the console failed "
+                             f"(exit {first.exit_code}): {for_terminal(first.stderr, 300)}")
         seconds = round(time.monotonic() - started, 1)
         ctx.note(f"{host}: {mode} root shell on the console after {seconds:.1f} s")
-        return BootSingleOutputs(mode=mode, system=for_terminal(state[0] if state else "?", 40),
+        return BootSingleOutputs(mode=mode, system=for_terminal(state, 40),
                                  pools=[for_terminal(p, 100) for p in pools], seconds=seconds)
 
     def outputs_when_done(self, ctx: StepContext) -> BootSingleOutputs:
@@ -130,14 +150,6 @@ class BootSingleStep(StepKind):
                     "single-user mode: the host's own system and tools"
                     + (f" (no rescue medium in hosts.{h}.oob)" if wanted == "auto" else ""))
                 for h in target.hosts}
-
-    def _import_pools(self, ctx: StepContext, session: Session, rescue: bool) -> list[str]:
-        command = rescue_import(protected(ctx)) if rescue else IMPORT_POOLS
-        result = session.run(command, timeout=ctx.timeout)
-        if result.exit_code != 0:
-            raise StepFailed(f"{ctx.host}: importing the ZFS pools on the console failed "
-                             f"(exit {result.exit_code}): {for_terminal(result.stderr, 300)}")
-        return result.stdout.decode(errors="replace").split()
 
 
 class BootNormalParams(Strict):

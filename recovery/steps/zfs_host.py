@@ -122,11 +122,13 @@ class SnapshotsOf:
 
     where: str
     guids: dict[str, int]
+    mountpoints: dict[str, str | None] = dataclasses.field(default_factory=dict)  # the listing's filesystems
 
     @classmethod
     def listed(cls, ctx: StepContext, listing: Listing) -> SnapshotsOf:
         return cls(f"{ctx.host} over {ctx.here.channel.value}",
-                   {row.name: row.guid for row in listing.rows if "@" in row.name})
+                   {row.name: row.guid for row in listing.rows if "@" in row.name},
+                   {row.name: row.mountpoint for row in listing.rows if "@" not in row.name})
 
 
 #: Triaged diffs of two snapshots made in this process, by host and channel, the snapshots' guids, the
@@ -155,8 +157,9 @@ class DatasetTriage:
            known: SnapshotsOf | None = None) -> DatasetTriage:
         altroot = client.altroot(dataset.split("/", 1)[0])
         prefix = altroot.rstrip("/").encode("utf-8", "surrogateescape") if altroot else b""
-        return cls(client, DEFAULT_RULES if rules is None else tuple(rules), _mountpoint(client, dataset), prefix,
-                   known)
+        listed = known is not None and dataset in known.mountpoints
+        mountpoint = _mounted_at(known.mountpoints[dataset]) if listed else _mountpoint(client, dataset)
+        return cls(client, DEFAULT_RULES if rules is None else tuple(rules), mountpoint, prefix, known)
 
     def between(self, origin: str, target: str) -> list[Finding]:
         """The triaged diff, reused when this process triaged (or is triaging) the same two snapshots."""
@@ -310,8 +313,12 @@ def _rewritten(client: AgentClient, origin: str, target: str, mountpoint: bytes 
 
 def _mountpoint(client: AgentClient, dataset: str) -> bytes | None:
     values = client.get([dataset], ["mountpoint"])
-    value = values[0]["value"] if values else ""
-    return value.encode() if value.startswith("/") else None
+    return _mounted_at(values[0]["value"] if values else None)
+
+
+def _mounted_at(value: str | None) -> bytes | None:
+    """A mountpoint as ``zfs`` shows it, as a path; None for ``none``, ``legacy`` or unknown."""
+    return value.encode("utf-8", "surrogateescape") if value and value.startswith("/") else None
 
 
 @contextmanager

@@ -341,6 +341,31 @@ def test_a_diff_of_the_same_two_snapshots_is_triaged_once_per_process() -> None:
     assert asked(None) == 1 and asked(None) == 1  # nothing known of the snapshots: never reused
 
 
+def test_the_mountpoint_a_step_listed_is_not_asked_again() -> None:
+    """The step's ``zfs list`` shows each filesystem's mountpoint: triage takes it from there (a
+    ``zfs get`` is a process on a slow guest); a dataset the listing does not hold is asked."""
+    from recovery.steps.zfs_host import DatasetTriage, SnapshotsOf
+
+    class AskedZfs:
+        def __init__(self) -> None:
+            self.asked: list[list[str]] = []
+
+        def altroot(self, pool: str) -> str:
+            return "/mnt/host"
+
+        def get(self, datasets: list[str], properties: list[str]) -> list[dict[str, str]]:
+            self.asked.append(datasets)
+            return [{"name": datasets[0], "property": "mountpoint", "value": "/mnt/host/home", "source": "local"}]
+
+    zfs = AskedZfs()
+    known = SnapshotsOf("eu-web over rescue", {}, {"tank/www": "/mnt/host/srv/www", "tank/off": "none"})
+    assert DatasetTriage.of(zfs, "tank/www", None, known).mountpoint == b"/mnt/host/srv/www"  # type: ignore[arg-type]
+    assert DatasetTriage.of(zfs, "tank/off", None, known).mountpoint is None  # type: ignore[arg-type]
+    assert zfs.asked == []
+    assert DatasetTriage.of(zfs, "tank/home", None, known).mountpoint == b"/mnt/host/home"  # type: ignore[arg-type]
+    assert zfs.asked == [["tank/home"]]
+
+
 def test_a_diff_asked_while_it_is_being_made_is_waited_for_and_a_failed_one_is_asked_again() -> None:
     """`find_clean` triages what restoring gives up ahead, beside its last round: who asks for the
     same diff meanwhile waits for that one (one ``zfs diff``); a diff that failed is not kept."""
