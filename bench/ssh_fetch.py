@@ -1,8 +1,8 @@
 """A bulk stream off a lab guest over SSH: Paramiko's channel vs the system's ssh, side by side.
 
 What `golden_capture` and `evidence-copy` do with a boot environment's ``zfs send``
-stream (hundreds of MB): ``SshSession.fetch`` takes it through ``ssh``
-(recovery.transport.openssh) where it can, Paramiko otherwise. The guest is
+stream (hundreds of MB): ``SshSession.fetch(..., large=True)`` takes it through
+``ssh`` (recovery.transport.openssh) where it can, Paramiko otherwise. The guest is
 booted alone with the lab fleet's CPUs and memory; each way copies the same
 command's output into a file here, alternately, ``ROUNDS`` times.
 

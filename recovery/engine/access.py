@@ -54,7 +54,8 @@ class Session(Protocol):
 
     def get(self, remote: str, local: str, max_bytes: int) -> int: ...
 
-    def fetch(self, command: str, local: str, max_bytes: int, timeout: float = 300.0) -> int: ...
+    def fetch(self, command: str, local: str, max_bytes: int, timeout: float = 300.0, large: bool = False) -> int:
+        """``large``: hundreds of MB are expected (a full ``zfs send``), worth a connection of their own."""
 
     def close(self) -> None: ...
 

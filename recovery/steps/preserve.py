@@ -222,7 +222,7 @@ def copy_stream(ctx: StepContext, client: Any, snapshot: str, local: Path, guid:
     increment = f"-i {shlex.quote(base.snapshot)} " if base else ""
     try:
         size = ctx.here.session().fetch(f"{zfs} send -c {increment}{shlex.quote(snapshot)}", str(partial), bound,
-                                        timeout=ctx.timeout)
+                                        timeout=ctx.timeout, large=base is None)
         check_head(partial, guid, base.guid if base else 0)
     except (TransportError, StreamHeaderError) as exc:
         partial.unlink(missing_ok=True)

@@ -145,8 +145,9 @@ class ConsoleSession:
         """Copy ``remote`` to a new private file ``local``; the bytes come framed and hashed like any output."""
         return self.fetch(f"cat -- {shlex.quote(remote)}", local, max_bytes)
 
-    def fetch(self, command: str, local: str, max_bytes: int, timeout: float | None = None) -> int:
-        """The standard output of ``command`` into a new private file ``local``, at most ``max_bytes``."""
+    def fetch(self, command: str, local: str, max_bytes: int, timeout: float | None = None, large: bool = False) -> int:
+        """The standard output of ``command`` into a new private file ``local``, at most ``max_bytes``
+        (``large`` changes nothing: the console is one line, and its cap refuses what it cannot carry)."""
         if max_bytes > self.output_cap:
             raise CopyTooLarge(f"{self.name}: {for_terminal(command, 120)}: up to {max_bytes} bytes is more than "
                                f"the console carries in one reply ({self.output_cap}); copy it over SSH")

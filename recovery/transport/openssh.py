@@ -3,8 +3,9 @@
 Why a second client: Paramiko decrypts and checks every packet in Python. Beside
 busy emulated guests it took a 100 MB stream at 5.9 MB/s where OpenSSH's ``ssh``
 took 11.8 MB/s (``bench/ssh_fetch.py``), and a boot environment's stream is
-hundreds of MB. Commands and replies stay on the Paramiko session
-(:mod:`recovery.transport.ssh`); only ``fetch`` streams go through ``ssh``.
+hundreds of MB. Commands, replies and small streams (an evidence increment)
+stay on the Paramiko session (:mod:`recovery.transport.ssh`): ``ssh``'s own
+login costs a slow host a second or more, which only a large stream repays.
 
 Nothing of the operator's SSH setup is used: no config file (``-F /dev/null``),
 no agent, no known_hosts but one written for this copy with the pinned keys

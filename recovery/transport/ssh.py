@@ -222,16 +222,18 @@ class SshSession:
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise TransportError(f"{self.target.name}: copying {for_terminal(remote, 120)} failed: {exc}") from None
 
-    def fetch(self, command: str, local: str, max_bytes: int, timeout: float = 300.0) -> int:
+    def fetch(self, command: str, local: str, max_bytes: int, timeout: float = 300.0, large: bool = False) -> int:
         """The standard output of ``command`` streamed into a new private file ``local``, at most
         ``max_bytes``; ``timeout`` is how long the stream may stall. A command that fails (or says
         nothing of how it ended) is a :class:`TransportError` naming its exit status.
 
-        Through the system's ``ssh`` where it can (twice as fast: :mod:`recovery.transport.openssh`),
-        after this session has checked the host key; through a Paramiko channel otherwise."""
+        A ``large`` stream goes through the system's ``ssh`` where it can (twice as fast:
+        :mod:`recovery.transport.openssh`), after this session has checked the host key; anything
+        else through a channel of this session, which saves ``ssh`` its own login (a second or more
+        on a slow host, more than a small increment takes to copy)."""
         from recovery.transport import openssh  # it builds on this module's target and errors
 
-        if openssh.usable_for(self.target):
+        if large and openssh.usable_for(self.target):
             self.open()
             return openssh.fetch(self.target, command, local, max_bytes, timeout)
         channel = self.channel(command)

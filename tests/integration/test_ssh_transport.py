@@ -95,20 +95,22 @@ def test_gateway_with_wrong_key_is_refused(sshd_factory, tmp_path):
         SshSession(target(inner, gateway=wrong)).open()
 
 
-def test_fetch_streams_a_command_into_a_private_file_within_its_bound(sshd_factory, tmp_path):
-    """What `zfs send` of a boot environment goes through: straight into a file here, never on the host."""
+@pytest.mark.parametrize("large", [False, True], ids=["session channel", "system ssh"])
+def test_fetch_streams_a_command_into_a_private_file_within_its_bound(sshd_factory, tmp_path, large):
+    """What `zfs send` of a boot environment goes through: straight into a file here, never on the host;
+    the same whichever way it takes."""
     d = sshd_factory("a")
     with SshSession(target(d)) as s:
-        size = s.fetch("head -c 3000000 /dev/zero; printf end", str(tmp_path / "stream"), 3_000_003)
+        size = s.fetch("head -c 3000000 /dev/zero; printf end", str(tmp_path / "stream"), 3_000_003, large=large)
         assert size == 3_000_003 and (tmp_path / "stream").read_bytes().endswith(b"\0end")
         assert (tmp_path / "stream").stat().st_mode & 0o777 == 0o600
         with pytest.raises(CopyTooLarge, match="larger than the 1000 bytes expected"):
-            s.fetch("head -c 100000 /dev/zero", str(tmp_path / "too-big"), 1000)
+            s.fetch("head -c 100000 /dev/zero", str(tmp_path / "too-big"), 1000, large=large)
         with pytest.raises(TransportError, match=r"exit 2: .*no such dataset"):
-            s.fetch("echo 'no such dataset' >&2; exit 2", str(tmp_path / "failed"), 1000)
+            s.fetch("echo 'no such dataset' >&2; exit 2", str(tmp_path / "failed"), 1000, large=large)
         with pytest.raises(TransportError, match="broke off"):
-            s.fetch("sleep 5", str(tmp_path / "stalled"), 1000, timeout=0.5)
-        assert openssh.usable_for(s.target)  # these went through the system's ssh
+            s.fetch("sleep 5", str(tmp_path / "stalled"), 1000, timeout=0.5, large=large)
+    assert openssh.usable_for(target(d))  # so the large ones went through the system's ssh
 
 
 def test_the_system_ssh_trusts_only_the_pinned_key_and_the_inventorys_login(sshd_factory, tmp_path):

@@ -73,8 +73,8 @@ def context(tmp_path: Path, stream: bytes = b"", fail: Exception | None = None) 
     """A step context whose host answers ``fetch`` with ``stream`` (or ``fail``); commands are recorded."""
     asked: list[str] = []
 
-    def fetch(command: str, local: str, max_bytes: int, timeout: float = 300.0) -> int:
-        asked.append(command)
+    def fetch(command: str, local: str, max_bytes: int, timeout: float = 300.0, large: bool = False) -> int:
+        asked.append(command + (" [large]" if large else ""))
         if fail:
             Path(local).write_bytes(b"half")
             raise fail
@@ -125,7 +125,7 @@ def test_an_increment_is_sent_from_golden_and_checked_to_be_one(tmp_path: Path) 
     client = SimpleNamespace(zfs="/usr/sbin/zfs", get=lambda names, props: [{"value": "1000"}])
     local = tmp_path / "evidence" / "s.zfs"
     sent = copy_stream(ctx, client, INCIDENT, local, 7, base)
-    assert ctx.asked == [f"/usr/sbin/zfs send -c -i {GOLDEN} {INCIDENT}"]
+    assert ctx.asked == [f"/usr/sbin/zfs send -c -i {GOLDEN} {INCIDENT}"]  # an increment: on the session
     assert sent["bytes"] == local.stat().st_size and len(sent["sha256"]) == 64
 
 
@@ -149,7 +149,7 @@ def test_a_stream_that_breaks_off_leaves_no_partial_copy(tmp_path: Path) -> None
     local = tmp_path / "evidence" / "s.zfs"
     with pytest.raises(StepFailed, match="broke off"):
         copy_stream(ctx, client, INCIDENT, local, 7)
-    assert ctx.asked == [f"/usr/sbin/zfs send -c {INCIDENT}"] and list(local.parent.iterdir()) == []
+    assert ctx.asked == [f"/usr/sbin/zfs send -c {INCIDENT} [large]"] and list(local.parent.iterdir()) == []
 
 
 def test_the_report_says_which_evidence_is_an_increment_and_of_which_golden_stream() -> None:
