@@ -47,13 +47,23 @@ def known_hosts_line(address: str, port: int, key: str) -> str:
     return f"{name} {kind} {blob}\n"
 
 
+#: A pinned RSA key is offered with SHA-2 signatures: OpenSSH no longer accepts ``ssh-rsa`` (SHA-1) by default.
+RSA_ALGORITHMS = ("rsa-sha2-512", "rsa-sha2-256")
+
+
+def signed_with(key: str) -> tuple[str, ...]:
+    """The host key algorithms that can present a pinned ``TYPE BASE64`` key."""
+    kind = key.split()[0]
+    return RSA_ALGORITHMS if kind == "ssh-rsa" else (kind,)
+
+
 def ssh_command(target: SshTarget, known_hosts: str, command: str) -> list[str]:
     """``ssh`` running ``command`` on the target, with the options that keep the operator's setup out."""
     options = {
         "BatchMode": "yes", "IdentitiesOnly": "yes", "IdentityAgent": "none", "ControlMaster": "no",
         "ControlPath": "none", "StrictHostKeyChecking": "yes", "UserKnownHostsFile": known_hosts,
         "GlobalKnownHostsFile": "/dev/null", "CheckHostIP": "no", "UpdateHostKeys": "no",
-        "HostKeyAlgorithms": ",".join(key.split()[0] for key in target.host_keys),
+        "HostKeyAlgorithms": ",".join(algorithm for key in target.host_keys for algorithm in signed_with(key)),
         "ConnectTimeout": str(max(1, round(target.connect_timeout))), "LogLevel": "ERROR",
     }
     argv = [SSH, "-F", "/dev/null", "-T", "-x", "-a", "-p", str(target.port), "-l", target.user,

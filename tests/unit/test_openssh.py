@@ -33,5 +33,11 @@ def test_ssh_reads_no_config_agent_or_known_hosts_but_the_pin() -> None:
     assert argv[-3:] == ["--", "192.0.2.10", "zfs send -c 'tank/www@golden'"]
 
 
+def test_a_pinned_rsa_key_is_asked_for_with_sha2_signatures() -> None:
+    """OpenSSH refuses ``ssh-rsa`` (SHA-1) signatures by default: naming it would fail every RSA host."""
+    argv = ssh_command(target(host_keys=(KEY, "ssh-rsa AAAAB3NzaC1yc2E")), "/k", "true")
+    assert "HostKeyAlgorithms=ssh-ed25519,rsa-sha2-512,rsa-sha2-256" in argv
+
+
 def test_a_target_behind_a_gateway_is_left_to_paramiko() -> None:
     assert not usable_for(target(gateway=target(name="jump")))

@@ -199,6 +199,10 @@ def test_mounted_at_or_below_reads_the_mount_table(tmp_path: Path, name: str, mo
     assert agent.mounted_at_or_below(name, str(tmp_path / "mounts")) is mounted
 
 
+def test_an_unreadable_mount_table_counts_as_mounted(tmp_path: Path) -> None:
+    assert agent.mounted_at_or_below("tank/www", str(tmp_path / "no-such-table")) is True
+
+
 def test_rename_is_an_ioctl_when_nothing_is_mounted_and_the_cli_otherwise(
         lzc: types.SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI unmounts and remounts around a rename; lzc_rename does not, so it renames only what
