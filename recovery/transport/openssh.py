@@ -64,7 +64,8 @@ def ssh_command(target: SshTarget, known_hosts: str, command: str) -> list[str]:
         "ControlPath": "none", "StrictHostKeyChecking": "yes", "UserKnownHostsFile": known_hosts,
         "GlobalKnownHostsFile": "/dev/null", "CheckHostIP": "no", "UpdateHostKeys": "no",
         "HostKeyAlgorithms": ",".join(algorithm for key in target.host_keys for algorithm in signed_with(key)),
-        "ConnectTimeout": str(max(1, round(target.connect_timeout))), "LogLevel": "ERROR",
+        "ConnectTimeout": str(max(1, round(target.connect_timeout))),
+        "LogLevel": "INFO",  # what a failed negotiation says comes at this level; stderr is only ever shown made safe
     }
     argv = [SSH, "-F", "/dev/null", "-T", "-x", "-a", "-p", str(target.port), "-l", target.user,
             "-i", str(Path(target.key_file).expanduser())]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from recovery.transport import openssh
 from recovery.transport.files import CopyTooLarge
 from recovery.transport.result import TransportError
 from recovery.transport.ssh import HostKeyRefused, LoginRefused, SshSession, SshTarget
-from tests.support.sshd import keygen
+from tests.support.sshd import keygen, start_sshd
 
 pytestmark = pytest.mark.integration
 
@@ -124,6 +126,18 @@ def test_the_system_ssh_trusts_only_the_pinned_key_and_the_inventorys_login(sshd
     with pytest.raises(LoginRefused, match="login as root refused"):
         openssh.fetch(target(d, key_file=str(tmp_path / "stranger")), "true", str(tmp_path / "x"), 1000, 10)
     assert openssh.fetch(target(d), "printf ok", str(tmp_path / "ok"), 1000, 10) == 2
+
+
+def test_the_system_ssh_takes_a_pinned_rsa_host_key(tmp_path, client_key):
+    """An RSA key pinned is asked for with SHA-2 signatures, which sshd offers (ssh-rsa it does not)."""
+    rsa = tmp_path / "host_rsa"
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(rsa)], check=True)
+    d = start_sshd("rsa", tmp_path, client_key, extra_config=(f"HostKey {rsa}",))
+    try:
+        pinned = " ".join(rsa.with_suffix(".pub").read_text().split()[:2])
+        assert openssh.fetch(target(d, host_keys=(pinned,)), "printf ok", str(tmp_path / "ok"), 100, 10) == 2
+    finally:
+        d.stop()
 
 
 def test_a_gateway_keeps_streams_on_paramiko(sshd_factory):
