@@ -1,8 +1,8 @@
 """Bulk streams off a host through the system's OpenSSH client, trusting only the pinned host keys.
 
 Why a second client: Paramiko decrypts and checks every packet in Python. Beside
-busy emulated guests it took a 100 MB stream at 5.9 MB/s where OpenSSH's ``ssh``
-took 11.8 MB/s (``bench/ssh_fetch.py``), and a boot environment's stream is
+a busy emulated guest it took a 100 MB stream at 7.1 MB/s where OpenSSH's ``ssh``
+took 11.7 MB/s (``bench/ssh_fetch.py``), and a boot environment's stream is
 hundreds of MB. Commands, replies and small streams (an evidence increment)
 stay on the Paramiko session (:mod:`recovery.transport.ssh`): ``ssh``'s own
 login costs a slow host a second or more, which only a large stream repays.

@@ -227,7 +227,7 @@ class SshSession:
         ``max_bytes``; ``timeout`` is how long the stream may stall. A command that fails (or says
         nothing of how it ended) is a :class:`TransportError` naming its exit status.
 
-        A ``large`` stream goes through the system's ``ssh`` where it can (twice as fast:
+        A ``large`` stream goes through the system's ``ssh`` where it can (1.6x as fast:
         :mod:`recovery.transport.openssh`), after this session has checked the host key; anything
         else through a channel of this session, which saves ``ssh`` its own login (a second or more
         on a slow host, more than a small increment takes to copy)."""
